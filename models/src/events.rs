@@ -1,0 +1,149 @@
+//! Events the node publishes on its own: the periodic health event and the
+//! circuit-breaker transition event.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Payload type name of a health event.
+pub const HEALTH_PAYLOAD_TYPE: &str = "ModelVaultHealthEvent";
+/// Payload type name of a breaker transition.
+pub const CIRCUIT_BREAKER_PAYLOAD_TYPE: &str = "ModelCircuitBreakerEvent";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    Healthy,
+    Degraded,
+    Unhealthy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl BreakerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+}
+
+/// The node's health, published every `health_check.interval_seconds`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct HealthEvent {
+    pub node_name: String,
+    pub node_version: String,
+    pub instance_id: String,
+    pub uptime_seconds: f64,
+    pub status: HealthStatus,
+    pub vault: VaultStatus,
+    pub token: TokenStatus,
+    pub circuit_breaker: CircuitBreakerStatus,
+    /// Per operation name (`get_secret`, ...).
+    pub operations: BTreeMap<String, OperationStats>,
+    pub bus: BusStats,
+    pub vault_metrics: VaultMetrics,
+}
+
+/// What `sys/health` said; null fields were not reported.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct VaultStatus {
+    pub reachable: bool,
+    pub initialized: Option<bool>,
+    pub sealed: Option<bool>,
+    pub standby: Option<bool>,
+    pub version: Option<String>,
+    pub latency_ms: Option<f64>,
+}
+
+/// The node's own Vault token (never the token itself).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct TokenStatus {
+    /// Remaining time to live; null for a token without expiry.
+    pub ttl_seconds: Option<u64>,
+    pub renewable: Option<bool>,
+    pub renewals_total: u64,
+    pub renewal_failures_total: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CircuitBreakerStatus {
+    pub state: BreakerState,
+    pub consecutive_failures: u32,
+    pub opened_total: u64,
+    pub seconds_until_half_open: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct OperationStats {
+    pub count: u64,
+    pub errors: u64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct BusStats {
+    pub consumed_total: u64,
+    pub replied_total: u64,
+    pub dlq_total: u64,
+    pub in_flight: u64,
+}
+
+/// The fields of ONEX `ModelVaultMetrics` the node can truly measure; every
+/// field it cannot measure is null, never invented.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct VaultMetrics {
+    pub active_tokens: Option<u64>,
+    pub token_lookups_per_second: Option<f64>,
+    pub authentication_success_rate: Option<f64>,
+    pub token_renewals_per_second: Option<f64>,
+    pub secret_engines_mounted: Option<u64>,
+    pub secrets_read_per_second: Option<f64>,
+    pub secrets_written_per_second: Option<f64>,
+    pub kv_operations_per_second: Option<f64>,
+    pub avg_secret_read_latency_ms: Option<f64>,
+    pub avg_secret_write_latency_ms: Option<f64>,
+    pub policy_evaluations_per_second: Option<f64>,
+    pub storage_operations_per_second: Option<f64>,
+    pub storage_size_mb: Option<f64>,
+    pub is_leader: Option<bool>,
+    pub cluster_nodes: Option<u64>,
+    pub unsealed_nodes: Option<u64>,
+    pub operation_errors_per_second: Option<f64>,
+    pub audit_log_failures: Option<u64>,
+    pub seal_status_checks: Option<u64>,
+    pub memory_usage_mb: Option<f64>,
+    pub cpu_usage_percent: Option<f64>,
+    pub certificates_issued_total: Option<u64>,
+    pub certificates_revoked_total: Option<u64>,
+    pub encryption_operations_per_second: Option<f64>,
+    pub decryption_operations_per_second: Option<f64>,
+    pub client_connections: Option<u64>,
+    pub api_requests_per_second: Option<f64>,
+    pub api_response_time_ms: Option<f64>,
+}
+
+/// A change of the node's circuit-breaker state, published at every change.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CircuitBreakerEvent {
+    pub service_name: String,
+    pub state: BreakerState,
+    pub previous_state: BreakerState,
+    pub failure_count: u32,
+    pub threshold: u32,
+    pub timestamp: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<Uuid>,
+}

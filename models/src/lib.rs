@@ -1,0 +1,55 @@
+//! Wire types of the ONEX Vault adapter node (`node_vault_adapter_effect`).
+//!
+//! This crate is the node's public API on Kafka, and nothing else: the envelope
+//! every message travels in, the request payloads (tagged by `operation`), the
+//! reply payload and its error codes, the dead-letter record, and the health and
+//! circuit-breaker events. It depends on serde, schemars and secrecy only, so any
+//! Rust node can talk to the adapter without pulling in Kafka or Vault clients.
+//!
+//! Secret material (`set_secret` data, `get_secret` results) is held in
+//! [`SecretData`], whose `Debug` never shows a value.
+//!
+//! [`schemas()`] returns the JSON Schemas of every top-level message; they are
+//! committed under `models/schemas/` for non-Rust nodes.
+
+mod dlq;
+mod envelope;
+mod error;
+mod events;
+mod path;
+mod reply;
+mod request;
+mod schema;
+mod secret;
+
+pub use dlq::{DeadLetter, DEAD_LETTER_PAYLOAD_TYPE};
+pub use envelope::{Envelope, EnvelopeMetadata, ENVELOPE_VERSION, NODE_NAME};
+pub use error::{ErrorCode, ReplyError};
+pub use events::{
+    BreakerState, BusStats, CircuitBreakerEvent, CircuitBreakerStatus, HealthEvent, HealthStatus,
+    OperationStats, TokenStatus, VaultMetrics, VaultStatus, CIRCUIT_BREAKER_PAYLOAD_TYPE,
+    HEALTH_PAYLOAD_TYPE,
+};
+pub use path::{FolderPath, MountName, PathError, SecretPath, MAX_PATH_BYTES};
+pub use reply::{
+    DeleteSecretResult, GetSecretResult, ListSecretsResult, OperationResult, RenewLeaseResult,
+    RenewTokenResult, ReplyStatus, SecretVersionMetadata, SetSecretResult, VaultReply,
+    REPLY_PAYLOAD_TYPE,
+};
+pub use request::{
+    DeleteSecret, GetSecret, ListSecrets, Operation, RenewLease, RenewToken, SetSecret,
+    VaultRequest, MAX_SECRET_DATA_BYTES,
+};
+pub use schema::{schemas, MessageSchema};
+pub use secret::SecretData;
+
+/// A request as it arrives on the request topic.
+pub type RequestEnvelope = Envelope<VaultRequest>;
+/// A reply as the node publishes it on the completed or failed topic.
+pub type ReplyEnvelope = Envelope<VaultReply>;
+/// A dead letter as the node publishes it on the DLQ topic.
+pub type DeadLetterEnvelope = Envelope<DeadLetter>;
+/// A health event as the node publishes it on the health topic.
+pub type HealthEnvelope = Envelope<HealthEvent>;
+/// A breaker transition as the node publishes it on the circuit-breaker topic.
+pub type CircuitBreakerEnvelope = Envelope<CircuitBreakerEvent>;

@@ -1,0 +1,137 @@
+//! The reply payload (`ModelVaultAdapterResponse`): one per request, on the
+//! completed topic when `status` is `success`, on the failed topic otherwise.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ReplyError;
+use crate::secret::SecretData;
+
+/// Payload type name of a reply.
+pub const REPLY_PAYLOAD_TYPE: &str = "ModelVaultAdapterResponse";
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VaultReply {
+    /// The request's operation (as sent, even if the node does not know it).
+    pub operation: String,
+    pub status: ReplyStatus,
+    /// Present on success only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<OperationResult>,
+    /// Present on error only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ReplyError>,
+    /// Time the node spent on the request, in milliseconds.
+    pub duration_ms: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyStatus {
+    Success,
+    Error,
+}
+
+impl VaultReply {
+    pub fn success(operation: &str, result: OperationResult, duration_ms: f64) -> Self {
+        VaultReply {
+            operation: operation.to_owned(),
+            status: ReplyStatus::Success,
+            result: Some(result),
+            error: None,
+            duration_ms,
+        }
+    }
+
+    pub fn failure(operation: &str, error: ReplyError, duration_ms: f64) -> Self {
+        VaultReply {
+            operation: operation.to_owned(),
+            status: ReplyStatus::Error,
+            result: None,
+            error: Some(error),
+            duration_ms,
+        }
+    }
+
+    pub fn is_success(&self) -> bool {
+        self.status == ReplyStatus::Success
+    }
+}
+
+/// The `result` of a successful reply; its shape depends on the operation.
+/// Each shape rejects unknown fields, so the untagged form decodes unambiguously.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum OperationResult {
+    GetSecret(GetSecretResult),
+    SetSecret(SetSecretResult),
+    DeleteSecret(DeleteSecretResult),
+    ListSecrets(ListSecretsResult),
+    RenewLease(RenewLeaseResult),
+    RenewToken(RenewTokenResult),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetSecretResult {
+    pub data: SecretData,
+    pub metadata: SecretVersionMetadata,
+}
+
+/// Metadata of one version of a KV v2 secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretVersionMetadata {
+    pub version: u64,
+    /// RFC 3339 time the version was written.
+    pub created_time: String,
+    /// RFC 3339 time the version was soft-deleted; null if it was not.
+    pub deletion_time: Option<String>,
+    pub destroyed: bool,
+    pub custom_metadata: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetSecretResult {
+    pub version: u64,
+    pub created_time: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteSecretResult {
+    pub deleted: bool,
+    /// The versions affected; empty when every version and the metadata went.
+    pub versions: Vec<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListSecretsResult {
+    /// Keys in the folder; sub-folders end in `/`. Empty for an empty or
+    /// missing folder.
+    pub keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenewLeaseResult {
+    pub lease_id: String,
+    /// Seconds the lease now lasts.
+    pub lease_duration: u64,
+    pub renewable: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenewTokenResult {
+    /// Seconds the renewed token lasts.
+    pub lease_duration: u64,
+    pub renewable: bool,
+    /// The token's remaining time to live after renewal, in seconds.
+    pub ttl_seconds: u64,
+}

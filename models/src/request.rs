@@ -1,0 +1,215 @@
+//! Request payloads, one struct per operation, tagged by `payload.operation`.
+//!
+//! Unknown fields are rejected (`deny_unknown_fields`) so a typo never silently
+//! changes what a request does. Paths are validated by their types
+//! ([`SecretPath`], [`FolderPath`], [`MountName`]); [`VaultRequest::validate`]
+//! adds the checks that span fields.
+
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::path::{FolderPath, MountName, SecretPath};
+use crate::secret::SecretData;
+
+/// Largest `set_secret` data the node accepts, serialized, in bytes.
+pub const MAX_SECRET_DATA_BYTES: usize = 512 * 1024;
+/// Longest lease id the node accepts, in bytes.
+const MAX_LEASE_ID_BYTES: usize = 1024;
+
+/// A request payload. The `operation` field selects the variant.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "operation", rename_all = "snake_case")]
+pub enum VaultRequest {
+    /// Read a secret (latest version, or `version`).
+    GetSecret(GetSecret),
+    /// Write a new version of a secret.
+    SetSecret(SetSecret),
+    /// Soft-delete, destroy, or delete every version of a secret.
+    DeleteSecret(DeleteSecret),
+    /// List the keys in a folder.
+    ListSecrets(ListSecrets),
+    /// Renew a lease of a dynamic secret.
+    RenewLease(RenewLease),
+    /// Renew the node's own Vault token.
+    RenewToken(RenewToken),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetSecret {
+    /// KV v2 mount; the contract's default mount when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount: Option<MountName>,
+    pub path: SecretPath,
+    /// A specific version; the latest when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub version: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetSecret {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount: Option<MountName>,
+    pub path: SecretPath,
+    /// Non-empty key/value data.
+    pub data: SecretData,
+    /// Check-and-set: the version the write expects to replace; 0 = create only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cas: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteSecret {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount: Option<MountName>,
+    pub path: SecretPath,
+    /// Versions to delete; the latest when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions: Option<Vec<u64>>,
+    /// Destroy the versions permanently instead of soft-deleting them.
+    #[serde(default)]
+    pub destroy: bool,
+    /// Delete the metadata and every version.
+    #[serde(default)]
+    pub all_versions: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListSecrets {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount: Option<MountName>,
+    /// The folder; `""` (or omitted) for the mount's root.
+    #[serde(default = "root_folder")]
+    pub path: FolderPath,
+}
+
+fn root_folder() -> FolderPath {
+    FolderPath::new("").unwrap_or_else(|_| unreachable!("the empty folder is valid"))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenewLease {
+    /// The lease to renew, e.g. `database/creds/app/AbC123`.
+    #[schemars(length(min = 1, max = 1024))]
+    pub lease_id: String,
+    /// Requested extension; Vault may grant less.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub increment_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenewToken {
+    /// Requested extension; Vault may grant less.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub increment_seconds: Option<u64>,
+}
+
+/// The operations the node knows, without their arguments: for dispatch,
+/// metrics and replies to requests that could not be decoded in full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Operation {
+    GetSecret,
+    SetSecret,
+    DeleteSecret,
+    ListSecrets,
+    RenewLease,
+    RenewToken,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 6] = [
+        Operation::GetSecret,
+        Operation::SetSecret,
+        Operation::DeleteSecret,
+        Operation::ListSecrets,
+        Operation::RenewLease,
+        Operation::RenewToken,
+    ];
+
+    /// The wire name, e.g. `get_secret`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::GetSecret => "get_secret",
+            Operation::SetSecret => "set_secret",
+            Operation::DeleteSecret => "delete_secret",
+            Operation::ListSecrets => "list_secrets",
+            Operation::RenewLease => "renew_lease",
+            Operation::RenewToken => "renew_token",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Operation> {
+        Operation::ALL.into_iter().find(|op| op.as_str() == name)
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl VaultRequest {
+    pub fn operation(&self) -> Operation {
+        match self {
+            VaultRequest::GetSecret(_) => Operation::GetSecret,
+            VaultRequest::SetSecret(_) => Operation::SetSecret,
+            VaultRequest::DeleteSecret(_) => Operation::DeleteSecret,
+            VaultRequest::ListSecrets(_) => Operation::ListSecrets,
+            VaultRequest::RenewLease(_) => Operation::RenewLease,
+            VaultRequest::RenewToken(_) => Operation::RenewToken,
+        }
+    }
+
+    /// Checks that types alone cannot express. The message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            VaultRequest::SetSecret(set) => {
+                if set.data.is_empty() {
+                    return Err("payload.data: must be a non-empty object".into());
+                }
+                let size = serde_json::to_vec(set.data.expose_secret()).map_or(0, |v| v.len());
+                if size > MAX_SECRET_DATA_BYTES {
+                    return Err(format!(
+                        "payload.data: {size} bytes is over the limit of {MAX_SECRET_DATA_BYTES}"
+                    ));
+                }
+            }
+            VaultRequest::DeleteSecret(delete) => {
+                if delete.all_versions && (delete.versions.is_some() || delete.destroy) {
+                    return Err(
+                        "payload.all_versions: cannot be combined with versions or destroy".into(),
+                    );
+                }
+                if delete.versions.as_ref().is_some_and(|v| v.is_empty()) {
+                    return Err("payload.versions: must not be empty when given".into());
+                }
+                if delete.destroy && delete.versions.is_none() {
+                    return Err("payload.destroy: needs the versions to destroy".into());
+                }
+            }
+            VaultRequest::RenewLease(renew) => {
+                let id = &renew.lease_id;
+                if id.is_empty() || id.len() > MAX_LEASE_ID_BYTES {
+                    return Err("payload.lease_id: must be 1 to 1024 bytes".into());
+                }
+                if id.chars().any(char::is_control) {
+                    return Err("payload.lease_id: must not contain control characters".into());
+                }
+            }
+            VaultRequest::GetSecret(get) if get.version == Some(0) => {
+                return Err("payload.version: must be ≥ 1".into());
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
