@@ -37,9 +37,7 @@ impl fmt::Display for PathError {
             PathError::LeadingSlash => "path must not start with '/'",
             PathError::EmptySegment => "path has an empty segment ('//' or a trailing '/')",
             PathError::DotSegment => "path has a '.' or '..' segment",
-            PathError::ForbiddenCharacter => {
-                "path has a control character or one of ? # % \\ *"
-            }
+            PathError::ForbiddenCharacter => "path has a control character or one of ? # % \\ *",
         })
     }
 }
@@ -49,7 +47,11 @@ impl std::error::Error for PathError {}
 /// Checks `/`-separated segments; `allow_trailing_slash` for folders.
 fn check(path: &str, allow_empty: bool, allow_trailing_slash: bool) -> Result<(), PathError> {
     if path.is_empty() {
-        return if allow_empty { Ok(()) } else { Err(PathError::Empty) };
+        return if allow_empty {
+            Ok(())
+        } else {
+            Err(PathError::Empty)
+        };
     }
     if path.len() > MAX_PATH_BYTES {
         return Err(PathError::TooLong);
@@ -57,7 +59,10 @@ fn check(path: &str, allow_empty: bool, allow_trailing_slash: bool) -> Result<()
     if path.starts_with('/') {
         return Err(PathError::LeadingSlash);
     }
-    if path.chars().any(|c| c.is_control() || FORBIDDEN.contains(&c)) {
+    if path
+        .chars()
+        .any(|c| c.is_control() || FORBIDDEN.contains(&c))
+    {
         return Err(PathError::ForbiddenCharacter);
     }
     let body = match path.strip_suffix('/') {

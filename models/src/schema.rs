@@ -27,7 +27,9 @@ fn schema_of<T: JsonSchema>(name: &'static str, title: &str) -> MessageSchema {
     schema.insert("title".into(), Value::String(title.into()));
     schema.insert(
         "$id".into(),
-        Value::String(format!("https://onex.dev/schemas/vault-adapter/v1/{name}.schema.json")),
+        Value::String(format!(
+            "https://onex.dev/schemas/vault-adapter/v1/{name}.schema.json"
+        )),
     );
     MessageSchema {
         name,
@@ -39,9 +41,15 @@ fn schema_of<T: JsonSchema>(name: &'static str, title: &str) -> MessageSchema {
 pub fn schemas() -> Vec<MessageSchema> {
     vec![
         schema_of::<RequestEnvelope>("vault-request", "Vault adapter request envelope"),
-        schema_of::<ReplyEnvelope>("vault-reply", "Vault adapter reply envelope (completed and failed topics)"),
+        schema_of::<ReplyEnvelope>(
+            "vault-reply",
+            "Vault adapter reply envelope (completed and failed topics)",
+        ),
         schema_of::<DeadLetterEnvelope>("vault-dead-letter", "Vault adapter dead letter envelope"),
         schema_of::<HealthEnvelope>("vault-health", "Vault adapter health event envelope"),
-        schema_of::<CircuitBreakerEnvelope>("circuit-breaker", "Circuit-breaker transition event envelope"),
+        schema_of::<CircuitBreakerEnvelope>(
+            "circuit-breaker",
+            "Circuit-breaker transition event envelope",
+        ),
     ]
 }

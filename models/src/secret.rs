@@ -114,9 +114,8 @@ mod tests {
 
     #[test]
     fn zeroize_wipes_nested_strings() {
-        let mut map = SecretMap(
-            serde_json::from_str(r#"{"a":"x","b":{"c":["y"]}}"#).expect("valid json"),
-        );
+        let mut map =
+            SecretMap(serde_json::from_str(r#"{"a":"x","b":{"c":["y"]}}"#).expect("valid json"));
         map.zeroize();
         assert!(map.0.is_empty());
     }

@@ -1,0 +1,564 @@
+//! The node's `contract.yaml`: its types, loading with `${env.X}` resolution,
+//! and validation that names the field at fault.
+//!
+//! Everything the node does that an operator may want to change lives here;
+//! the rest of the code receives a validated [`Contract`] and never reads the
+//! environment itself.
+
+mod interpolate;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use onex_vault_models::{MountName, Operation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Why a contract could not be used. Each line names a field path.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid contract {source_name}:\n  {}", problems.join("\n  "))]
+pub struct ContractError {
+    pub source_name: String,
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contract {
+    pub name: String,
+    pub node_type: String,
+    pub contract_version: ContractVersion,
+    pub node_version: String,
+    pub description: String,
+    pub input_model: ModelRef,
+    pub output_model: ModelRef,
+    pub event_bus: EventBus,
+    pub io_operations: Vec<IoOperation>,
+    pub vault: VaultSettings,
+    pub error_handling: ErrorHandling,
+    pub health_check: HealthCheck,
+    #[serde(default)]
+    pub dependencies: Vec<Dependency>,
+    /// Free-form: transport, tags, features. Not interpreted by the node.
+    #[serde(default)]
+    pub metadata: serde_yaml::Value,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContractVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRef {
+    pub name: String,
+    pub module: String,
+    /// JSON Schema file, relative to the repository root.
+    pub schema: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventBus {
+    #[serde(deserialize_with = "scalar_string")]
+    pub bootstrap_servers: String,
+    #[serde(deserialize_with = "scalar_string")]
+    pub consumer_group: String,
+    pub session_timeout_ms: u32,
+    pub subscribe_topics: SubscribeTopics,
+    pub publish_topics: PublishTopics,
+    pub dlq_topics: DlqTopics,
+    pub max_in_flight: usize,
+    pub max_record_bytes: usize,
+    pub dlq_value_limit_bytes: usize,
+    pub shutdown_timeout_seconds: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeTopics {
+    #[serde(deserialize_with = "scalar_string")]
+    pub requests: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishTopics {
+    #[serde(deserialize_with = "scalar_string")]
+    pub completed: String,
+    #[serde(deserialize_with = "scalar_string")]
+    pub failed: String,
+    #[serde(deserialize_with = "scalar_string")]
+    pub health: String,
+    #[serde(deserialize_with = "scalar_string")]
+    pub circuit_breaker: String,
+    #[serde(deserialize_with = "scalar_string")]
+    pub audit: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DlqTopics {
+    #[serde(deserialize_with = "scalar_string")]
+    pub requests: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IoOperation {
+    pub operation: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub input_fields: Vec<String>,
+    #[serde(default)]
+    pub output_fields: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultSettings {
+    #[serde(deserialize_with = "scalar_string")]
+    pub address: String,
+    /// Empty for none.
+    #[serde(default, deserialize_with = "scalar_string")]
+    pub namespace: String,
+    pub default_mount: MountName,
+    pub request_timeout_ms: u64,
+    pub auth: VaultAuth,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    Token,
+    Approle,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultAuth {
+    pub method: AuthMethod,
+    #[serde(default, with = "redacted")]
+    pub token: Option<SecretString>,
+    #[serde(default, with = "redacted")]
+    pub role_id: Option<SecretString>,
+    #[serde(default, with = "redacted")]
+    pub secret_id: Option<SecretString>,
+    #[serde(default, deserialize_with = "scalar_string")]
+    pub secret_id_file: String,
+    #[serde(default = "default_approle_mount")]
+    pub approle_mount: String,
+}
+
+fn default_approle_mount() -> String {
+    "approle".into()
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorHandling {
+    pub retry_policy: RetryPolicy,
+    pub circuit_breaker: CircuitBreakerPolicy,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub initial_delay_ms: u64,
+    pub max_delay_ms: u64,
+    pub exponential_base: f64,
+    #[serde(default = "yes")]
+    pub jitter: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerPolicy {
+    pub enabled: bool,
+    pub failure_threshold: u32,
+    pub reset_timeout_ms: u64,
+    #[serde(default = "one")]
+    pub half_open_max_probes: u32,
+    #[serde(default = "one")]
+    pub success_threshold: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    pub enabled: bool,
+    pub endpoint: String,
+    pub interval_seconds: u64,
+    pub http_port: u16,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dependency {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Contract {
+    /// Reads, resolves and validates the contract at `path`, taking
+    /// environment variables from the process.
+    pub fn load(path: &Path) -> Result<Contract, ContractError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ContractError {
+            source_name: path.display().to_string(),
+            problems: vec![format!("cannot read the file: {e}")],
+        })?;
+        Contract::from_yaml(&text, &path.display().to_string(), &|name| {
+            std::env::var(name).ok()
+        })
+    }
+
+    /// Parses, resolves and validates contract text; `lookup` reads variables.
+    pub fn from_yaml(
+        text: &str,
+        source_name: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Contract, ContractError> {
+        let fail = |problems: Vec<String>| ContractError {
+            source_name: source_name.to_owned(),
+            problems,
+        };
+        let mut tree: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|e| fail(vec![format!("not valid YAML: {e}")]))?;
+        let unresolved = interpolate::resolve(&mut tree, lookup);
+        if !unresolved.is_empty() {
+            return Err(fail(
+                unresolved
+                    .into_iter()
+                    .map(|u| format!("{}: {}", u.field, u.problem))
+                    .collect(),
+            ));
+        }
+        let mut contract: Contract = serde_path_to_error::deserialize(tree).map_err(|e| {
+            let field = e.path().to_string();
+            fail(vec![format!("{field}: {}", e.into_inner())])
+        })?;
+        contract.read_secret_id_file().map_err(|p| fail(vec![p]))?;
+        let problems = contract.problems();
+        if problems.is_empty() {
+            Ok(contract)
+        } else {
+            Err(fail(problems))
+        }
+    }
+
+    fn read_secret_id_file(&mut self) -> Result<(), String> {
+        let auth = &mut self.vault.auth;
+        if auth.secret_id.is_some() || auth.secret_id_file.is_empty() {
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(&auth.secret_id_file).map_err(|e| {
+            format!(
+                "vault.auth.secret_id_file: cannot read {}: {}",
+                auth.secret_id_file,
+                e.kind()
+            )
+        })?;
+        auth.secret_id = Some(SecretString::from(text.trim().to_owned()));
+        Ok(())
+    }
+
+    /// Every rule the types do not express, as `field.path: problem` lines.
+    fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        require(
+            &mut p,
+            self.name == onex_vault_models::NODE_NAME,
+            "name: must be node_vault_adapter_effect",
+        );
+        require(
+            &mut p,
+            self.node_type == "EFFECT_GENERIC",
+            "node_type: must be EFFECT_GENERIC",
+        );
+
+        let bus = &self.event_bus;
+        require(
+            &mut p,
+            !bus.bootstrap_servers.trim().is_empty(),
+            "event_bus.bootstrap_servers: must not be empty (set KAFKA_BOOTSTRAP_SERVERS)",
+        );
+        require(
+            &mut p,
+            !bus.consumer_group.trim().is_empty(),
+            "event_bus.consumer_group: must not be empty",
+        );
+        require(
+            &mut p,
+            bus.session_timeout_ms >= 1000,
+            "event_bus.session_timeout_ms: must be ≥ 1000",
+        );
+        require(
+            &mut p,
+            bus.max_in_flight >= 1,
+            "event_bus.max_in_flight: must be ≥ 1",
+        );
+        require(
+            &mut p,
+            bus.max_record_bytes >= 1024,
+            "event_bus.max_record_bytes: must be ≥ 1024",
+        );
+        require(
+            &mut p,
+            bus.dlq_value_limit_bytes >= 1,
+            "event_bus.dlq_value_limit_bytes: must be ≥ 1",
+        );
+        require(
+            &mut p,
+            bus.shutdown_timeout_seconds >= 1,
+            "event_bus.shutdown_timeout_seconds: must be ≥ 1",
+        );
+        let mut seen = BTreeSet::new();
+        for (field, topic) in self.topics_by_field() {
+            if !is_onex_topic(topic) {
+                p.push(format!("{field}: {topic:?} does not match the ONEX topic pattern onex.<kind>.<domain>.<event>.v<N>"));
+            }
+            if !seen.insert(topic) {
+                p.push(format!("{field}: {topic:?} is used for two roles"));
+            }
+        }
+
+        let mut names = BTreeSet::new();
+        for (i, op) in self.io_operations.iter().enumerate() {
+            if Operation::from_name(&op.operation).is_none() {
+                p.push(format!(
+                    "io_operations[{i}].operation: unknown operation {:?}",
+                    op.operation
+                ));
+            }
+            if !names.insert(op.operation.as_str()) {
+                p.push(format!(
+                    "io_operations[{i}].operation: {:?} is listed twice",
+                    op.operation
+                ));
+            }
+        }
+        require(
+            &mut p,
+            !self.io_operations.is_empty(),
+            "io_operations: must list at least one operation",
+        );
+
+        let vault = &self.vault;
+        let address_ok = reqwest::Url::parse(&vault.address)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        require(
+            &mut p,
+            address_ok,
+            "vault.address: must be an http(s) URL with a host (set VAULT_ADDR)",
+        );
+        require(
+            &mut p,
+            vault.request_timeout_ms >= 1,
+            "vault.request_timeout_ms: must be ≥ 1",
+        );
+        let filled =
+            |s: &Option<SecretString>| s.as_ref().is_some_and(|s| !s.expose_secret().is_empty());
+        match vault.auth.method {
+            AuthMethod::Token => require(
+                &mut p,
+                filled(&vault.auth.token),
+                "vault.auth.token: required when vault.auth.method is token (set VAULT_TOKEN)",
+            ),
+            AuthMethod::Approle => {
+                require(&mut p, filled(&vault.auth.role_id), "vault.auth.role_id: required when vault.auth.method is approle (set VAULT_ROLE_ID)");
+                require(&mut p, filled(&vault.auth.secret_id), "vault.auth.secret_id: required when vault.auth.method is approle (set VAULT_SECRET_ID or VAULT_SECRET_ID_FILE)");
+            }
+        }
+
+        let retry = &self.error_handling.retry_policy;
+        require(
+            &mut p,
+            retry.max_attempts >= 1,
+            "error_handling.retry_policy.max_attempts: must be ≥ 1",
+        );
+        require(
+            &mut p,
+            retry.max_attempts <= 20,
+            "error_handling.retry_policy.max_attempts: must be ≤ 20",
+        );
+        require(
+            &mut p,
+            retry.initial_delay_ms >= 1,
+            "error_handling.retry_policy.initial_delay_ms: must be ≥ 1",
+        );
+        require(
+            &mut p,
+            retry.max_delay_ms >= retry.initial_delay_ms,
+            "error_handling.retry_policy.max_delay_ms: must be ≥ initial_delay_ms",
+        );
+        require(
+            &mut p,
+            retry.exponential_base >= 1.0 && retry.exponential_base.is_finite(),
+            "error_handling.retry_policy.exponential_base: must be ≥ 1.0",
+        );
+        let breaker = &self.error_handling.circuit_breaker;
+        require(
+            &mut p,
+            breaker.failure_threshold >= 1,
+            "error_handling.circuit_breaker.failure_threshold: must be ≥ 1",
+        );
+        require(
+            &mut p,
+            breaker.reset_timeout_ms >= 1,
+            "error_handling.circuit_breaker.reset_timeout_ms: must be ≥ 1",
+        );
+        require(
+            &mut p,
+            breaker.half_open_max_probes >= 1,
+            "error_handling.circuit_breaker.half_open_max_probes: must be ≥ 1",
+        );
+        require(
+            &mut p,
+            breaker.success_threshold >= 1,
+            "error_handling.circuit_breaker.success_threshold: must be ≥ 1",
+        );
+        require(
+            &mut p,
+            self.health_check.interval_seconds >= 1,
+            "health_check.interval_seconds: must be ≥ 1",
+        );
+        p
+    }
+
+    /// Each topic with the contract field that names it.
+    pub fn topics_by_field(&self) -> Vec<(&'static str, &str)> {
+        let bus = &self.event_bus;
+        vec![
+            (
+                "event_bus.subscribe_topics.requests",
+                bus.subscribe_topics.requests.as_str(),
+            ),
+            (
+                "event_bus.publish_topics.completed",
+                bus.publish_topics.completed.as_str(),
+            ),
+            (
+                "event_bus.publish_topics.failed",
+                bus.publish_topics.failed.as_str(),
+            ),
+            (
+                "event_bus.publish_topics.health",
+                bus.publish_topics.health.as_str(),
+            ),
+            (
+                "event_bus.publish_topics.circuit_breaker",
+                bus.publish_topics.circuit_breaker.as_str(),
+            ),
+            (
+                "event_bus.publish_topics.audit",
+                bus.publish_topics.audit.as_str(),
+            ),
+            (
+                "event_bus.dlq_topics.requests",
+                bus.dlq_topics.requests.as_str(),
+            ),
+        ]
+    }
+
+    /// The operations this node instance serves (`io_operations`).
+    pub fn enabled_operations(&self) -> BTreeSet<Operation> {
+        self.io_operations
+            .iter()
+            .filter_map(|op| Operation::from_name(&op.operation))
+            .collect()
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.vault.request_timeout_ms)
+    }
+
+    /// The resolved contract as YAML, every secret shown as `<redacted>`.
+    pub fn to_redacted_yaml(&self) -> String {
+        serde_yaml::to_string(self)
+            .unwrap_or_else(|e| format!("# cannot render the contract: {e}\n"))
+    }
+}
+
+/// Adds `line` to `problems` unless `ok`.
+fn require(problems: &mut Vec<String>, ok: bool, line: &str) {
+    if !ok {
+        problems.push(line.to_owned());
+    }
+}
+
+/// `^onex\.(evt|cmd|intent|snapshot|dlq)\.[a-z][a-z0-9-]*\.[a-z][a-z0-9-]*\.v[0-9]+$`
+pub fn is_onex_topic(topic: &str) -> bool {
+    let word = |s: &str| {
+        s.starts_with(|c: char| c.is_ascii_lowercase())
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    let parts: Vec<&str> = topic.split('.').collect();
+    matches!(
+        parts.as_slice(),
+        ["onex", kind, domain, event, version]
+            if matches!(*kind, "evt" | "cmd" | "intent" | "snapshot" | "dlq")
+                && word(domain)
+                && word(event)
+                && version.strip_prefix('v').is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+    )
+}
+
+/// Strings that may come from `${env.X}` and so may look like numbers.
+fn scalar_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Int(i64),
+        Float(f64),
+        Bool(bool),
+    }
+    Ok(match Scalar::deserialize(deserializer)? {
+        Scalar::Text(s) => s,
+        Scalar::Int(n) => n.to_string(),
+        Scalar::Float(x) => x.to_string(),
+        Scalar::Bool(b) => b.to_string(),
+    })
+}
+
+/// Secret settings: read like any string (empty = unset), written as
+/// `<redacted>` so the resolved contract can be printed.
+mod redacted {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+        let text = scalar_string(d)?;
+        Ok((!text.is_empty()).then(|| SecretString::from(text)))
+    }
+
+    pub fn serialize<S: Serializer>(value: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(_) => s.serialize_str("<redacted>"),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
