@@ -1,5 +1,18 @@
 //! The ONEX Vault adapter node (`node_vault_adapter_effect`) as a library:
-//! the binary in `main.rs` is a thin CLI over it, and the integration tests
-//! drive the same code.
+//! `main.rs` is a thin CLI over it, and the integration tests drive the binary.
+//!
+//! Reading order, along the data path: `contract` (what the node is told),
+//! `runtime` (the consume → decode → dispatch → reply → store-offset loop),
+//! `decode` (bytes to typed request), `operations` (typed request to Vault
+//! call), `resilience` (timeout, retry, breaker), `vault` (the Vault client),
+//! `bus` (Kafka settings, publishing, offsets).
 
+pub mod bus;
 pub mod contract;
+pub mod decode;
+pub mod logging;
+pub mod operations;
+pub mod resilience;
+pub mod runtime;
+pub mod shutdown;
+pub mod vault;

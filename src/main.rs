@@ -1,1 +1,169 @@
-fn main() {}
+//! `onex-vault-adapter`: run the node, check its contract, print its schemas.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use onex_vault_adapter::bus::Publisher;
+use onex_vault_adapter::contract::Contract;
+use onex_vault_adapter::operations::Dispatcher;
+use onex_vault_adapter::resilience::{BreakerConfig, CircuitBreaker};
+use onex_vault_adapter::runtime::{self, Node};
+use onex_vault_adapter::vault::Vault;
+use onex_vault_adapter::{logging, shutdown};
+
+#[derive(Parser)]
+#[command(
+    name = "onex-vault-adapter",
+    version,
+    about = "ONEX effect node bridging Kafka and Vault"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the node: consume requests, answer them, until SIGTERM/SIGINT.
+    Run {
+        /// The contract file.
+        #[arg(long, env = "ONEX_CONTRACT", default_value = "contract.yaml")]
+        contract: PathBuf,
+    },
+    /// Validate a contract and print it resolved, secrets redacted (exit 1 if invalid).
+    CheckContract {
+        #[arg(env = "ONEX_CONTRACT", default_value = "contract.yaml")]
+        path: PathBuf,
+    },
+    /// Print the JSON Schemas of the node's messages (all, or the one named).
+    Schema {
+        /// e.g. vault-request, vault-reply, vault-dead-letter, vault-health, circuit-breaker
+        name: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { contract } => run(contract),
+        Command::CheckContract { path } => match Contract::load(&path) {
+            Ok(contract) => {
+                print!("{}", contract.to_redacted_yaml());
+                eprintln!("{}: valid", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("{error}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Schema { name } => print_schemas(name.as_deref()),
+    }
+}
+
+fn print_schemas(name: Option<&str>) -> ExitCode {
+    let schemas = onex_vault_models::schemas();
+    let chosen: Vec<_> = schemas
+        .iter()
+        .filter(|s| name.is_none_or(|n| n == s.name))
+        .collect();
+    if chosen.is_empty() {
+        let names: Vec<_> = schemas.iter().map(|s| s.name).collect();
+        eprintln!(
+            "no schema named {:?}; known: {}",
+            name.unwrap_or_default(),
+            names.join(", ")
+        );
+        return ExitCode::FAILURE;
+    }
+    let json = if chosen.len() == 1 {
+        serde_json::to_string_pretty(&chosen[0].schema)
+    } else {
+        let all: serde_json::Map<_, _> = chosen
+            .iter()
+            .map(|s| (s.name.to_owned(), s.schema.clone()))
+            .collect();
+        serde_json::to_string_pretty(&all)
+    };
+    match json {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("cannot print schemas: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(contract_path: PathBuf) -> ExitCode {
+    logging::init();
+    let contract = match Contract::load(&contract_path) {
+        Ok(contract) => contract,
+        Err(error) => {
+            tracing::error!(%error, "cannot start");
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(start(contract)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "node failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start(contract: Contract) -> anyhow::Result<()> {
+    let stop = shutdown::on_signal();
+    tracing::info!(
+        node = onex_vault_models::NODE_NAME,
+        version = env!("CARGO_PKG_VERSION"),
+        vault = %contract.vault.address,
+        auth = ?contract.vault.auth.method,
+        "starting"
+    );
+    let vault = Arc::new(
+        Vault::connect(&contract.vault)
+            .await
+            .map_err(|e| anyhow::anyhow!("Vault: {e}"))?,
+    );
+    let policy = &contract.error_handling.circuit_breaker;
+    let (transitions_tx, transitions) = tokio::sync::mpsc::unbounded_channel();
+    let breaker = CircuitBreaker::new(BreakerConfig {
+        // A disabled breaker is one that never opens.
+        failure_threshold: if policy.enabled {
+            policy.failure_threshold
+        } else {
+            u32::MAX
+        },
+        open_duration: std::time::Duration::from_millis(policy.reset_timeout_ms),
+        half_open_max_probes: policy.half_open_max_probes,
+        success_threshold: policy.success_threshold,
+    })
+    .report_transitions(transitions_tx);
+    let dispatcher = Dispatcher::new(&contract, vault, Arc::new(breaker));
+    let publisher = Publisher::new(runtime::producer(&contract)?);
+    let node = Arc::new(Node {
+        contract,
+        dispatcher,
+        publisher,
+    });
+    tokio::spawn(runtime::publish_breaker_transitions(
+        node.clone(),
+        transitions,
+        stop.clone(),
+    ));
+    runtime::run(node, stop).await
+}

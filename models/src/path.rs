@@ -31,13 +31,13 @@ pub enum PathError {
 impl fmt::Display for PathError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            PathError::Empty => "path is empty",
-            PathError::TooLong => "path is longer than 512 bytes",
-            PathError::TooManySegments => "path has more than 32 segments",
-            PathError::LeadingSlash => "path must not start with '/'",
-            PathError::EmptySegment => "path has an empty segment ('//' or a trailing '/')",
-            PathError::DotSegment => "path has a '.' or '..' segment",
-            PathError::ForbiddenCharacter => "path has a control character or one of ? # % \\ *",
+            PathError::Empty => "is empty",
+            PathError::TooLong => "is longer than 512 bytes",
+            PathError::TooManySegments => "has more than 32 segments",
+            PathError::LeadingSlash => "must not start with '/'",
+            PathError::EmptySegment => "has an empty segment ('//' or a trailing '/')",
+            PathError::DotSegment => "has a '.' or '..' segment",
+            PathError::ForbiddenCharacter => "has a control character or one of ? # % \\ *",
         })
     }
 }
@@ -85,7 +85,7 @@ fn check(path: &str, allow_empty: bool, allow_trailing_slash: bool) -> Result<()
 }
 
 macro_rules! validated_path {
-    ($(#[$doc:meta])* $name:ident, allow_empty = $empty:expr, trailing_slash = $slash:expr, $pattern_doc:expr) => {
+    ($(#[$doc:meta])* $name:ident, $label:literal, allow_empty = $empty:expr, trailing_slash = $slash:expr, $pattern_doc:expr) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, Serialize)]
         #[serde(transparent)]
@@ -125,7 +125,7 @@ macro_rules! validated_path {
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 let raw = String::deserialize(deserializer)?;
-                $name::new(raw).map_err(serde::de::Error::custom)
+                $name::new(raw).map_err(|e| serde::de::Error::custom(format_args!("`{}` {e}", $label)))
             }
         }
 
@@ -149,18 +149,18 @@ macro_rules! validated_path {
 
 validated_path!(
     /// A secret's path relative to its mount, e.g. `app/database`.
-    SecretPath, allow_empty = false, trailing_slash = false,
+    SecretPath, "path", allow_empty = false, trailing_slash = false,
     "Secret path relative to the mount: '/'-separated, no leading '/', no empty, '.' or '..' segments, none of ? # % \\ * or control characters."
 );
 validated_path!(
     /// A folder to list, relative to its mount; empty for the mount's root,
     /// a trailing `/` allowed (`app/`).
-    FolderPath, allow_empty = true, trailing_slash = true,
+    FolderPath, "path", allow_empty = true, trailing_slash = true,
     "Folder relative to the mount ('' for the root; trailing '/' allowed); same rules as a secret path."
 );
 validated_path!(
     /// A secrets-engine mount, e.g. `secret` or `team/kv`.
-    MountName, allow_empty = false, trailing_slash = false,
+    MountName, "mount", allow_empty = false, trailing_slash = false,
     "Mount path of a KV v2 secrets engine, e.g. 'secret'; same rules as a secret path."
 );
 

@@ -1,0 +1,36 @@
+//! `get_secret`: read one version of a KV v2 secret with its metadata.
+
+use onex_vault_models::{
+    GetSecret, GetSecretResult, OperationResult, SecretData, SecretVersionMetadata,
+};
+use vaultrs::api::kv2::requests::ReadSecretRequest;
+use vaultrs::api::kv2::responses::ReadSecretResponse;
+
+use super::Context;
+use crate::vault::VaultError;
+
+pub async fn run(cx: &Context<'_>, request: &GetSecret) -> Result<OperationResult, VaultError> {
+    let endpoint = ReadSecretRequest::builder()
+        .mount(cx.mount(&request.mount))
+        .path(request.path.as_str())
+        .version(request.version)
+        .build()
+        .map_err(|_| VaultError::Malformed)?;
+    let client = cx.vault.client();
+    let ReadSecretResponse { data, metadata } =
+        vaultrs::api::exec_with_result(client.as_ref(), endpoint).await?;
+    let serde_json::Value::Object(data) = data else {
+        // A destroyed or deleted version reads as `data: null`.
+        return Err(VaultError::status(404, &[]));
+    };
+    Ok(OperationResult::GetSecret(GetSecretResult {
+        data: SecretData::new(data),
+        metadata: SecretVersionMetadata {
+            version: metadata.version,
+            created_time: metadata.created_time,
+            deletion_time: Some(metadata.deletion_time).filter(|t| !t.is_empty()),
+            destroyed: metadata.destroyed,
+            custom_metadata: metadata.custom_metadata.map(|m| m.into_iter().collect()),
+        },
+    }))
+}

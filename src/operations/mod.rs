@@ -1,0 +1,146 @@
+//! Operations: where a typed request becomes a Vault call.
+//!
+//! Each operation has its own file taking its typed request and returning its
+//! typed result. [`Dispatcher::handle`] picks the file by the request's variant
+//! and runs it inside the resilience layers (breaker → retry → timeout), so no
+//! operation deals with timeouts, retries or the breaker itself.
+//!
+//! Adding an operation: a payload in the models crate, a file here, an arm in
+//! `dispatch`, an entry in `contract.yaml`'s `io_operations`, and a test.
+
+mod delete_secret;
+mod get_secret;
+mod list_secrets;
+mod renew_lease;
+mod renew_token;
+mod set_secret;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use onex_vault_models::{
+    ErrorCode, MountName, Operation, OperationResult, ReplyError, VaultRequest,
+};
+
+use crate::contract::Contract;
+use crate::resilience::{guarded_call, BackoffPolicy, CircuitBreaker, Guarded};
+use crate::vault::{Vault, VaultError};
+
+/// What an operation needs to do its work.
+pub struct Context<'a> {
+    pub vault: &'a Vault,
+    pub default_mount: &'a MountName,
+}
+
+impl Context<'_> {
+    /// The request's mount, or the contract's default.
+    pub fn mount<'m>(&'m self, mount: &'m Option<MountName>) -> &'m str {
+        mount.as_ref().unwrap_or(self.default_mount).as_str()
+    }
+}
+
+/// Runs requests against Vault through the resilience layers.
+pub struct Dispatcher {
+    vault: Arc<Vault>,
+    default_mount: MountName,
+    enabled: BTreeSet<Operation>,
+    breaker: Arc<CircuitBreaker>,
+    backoff: BackoffPolicy,
+    timeout: Duration,
+}
+
+impl Dispatcher {
+    pub fn new(contract: &Contract, vault: Arc<Vault>, breaker: Arc<CircuitBreaker>) -> Dispatcher {
+        let retry = &contract.error_handling.retry_policy;
+        Dispatcher {
+            vault,
+            default_mount: contract.vault.default_mount.clone(),
+            enabled: contract.enabled_operations(),
+            breaker,
+            backoff: BackoffPolicy {
+                max_attempts: retry.max_attempts,
+                initial_delay: Duration::from_millis(retry.initial_delay_ms),
+                max_delay: Duration::from_millis(retry.max_delay_ms),
+                multiplier: retry.exponential_base,
+                jitter: retry.jitter,
+            },
+            timeout: contract.request_timeout(),
+        }
+    }
+
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    /// Performs `request`; every failure comes back as the reply's error.
+    pub async fn handle(&self, request: &VaultRequest) -> Result<OperationResult, ReplyError> {
+        let operation = request.operation();
+        if !self.enabled.contains(&operation) {
+            return Err(ReplyError::new(
+                ErrorCode::UnsupportedOperation,
+                format!("operation {operation} is not enabled in this node's contract"),
+            ));
+        }
+        let cx = Context {
+            vault: &self.vault,
+            default_mount: &self.default_mount,
+        };
+        let cx = &cx;
+        guarded_call(&self.breaker, &self.backoff, self.timeout, move || {
+            dispatch(cx, request)
+        })
+        .await
+        .map_err(|failure| self.reply_error(failure))
+    }
+
+    fn reply_error(&self, failure: Guarded<VaultError>) -> ReplyError {
+        match failure {
+            Guarded::Inner(error) => ReplyError::new(error.code(), error.to_string()),
+            Guarded::TimedOut { after } => ReplyError::new(
+                ErrorCode::TimeoutError,
+                format!(
+                    "Vault did not answer within {} ms (up to {} attempts)",
+                    after.as_millis(),
+                    self.backoff.max_attempts
+                ),
+            ),
+            Guarded::CircuitOpen { retry_after } => ReplyError::new(
+                ErrorCode::ServiceUnavailable,
+                "circuit breaker open: Vault is failing, not calling it",
+            )
+            .with_retry_after_ms(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+}
+
+/// One attempt at `request`: the operation file that serves it.
+async fn dispatch(cx: &Context<'_>, request: &VaultRequest) -> Result<OperationResult, VaultError> {
+    match request {
+        VaultRequest::GetSecret(r) => get_secret::run(cx, r).await,
+        VaultRequest::SetSecret(r) => set_secret::run(cx, r).await,
+        VaultRequest::DeleteSecret(r) => delete_secret::run(cx, r).await,
+        VaultRequest::ListSecrets(r) => list_secrets::run(cx, r).await,
+        VaultRequest::RenewLease(r) => renew_lease::run(cx, r).await,
+        VaultRequest::RenewToken(r) => renew_token::run(cx, r).await,
+    }
+}
+
+/// Where a request points, safe for logs: `mount:first/***/***`, or the
+/// lease's engine path for lease operations.
+pub fn masked_target(request: &VaultRequest, default_mount: &MountName) -> String {
+    let at = |mount: &Option<MountName>, path: String| {
+        format!("{}:{}", mount.as_ref().unwrap_or(default_mount), path)
+    };
+    match request {
+        VaultRequest::GetSecret(r) => at(&r.mount, r.path.masked()),
+        VaultRequest::SetSecret(r) => at(&r.mount, r.path.masked()),
+        VaultRequest::DeleteSecret(r) => at(&r.mount, r.path.masked()),
+        VaultRequest::ListSecrets(r) => at(&r.mount, r.path.masked()),
+        VaultRequest::RenewLease(r) => {
+            let engine = r.lease_id.split('/').next().unwrap_or_default();
+            format!("lease:{engine}/***")
+        }
+        VaultRequest::RenewToken(_) => "token:self".to_owned(),
+    }
+}

@@ -1,0 +1,28 @@
+//! `set_secret`: write a new version of a KV v2 secret, optionally check-and-set.
+
+use onex_vault_models::{OperationResult, SetSecret, SetSecretResult};
+use serde_json::Value;
+use vaultrs::api::kv2::requests::{SetSecretRequest, SetSecretRequestOptions};
+
+use super::Context;
+use crate::vault::VaultError;
+
+pub async fn run(cx: &Context<'_>, request: &SetSecret) -> Result<OperationResult, VaultError> {
+    let mut endpoint = SetSecretRequest::builder();
+    endpoint
+        .mount(cx.mount(&request.mount))
+        .path(request.path.as_str())
+        .data(Value::Object(request.data.expose_secret().clone()));
+    if let Some(cas) = request.cas {
+        // vaultrs takes the CAS version as u32; larger ones cannot exist in practice.
+        let cas = u32::try_from(cas).map_err(|_| VaultError::status(400, &[]))?;
+        endpoint.options(SetSecretRequestOptions { cas });
+    }
+    let endpoint = endpoint.build().map_err(|_| VaultError::Malformed)?;
+    let client = cx.vault.client();
+    let written = vaultrs::api::exec_with_result(client.as_ref(), endpoint).await?;
+    Ok(OperationResult::SetSecret(SetSecretResult {
+        version: written.version,
+        created_time: written.created_time,
+    }))
+}

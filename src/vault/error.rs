@@ -1,0 +1,266 @@
+//! What can go wrong talking to Vault, classified by HTTP status as the wire
+//! contract says, and how each kind maps to a reply error code.
+//!
+//! A `VaultError` never holds Vault's raw answer: the classification reads it
+//! once (to tell a check-and-set mismatch from other 400s, say) and keeps only
+//! the verdict, so no path, value or token can leak through an error message.
+
+use std::fmt;
+
+use onex_vault_models::ErrorCode;
+use vaultrs::error::ClientError;
+
+use crate::resilience::Failure;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VaultError {
+    /// Vault answered with an error status.
+    Status { status: u16, hint: Hint },
+    /// No answer: connection refused or reset, DNS, TLS.
+    Transport,
+    /// An answer we could not read.
+    Malformed,
+    /// Our own login failed (bad credentials, or the token was refused at start).
+    Login { status: Option<u16> },
+}
+
+/// What the body of a 400 or 404 told us, reduced to a verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hint {
+    None,
+    /// KV v2 "check-and-set parameter did not match the current version".
+    CasMismatch,
+    /// A lease or token that cannot be renewed.
+    NotRenewable,
+    /// "lease not found" or an invalid lease id.
+    LeaseNotFound,
+    /// 404 "no handler for route": the mount does not exist.
+    NoSuchMount,
+    /// 404 with an empty error list: nothing at that path.
+    EmptyNotFound,
+}
+
+impl Hint {
+    /// Reads Vault's error strings once and keeps only the verdict.
+    pub fn from_errors(status: u16, errors: &[String]) -> Hint {
+        let text = errors.join(" ").to_ascii_lowercase();
+        match status {
+            404 if errors.is_empty() => Hint::EmptyNotFound,
+            404 if text.contains("no handler for route") => Hint::NoSuchMount,
+            400 if text.contains("check-and-set")
+                || text.contains("cas") && text.contains("did not match") =>
+            {
+                Hint::CasMismatch
+            }
+            400 if text.contains("not renewable") => Hint::NotRenewable,
+            400 if text.contains("lease not found") || text.contains("invalid lease") => {
+                Hint::LeaseNotFound
+            }
+            _ => Hint::None,
+        }
+    }
+}
+
+impl VaultError {
+    pub fn status(status: u16, errors: &[String]) -> VaultError {
+        VaultError::Status {
+            status,
+            hint: Hint::from_errors(status, errors),
+        }
+    }
+
+    /// The wire-contract code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            VaultError::Status { status, hint } => match (status, hint) {
+                (400, Hint::CasMismatch) => ErrorCode::Conflict,
+                (400, Hint::LeaseNotFound) => ErrorCode::ResourceNotFound,
+                (400 | 405 | 413 | 422, _) => ErrorCode::InvalidRequest,
+                (401, _) => ErrorCode::AuthenticationError,
+                (403, _) => ErrorCode::PermissionDenied,
+                (404, _) => ErrorCode::ResourceNotFound,
+                (429, _) => ErrorCode::RateLimited,
+                (408, _) => ErrorCode::TimeoutError,
+                _ => ErrorCode::ServiceUnavailable,
+            },
+            VaultError::Transport => ErrorCode::ServiceUnavailable,
+            VaultError::Malformed => ErrorCode::InternalError,
+            VaultError::Login { .. } => ErrorCode::AuthenticationError,
+        }
+    }
+}
+
+impl fmt::Display for VaultError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VaultError::Status { status, hint } => match hint {
+                Hint::CasMismatch => write!(
+                    f,
+                    "check-and-set version did not match the current version (Vault {status})"
+                ),
+                Hint::NotRenewable => write!(f, "not renewable (Vault {status})"),
+                Hint::LeaseNotFound => write!(f, "lease not found (Vault {status})"),
+                Hint::NoSuchMount => write!(f, "no such mount (Vault {status})"),
+                Hint::EmptyNotFound | Hint::None => match status {
+                    403 => write!(f, "permission denied (Vault 403)"),
+                    404 => write!(f, "not found (Vault 404)"),
+                    429 => write!(f, "rate limited (Vault 429)"),
+                    503 => write!(f, "Vault is sealed or unavailable (503)"),
+                    500..=599 => write!(f, "Vault server error ({status})"),
+                    _ => write!(f, "Vault refused the request ({status})"),
+                },
+            },
+            VaultError::Transport => f.write_str("Vault is unreachable"),
+            VaultError::Malformed => f.write_str(
+                "Vault sent an answer the node could not read (a bug or an incompatible server)",
+            ),
+            VaultError::Login { status: Some(s) } => {
+                write!(f, "the node's Vault login failed (Vault {s})")
+            }
+            VaultError::Login { status: None } => f.write_str("the node's Vault login failed"),
+        }
+    }
+}
+
+impl std::error::Error for VaultError {}
+
+impl Failure for VaultError {
+    /// Transport errors, 412 (eventual consistency), 429 and 5xx may succeed
+    /// on another try; 4xx answers will not.
+    fn is_retryable(&self) -> bool {
+        match self {
+            VaultError::Transport => true,
+            VaultError::Status { status, .. } => matches!(status, 408 | 412 | 429 | 500..=599),
+            VaultError::Malformed | VaultError::Login { .. } => false,
+        }
+    }
+
+    /// Only signs that Vault itself is in trouble open the breaker: a 403 or
+    /// 404 is a healthy Vault answering.
+    fn counts_against_breaker(&self) -> bool {
+        match self {
+            VaultError::Transport => true,
+            VaultError::Status { status, .. } => matches!(status, 408 | 429 | 500..=599),
+            VaultError::Malformed | VaultError::Login { .. } => false,
+        }
+    }
+}
+
+impl From<ClientError> for VaultError {
+    fn from(error: ClientError) -> Self {
+        use rustify::errors::ClientError as Rest;
+        match error {
+            ClientError::APIError { code, errors } => VaultError::status(code, &errors),
+            ClientError::RestClientError { source } => match source {
+                Rest::ServerResponseError { code, .. } => VaultError::status(code, &[]),
+                Rest::RequestError { .. } | Rest::ResponseError { .. } => VaultError::Transport,
+                _ => VaultError::Malformed,
+            },
+            ClientError::ResponseEmptyError
+            | ClientError::ResponseDataEmptyError
+            | ClientError::JsonParseError { .. } => VaultError::Malformed,
+            _ => VaultError::Malformed,
+        }
+    }
+}
+
+impl From<reqwest::Error> for VaultError {
+    fn from(error: reqwest::Error) -> Self {
+        if error.is_decode() {
+            VaultError::Malformed
+        } else {
+            VaultError::Transport
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16, errors: &[&str]) -> VaultError {
+        let errors: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        VaultError::status(code, &errors)
+    }
+
+    #[test]
+    fn classification_follows_the_wire_contract() {
+        let cases = [
+            (
+                status(
+                    400,
+                    &["check-and-set parameter did not match the current version"],
+                ),
+                ErrorCode::Conflict,
+                false,
+                false,
+            ),
+            (
+                status(400, &["invalid request"]),
+                ErrorCode::InvalidRequest,
+                false,
+                false,
+            ),
+            (
+                status(403, &["permission denied"]),
+                ErrorCode::PermissionDenied,
+                false,
+                false,
+            ),
+            (status(404, &[]), ErrorCode::ResourceNotFound, false, false),
+            (status(429, &[]), ErrorCode::RateLimited, true, true),
+            (status(412, &[]), ErrorCode::ServiceUnavailable, true, false),
+            (
+                status(500, &["internal"]),
+                ErrorCode::ServiceUnavailable,
+                true,
+                true,
+            ),
+            (
+                status(503, &["Vault is sealed"]),
+                ErrorCode::ServiceUnavailable,
+                true,
+                true,
+            ),
+            (
+                VaultError::Transport,
+                ErrorCode::ServiceUnavailable,
+                true,
+                true,
+            ),
+            (
+                status(400, &["lease not found"]),
+                ErrorCode::ResourceNotFound,
+                false,
+                false,
+            ),
+        ];
+        for (error, code, retryable, breaker) in cases {
+            assert_eq!(error.code(), code, "{error:?}");
+            assert_eq!(error.is_retryable(), retryable, "{error:?}");
+            assert_eq!(error.counts_against_breaker(), breaker, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn messages_never_repeat_vaults_text() {
+        let error = status(
+            403,
+            &["permission denied on secret/data/billing/stripe token=hvs.canary"],
+        );
+        let text = error.to_string();
+        assert!(
+            !text.contains("billing") && !text.contains("canary"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn empty_list_and_missing_mount_are_told_apart() {
+        assert_eq!(Hint::from_errors(404, &[]), Hint::EmptyNotFound);
+        assert_eq!(
+            Hint::from_errors(404, &["no handler for route \"nope/metadata\"".into()]),
+            Hint::NoSuchMount
+        );
+    }
+}
