@@ -10,8 +10,10 @@
 pub mod bus;
 pub mod contract;
 pub mod decode;
+pub mod http;
 pub mod logging;
 pub mod operations;
+pub mod requester;
 pub mod resilience;
 pub mod runtime;
 pub mod shutdown;

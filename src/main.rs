@@ -11,7 +11,7 @@ use onex_vault_adapter::operations::Dispatcher;
 use onex_vault_adapter::resilience::{BreakerConfig, CircuitBreaker};
 use onex_vault_adapter::runtime::{self, Node};
 use onex_vault_adapter::vault::Vault;
-use onex_vault_adapter::{logging, shutdown};
+use onex_vault_adapter::{logging, requester, shutdown};
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +37,23 @@ enum Command {
         #[arg(env = "ONEX_CONTRACT", default_value = "contract.yaml")]
         path: PathBuf,
     },
+    /// Send a request envelope (a file, or `-` for stdin) and print the reply.
+    /// Exit 0 on a success reply, 1 on an error reply, 2 when no reply came.
+    Send {
+        #[arg(default_value = "-")]
+        file: PathBuf,
+        #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
+        bootstrap_servers: String,
+        #[arg(long, default_value = "onex.cmd.omnibase-infra.vault-request.v1")]
+        request_topic: String,
+        #[arg(long, default_value = "onex.evt.omnibase-infra.vault-completed.v1")]
+        completed_topic: String,
+        #[arg(long, default_value = "onex.evt.omnibase-infra.vault-failed.v1")]
+        failed_topic: String,
+        /// How long to wait for the reply.
+        #[arg(long, default_value_t = 15)]
+        timeout_seconds: u64,
+    },
     /// Print the JSON Schemas of the node's messages (all, or the one named).
     Schema {
         /// e.g. vault-request, vault-reply, vault-dead-letter, vault-health, circuit-breaker
@@ -60,6 +77,65 @@ fn main() -> ExitCode {
             }
         },
         Command::Schema { name } => print_schemas(name.as_deref()),
+        Command::Send {
+            file,
+            bootstrap_servers,
+            request_topic,
+            completed_topic,
+            failed_topic,
+            timeout_seconds,
+        } => {
+            let topics = requester::Topics {
+                requests: request_topic,
+                replies: vec![completed_topic, failed_topic],
+            };
+            send(&file, &bootstrap_servers, &topics, timeout_seconds)
+        }
+    }
+}
+
+fn send(
+    file: &std::path::Path,
+    bootstrap: &str,
+    topics: &requester::Topics,
+    timeout_seconds: u64,
+) -> ExitCode {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(file)
+    };
+    let outcome = async {
+        let text = text.map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+        let envelope = requester::complete_envelope(serde_json::from_str(&text)?)?;
+        requester::send(
+            bootstrap,
+            topics,
+            &envelope,
+            std::time::Duration::from_secs(timeout_seconds),
+        )
+        .await
+    };
+    let reply = match tokio::runtime::Runtime::new().map_err(anyhow::Error::from) {
+        Ok(runtime) => runtime.block_on(outcome),
+        Err(error) => Err(error),
+    };
+    match reply {
+        Ok(reply) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&reply).unwrap_or_default()
+            );
+            if reply.pointer("/payload/status").and_then(|s| s.as_str()) == Some("success") {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(error) => {
+            eprintln!("send failed: {error:#}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -134,6 +210,10 @@ async fn start(contract: Contract) -> anyhow::Result<()> {
         auth = ?contract.vault.auth.method,
         "starting"
     );
+    if contract.health_check.enabled {
+        let health = &contract.health_check;
+        onex_vault_adapter::http::serve(health.http_port, &health.endpoint, stop.clone()).await?;
+    }
     let vault = Arc::new(
         Vault::connect(&contract.vault)
             .await

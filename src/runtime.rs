@@ -2,7 +2,8 @@
 //!
 //! record in → envelope decoded → operation dispatched → reply out → offset stored.
 //!
-//! Records are handled concurrently up to `event_bus.max_in_flight`; at the
+//! Records are handled concurrently up to `event_bus.max_in_flight` (records
+//! with the same key one after another, in order: see `bus::KeyOrder`); at the
 //! bound the loop stops taking records (so librdkafka stops fetching once its
 //! small queue is full). An offset is stored only after everything the record
 //! caused was delivered, and never past an unfinished record of its partition.
@@ -26,7 +27,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::bus::{self, OffsetTracker, Outgoing, Publisher};
+use crate::bus::{self, KeyOrder, OffsetTracker, Outgoing, Publisher, Ticket};
 use crate::contract::Contract;
 use crate::decode::{decode, Decoded, Refusal};
 use crate::operations::{masked_target, Dispatcher};
@@ -58,6 +59,7 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) -> anyhow::Result<()>
     let slots = Arc::new(Semaphore::new(bus_settings.max_in_flight));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
     let mut offsets = OffsetTracker::default();
+    let mut key_order = KeyOrder::default();
     // Replies of in-flight records may still be delivered during shutdown;
     // `abandon` cuts them off at the deadline.
     let abandon = CancellationToken::new();
@@ -66,7 +68,10 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) -> anyhow::Result<()>
         tokio::select! {
             biased;
             _ = stop.cancelled() => break,
-            Some(finished) = done_rx.recv() => store(&consumer, &mut offsets, finished),
+            Some(mut finished) = done_rx.recv() => {
+                key_order.leave(finished.ticket.take());
+                store(&consumer, &mut offsets, finished);
+            }
             slot = slots.clone().acquire_owned() => {
                 let Ok(slot) = slot else { break };
                 let record = tokio::select! {
@@ -80,13 +85,16 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) -> anyhow::Result<()>
                     },
                 };
                 offsets.begin(record.topic(), record.partition(), record.offset());
+                let mut turn = key_order.enter(record.partition(), record.key());
                 let node = node.clone();
                 let done = done_tx.clone();
                 let abandon = abandon.clone();
                 tokio::spawn(async move {
+                    turn.wait().await;
                     let delivered = handle_record(&node, &record, &abandon).await;
+                    let ticket = turn.finish();
                     drop(slot);
-                    let _ = done.send(Finished { record, delivered });
+                    let _ = done.send(Finished { record, delivered, ticket });
                 });
             }
         }
@@ -100,7 +108,10 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) -> anyhow::Result<()>
     );
     while offsets.in_flight() > 0 {
         match tokio::time::timeout_at(deadline.into(), done_rx.recv()).await {
-            Ok(Some(finished)) => store(&consumer, &mut offsets, finished),
+            Ok(Some(mut finished)) => {
+                key_order.leave(finished.ticket.take());
+                store(&consumer, &mut offsets, finished);
+            }
             Ok(None) => break,
             Err(_) => {
                 tracing::warn!(
@@ -124,6 +135,7 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) -> anyhow::Result<()>
 struct Finished {
     record: OwnedMessage,
     delivered: bool,
+    ticket: Option<Ticket>,
 }
 
 /// Stores the offset a finished record allows, if its answer was delivered.

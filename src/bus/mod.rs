@@ -1,9 +1,11 @@
 //! The Kafka side: client settings, the publisher of everything the node
-//! sends, and the per-partition offset tracker.
+//! sends, the per-partition offset tracker and per-key ordering.
 
+mod key_order;
 mod offsets;
 mod publisher;
 
+pub use key_order::{KeyOrder, Ticket, Turn};
 pub use offsets::OffsetTracker;
 pub use publisher::{Outgoing, Publisher};
 

@@ -150,6 +150,8 @@ pub struct VaultAuth {
     pub token: Option<SecretString>,
     #[serde(default, with = "redacted")]
     pub role_id: Option<SecretString>,
+    #[serde(default, deserialize_with = "scalar_string")]
+    pub role_id_file: String,
     #[serde(default, with = "redacted")]
     pub secret_id: Option<SecretString>,
     #[serde(default, deserialize_with = "scalar_string")]
@@ -257,7 +259,9 @@ impl Contract {
             let field = e.path().to_string();
             fail(vec![format!("{field}: {}", e.into_inner())])
         })?;
-        contract.read_secret_id_file().map_err(|p| fail(vec![p]))?;
+        contract
+            .read_credential_files()
+            .map_err(|p| fail(vec![p]))?;
         let problems = contract.problems();
         if problems.is_empty() {
             Ok(contract)
@@ -266,19 +270,20 @@ impl Contract {
         }
     }
 
-    fn read_secret_id_file(&mut self) -> Result<(), String> {
+    /// Fills `role_id` and `secret_id` from their files when only a file is set.
+    fn read_credential_files(&mut self) -> Result<(), String> {
         let auth = &mut self.vault.auth;
-        if auth.secret_id.is_some() || auth.secret_id_file.is_empty() {
-            return Ok(());
+        for (field, value, file) in [
+            ("role_id_file", &mut auth.role_id, &auth.role_id_file),
+            ("secret_id_file", &mut auth.secret_id, &auth.secret_id_file),
+        ] {
+            if value.is_some() || file.is_empty() {
+                continue;
+            }
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("vault.auth.{field}: cannot read {file}: {}", e.kind()))?;
+            *value = Some(SecretString::from(text.trim().to_owned()));
         }
-        let text = std::fs::read_to_string(&auth.secret_id_file).map_err(|e| {
-            format!(
-                "vault.auth.secret_id_file: cannot read {}: {}",
-                auth.secret_id_file,
-                e.kind()
-            )
-        })?;
-        auth.secret_id = Some(SecretString::from(text.trim().to_owned()));
         Ok(())
     }
 
@@ -385,7 +390,7 @@ impl Contract {
                 "vault.auth.token: required when vault.auth.method is token (set VAULT_TOKEN)",
             ),
             AuthMethod::Approle => {
-                require(&mut p, filled(&vault.auth.role_id), "vault.auth.role_id: required when vault.auth.method is approle (set VAULT_ROLE_ID)");
+                require(&mut p, filled(&vault.auth.role_id), "vault.auth.role_id: required when vault.auth.method is approle (set VAULT_ROLE_ID or VAULT_ROLE_ID_FILE)");
                 require(&mut p, filled(&vault.auth.secret_id), "vault.auth.secret_id: required when vault.auth.method is approle (set VAULT_SECRET_ID or VAULT_SECRET_ID_FILE)");
             }
         }
