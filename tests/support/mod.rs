@@ -11,6 +11,7 @@
 pub mod bus;
 mod container_stack;
 mod local_stack;
+pub mod node;
 pub mod servers;
 pub mod vault;
 
