@@ -24,7 +24,7 @@ fn error_code(reply: &Value) -> &str {
 #[tokio::test]
 async fn kv_operations_end_to_end() {
     eprintln!("stack: {}", servers().stack_name());
-    let node = Node::start().await;
+    let mut node = Node::start().await;
     let requester = node.requester();
     let base = unique("app");
 

@@ -201,7 +201,8 @@ impl Node {
     }
 
     /// SIGTERM, then waits (at most 60 s) for the exit; returns the exit code.
-    pub fn stop(mut self) -> Option<i32> {
+    /// The log stays readable until the `Node` is dropped.
+    pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
         // SAFETY: plain kill(2) on our own child's pid.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
