@@ -174,7 +174,14 @@ async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationTo
             );
             vec![perform(node, &request, started).instrument(span).await]
         }
-        Decoded::Refused(refusal) => refuse(node, record, refusal, started),
+        Decoded::Refused(mut refusal) => {
+            // The body wins; a `correlation_id` header names the requester
+            // when the body cannot.
+            refusal.correlation_id = refusal
+                .correlation_id
+                .or_else(|| header_correlation_id(record));
+            refuse(node, record, refusal, started)
+        }
     };
     for message in &outgoing {
         if !node.publisher.deliver(message, stop).await {
@@ -269,6 +276,18 @@ fn refuse(node: &Node, record: &OwnedMessage, refusal: Refusal, started: Instant
         ));
     }
     outgoing
+}
+
+/// The record's `correlation_id` header, if it holds a UUID.
+fn header_correlation_id(record: &OwnedMessage) -> Option<uuid::Uuid> {
+    use rdkafka::message::Headers;
+    let headers = record.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == "correlation_id")
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok())
 }
 
 /// A reply, on the completed or failed topic, keyed by correlation id.

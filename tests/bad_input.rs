@@ -211,6 +211,26 @@ async fn bad_records_are_answered_or_dead_lettered_and_the_node_goes_on() {
     );
     still_answers(&requester, probe).await;
 
+    // Not JSON, but a correlation_id header: the requester still hears back.
+    let header_id = uuid::Uuid::new_v4().to_string();
+    requester
+        .send_raw_with_headers(
+            None,
+            b"{garbled marker-5",
+            &[("correlation_id", &header_id)],
+        )
+        .await;
+    let reply = requester.reply_to(&header_id).await.json.expect("json");
+    assert_eq!(
+        reply["payload"]["error"]["code"], "INVALID_REQUEST",
+        "{reply}"
+    );
+    requester
+        .watcher
+        .wait_for(dead_letter_for(&requester, "marker-5"), wait)
+        .await
+        .expect("dead letter");
+
     // An empty record and a JSON array.
     requester.send_raw(None, b"").await;
     requester.send_raw(None, b"[\"marker-4\"]").await;

@@ -290,6 +290,18 @@ impl Requester {
             .await;
     }
 
+    /// Sends raw bytes with record headers to the request topic.
+    pub async fn send_raw_with_headers(
+        &self,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: &[(&str, &str)],
+    ) {
+        self.client
+            .produce(&self.topics.requests, key, value, headers)
+            .await;
+    }
+
     /// Sends `envelope` keyed by its payload path and waits for its reply.
     pub async fn send(&self, envelope: &Value) -> Record {
         let key = envelope
