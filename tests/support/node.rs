@@ -61,13 +61,16 @@ impl Topics {
     }
 }
 
+/// A change to the test's copy of the contract (a YAML tree).
+pub type ContractEdit = Box<dyn FnOnce(&mut serde_yaml::Value)>;
+
 /// How to start the node; `NodeOptions::default()` uses the root token.
 #[derive(Default)]
 pub struct NodeOptions {
     /// Environment for the node on top of the stack's addresses.
     pub env: Vec<(String, String)>,
     /// Edits to the contract before it is written (a YAML tree).
-    pub contract_edits: Vec<Box<dyn FnOnce(&mut serde_yaml::Value)>>,
+    pub contract_edits: Vec<ContractEdit>,
 }
 
 impl NodeOptions {
