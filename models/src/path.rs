@@ -140,7 +140,7 @@ macro_rules! validated_path {
                     "description": $pattern_doc,
                     "minLength": if $empty { 0 } else { 1 },
                     "maxLength": MAX_PATH_BYTES,
-                    "pattern": "^(?!/)[^?#%\\\\*\\u0000-\\u001f\\u007f]*$"
+                    "pattern": "^(?:[^/?#%\\\\*\\u0000-\\u001f\\u007f][^?#%\\\\*\\u0000-\\u001f\\u007f]*)?$"
                 })
             }
         }
