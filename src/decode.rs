@@ -109,32 +109,7 @@ pub fn decode(bytes: &[u8], max_record_bytes: usize) -> Decoded {
     if let Err(problem) = payload.validate() {
         return refuse(ErrorCode::InvalidRequest, problem);
     }
-    let Envelope {
-        envelope_id,
-        envelope_timestamp,
-        correlation_id,
-        causation_id,
-        source_tool,
-        target_tool,
-        payload_type,
-        envelope_version,
-        timeout_seconds,
-        metadata,
-        ..
-    } = envelope;
-    Decoded::Request(Box::new(Envelope {
-        envelope_id,
-        envelope_timestamp,
-        correlation_id,
-        causation_id,
-        source_tool,
-        target_tool,
-        payload_type,
-        envelope_version,
-        timeout_seconds,
-        metadata,
-        payload,
-    }))
+    Decoded::Request(Box::new(envelope.with_payload(payload)))
 }
 
 impl Refusal {

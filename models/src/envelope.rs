@@ -99,6 +99,24 @@ impl<P> Envelope<P> {
         reply
     }
 
+    /// The same envelope around another payload (e.g. a raw JSON payload
+    /// once it is decoded into its typed form).
+    pub fn with_payload<Q>(self, payload: Q) -> Envelope<Q> {
+        Envelope {
+            envelope_id: self.envelope_id,
+            envelope_timestamp: self.envelope_timestamp,
+            correlation_id: self.correlation_id,
+            causation_id: self.causation_id,
+            source_tool: self.source_tool,
+            target_tool: self.target_tool,
+            payload_type: self.payload_type,
+            envelope_version: self.envelope_version,
+            timeout_seconds: self.timeout_seconds,
+            metadata: self.metadata,
+            payload,
+        }
+    }
+
     /// When the requester stops waiting, if it said.
     pub fn deadline(&self) -> Option<DateTime<Utc>> {
         let seconds = self.timeout_seconds?;
