@@ -1,26 +1,53 @@
-//! The operator's HTTP endpoint (`health_check.http_port`): `GET /health`
-//! answers 200 while the node's loops run, for container health checks.
+//! The operator's HTTP endpoint (`health_check.http_port`):
+//!
+//! - `GET /health` (the contract's `health_check.endpoint`): liveness, 200
+//!   while the process runs its loops;
+//! - `GET /ready`: 200 only when the consumer holds partitions and Vault is
+//!   reachable and unsealed; 503 with a JSON reason otherwise;
+//! - `GET /metrics`: Prometheus metrics (OpenMetrics text).
+//!
+//! The port is bound before anything else starts, so a taken port is a clear
+//! start-up error rather than a half-running node; `/ready` says "starting"
+//! until the node is built.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context as _;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
 use axum::{routing::get, Json, Router};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-/// Binds the port now (a taken port is a start-up error, not a half-running
-/// node) and serves until `stop` fires.
-pub async fn serve(port: u16, endpoint: &str, stop: CancellationToken) -> anyhow::Result<()> {
+use crate::runtime::Node;
+
+/// The node, once it exists.
+pub type NodeSlot = Arc<OnceLock<Arc<Node>>>;
+
+/// Binds `port` now and serves until `stop` fires.
+pub async fn serve(
+    port: u16,
+    liveness_path: &str,
+    node: NodeSlot,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
     let address = SocketAddr::from(([0, 0, 0, 0], port));
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| {
             format!("cannot listen on {address} (health_check.http_port, ONEX_HTTP_PORT)")
         })?;
-    let app = Router::new().route(
-        endpoint,
-        get(|| async { Json(serde_json::json!({ "status": "alive" })) }),
-    );
-    tracing::info!(%address, endpoint, "HTTP endpoint listening");
+    let app = Router::new()
+        .route(
+            liveness_path,
+            get(|| async { Json(json!({ "status": "alive" })) }),
+        )
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(node);
+    tracing::info!(%address, "HTTP endpoint listening (/health, /ready, /metrics)");
     tokio::spawn(async move {
         let shutdown = async move { stop.cancelled().await };
         if let Err(error) = axum::serve(listener, app)
@@ -31,4 +58,39 @@ pub async fn serve(port: u16, endpoint: &str, stop: CancellationToken) -> anyhow
         }
     });
     Ok(())
+}
+
+async fn ready(State(node): State<NodeSlot>) -> impl IntoResponse {
+    let not_ready = |reason: &str| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "reason": reason })),
+        )
+    };
+    let Some(node) = node.get() else {
+        return not_ready("starting");
+    };
+    if node.telemetry.assigned_partitions() == 0 {
+        return not_ready("no partitions of the request topic assigned yet");
+    }
+    match node.dispatcher.vault().health().await {
+        Err(_) => not_ready("vault unreachable"),
+        Ok(h) if h.sealed == Some(true) => not_ready("vault sealed"),
+        Ok(h) if h.initialized == Some(false) => not_ready("vault not initialized"),
+        Ok(_) => (StatusCode::OK, Json(json!({ "ready": true }))),
+    }
+}
+
+async fn metrics(State(node): State<NodeSlot>) -> impl IntoResponse {
+    let text = node
+        .get()
+        .map(|n| n.telemetry.encode())
+        .unwrap_or_else(|| "# EOF\n".to_owned());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
 }

@@ -10,11 +10,14 @@
 pub mod bus;
 pub mod contract;
 pub mod decode;
+pub mod health;
 pub mod http;
 pub mod logging;
+pub mod messages;
 pub mod operations;
 pub mod requester;
 pub mod resilience;
 pub mod runtime;
 pub mod shutdown;
+pub mod telemetry;
 pub mod vault;

@@ -10,8 +10,9 @@ use onex_vault_adapter::contract::Contract;
 use onex_vault_adapter::operations::Dispatcher;
 use onex_vault_adapter::resilience::{BreakerConfig, CircuitBreaker};
 use onex_vault_adapter::runtime::{self, Node};
+use onex_vault_adapter::telemetry::Telemetry;
 use onex_vault_adapter::vault::Vault;
-use onex_vault_adapter::{logging, requester, shutdown};
+use onex_vault_adapter::{http, logging, requester, shutdown};
 
 #[derive(Parser)]
 #[command(
@@ -201,24 +202,35 @@ fn run(contract_path: PathBuf) -> ExitCode {
     }
 }
 
+/// Builds the node from its contract and runs it until SIGTERM/SIGINT:
+/// HTTP endpoint, Vault login, breaker, Kafka, then the health reporter and
+/// breaker-event publisher beside the main loop.
 async fn start(contract: Contract) -> anyhow::Result<()> {
     let stop = shutdown::on_signal();
+    let instance_id = instance_id();
     tracing::info!(
         node = onex_vault_models::NODE_NAME,
         version = env!("CARGO_PKG_VERSION"),
+        instance = %instance_id,
         vault = %contract.vault.address,
         auth = ?contract.vault.auth.method,
         "starting"
     );
-    if contract.health_check.enabled {
-        let health = &contract.health_check;
-        onex_vault_adapter::http::serve(health.http_port, &health.endpoint, stop.clone()).await?;
+    let slot: http::NodeSlot = Arc::default();
+    let health = &contract.health_check;
+    if health.enabled {
+        http::serve(
+            health.http_port,
+            &health.endpoint,
+            slot.clone(),
+            stop.clone(),
+        )
+        .await?;
     }
-    let vault = Arc::new(
-        Vault::connect(&contract.vault)
-            .await
-            .map_err(|e| anyhow::anyhow!("Vault: {e}"))?,
-    );
+    let vault = Vault::connect(&contract.vault)
+        .await
+        .map_err(|e| anyhow::anyhow!("Vault: {e}"))?;
+
     let policy = &contract.error_handling.circuit_breaker;
     let (transitions_tx, transitions) = tokio::sync::mpsc::unbounded_channel();
     let breaker = CircuitBreaker::new(BreakerConfig {
@@ -233,17 +245,51 @@ async fn start(contract: Contract) -> anyhow::Result<()> {
         success_threshold: policy.success_threshold,
     })
     .report_transitions(transitions_tx);
-    let dispatcher = Dispatcher::new(&contract, vault, Arc::new(breaker));
+
+    let dispatcher = Dispatcher::new(&contract, Arc::new(vault), Arc::new(breaker));
     let publisher = Publisher::new(runtime::producer(&contract)?);
+    let telemetry = Arc::new(Telemetry::new());
     let node = Arc::new(Node {
         contract,
         dispatcher,
         publisher,
+        telemetry,
+        instance_id,
     });
+    let _ = slot.set(node.clone());
+
     tokio::spawn(runtime::publish_breaker_transitions(
         node.clone(),
         transitions,
         stop.clone(),
     ));
-    runtime::run(node, stop).await
+    let reporter = node.contract.health_check.enabled.then(|| {
+        tokio::spawn(onex_vault_adapter::health::report(
+            node.clone(),
+            stop.clone(),
+        ))
+    });
+    let result = runtime::run(node, stop).await;
+    if let Some(reporter) = reporter {
+        // The reporter publishes its `stopping` event (bounded) and ends.
+        let _ = reporter.await;
+    }
+    result
+}
+
+/// This process's name: `ONEX_INSTANCE_ID`, else `<hostname>-<random>`.
+fn instance_id() -> String {
+    if let Ok(id) = std::env::var("ONEX_INSTANCE_ID") {
+        if !id.trim().is_empty() {
+            return id.trim().to_owned();
+        }
+    }
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "node".to_owned());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}", &suffix[..8])
 }

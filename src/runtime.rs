@@ -6,45 +6,57 @@
 //! with the same key one after another, in order: see `bus::KeyOrder`); at the
 //! bound the loop stops taking records (so librdkafka stops fetching once its
 //! small queue is full). An offset is stored only after everything the record
-//! caused was delivered, and never past an unfinished record of its partition.
-//! On shutdown the loop stops taking records, lets in-flight ones finish within
-//! the deadline, commits, flushes and leaves the group.
+//! caused (reply, dead letter, audit record) was delivered, and never past an
+//! unfinished record of its partition. On shutdown the loop stops taking
+//! records, lets in-flight ones finish within the deadline, commits, flushes
+//! and leaves the group.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use base64::Engine as _;
 use chrono::Utc;
 use onex_vault_models::{
-    BreakerState, CircuitBreakerEvent, DeadLetter, Envelope, ErrorCode, ReplyError, VaultReply,
-    CIRCUIT_BREAKER_PAYLOAD_TYPE, DEAD_LETTER_PAYLOAD_TYPE, REPLY_PAYLOAD_TYPE,
+    AuditRecord, Envelope, ErrorCode, Operation, ReplyError, ReplyStatus, VaultReply, VaultRequest,
+    REPLY_PAYLOAD_TYPE,
 };
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::bus::{self, KeyOrder, OffsetTracker, Outgoing, Publisher, Ticket};
+use crate::bus::{
+    self, ConsumerEvents, KeyOrder, Kind, OffsetTracker, Outgoing, Publisher, Ticket,
+};
 use crate::contract::Contract;
 use crate::decode::{decode, Decoded, Refusal};
-use crate::operations::{masked_target, Dispatcher};
-use crate::resilience::{self, Transition};
+use crate::messages;
+use crate::operations::{Dispatcher, Target};
+use crate::resilience::Transition;
+use crate::telemetry::Telemetry;
 
 /// Everything a record's handling needs, shared by all in-flight records.
 pub struct Node {
     pub contract: Contract,
     pub dispatcher: Dispatcher,
     pub publisher: Publisher,
+    pub telemetry: Arc<Telemetry>,
+    /// This process's name in health events and audit records.
+    pub instance_id: String,
 }
+
+type RequestConsumer = StreamConsumer<ConsumerEvents>;
 
 /// Runs the node until `stop` fires, then shuts down cleanly.
 pub async fn run(node: Arc<Node>, stop: CancellationToken) -> anyhow::Result<()> {
     let bus_settings = &node.contract.event_bus;
-    let consumer: StreamConsumer = bus::consumer_config(&node.contract)
-        .create()
+    let events = ConsumerEvents {
+        telemetry: node.telemetry.clone(),
+    };
+    let consumer: RequestConsumer = bus::consumer_config(&node.contract)
+        .create_with_context(events)
         .context("cannot create the Kafka consumer")?;
     consumer
         .subscribe(&[bus_settings.subscribe_topics.requests.as_str()])
@@ -60,7 +72,7 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) -> anyhow::Result<()>
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
     let mut offsets = OffsetTracker::default();
     let mut key_order = KeyOrder::default();
-    // Replies of in-flight records may still be delivered during shutdown;
+    // Answers of in-flight records may still be delivered during shutdown;
     // `abandon` cuts them off at the deadline.
     let abandon = CancellationToken::new();
 
@@ -68,10 +80,7 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) -> anyhow::Result<()>
         tokio::select! {
             biased;
             _ = stop.cancelled() => break,
-            Some(mut finished) = done_rx.recv() => {
-                key_order.leave(finished.ticket.take());
-                store(&consumer, &mut offsets, finished);
-            }
+            Some(finished) = done_rx.recv() => finish(&node, &consumer, &mut offsets, &mut key_order, finished),
             slot = slots.clone().acquire_owned() => {
                 let Ok(slot) = slot else { break };
                 let record = tokio::select! {
@@ -84,7 +93,9 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) -> anyhow::Result<()>
                         }
                     },
                 };
+                node.telemetry.record_consumed();
                 offsets.begin(record.topic(), record.partition(), record.offset());
+                node.telemetry.set_in_flight(offsets.in_flight());
                 let mut turn = key_order.enter(record.partition(), record.key());
                 let node = node.clone();
                 let done = done_tx.clone();
@@ -108,10 +119,7 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) -> anyhow::Result<()>
     );
     while offsets.in_flight() > 0 {
         match tokio::time::timeout_at(deadline.into(), done_rx.recv()).await {
-            Ok(Some(mut finished)) => {
-                key_order.leave(finished.ticket.take());
-                store(&consumer, &mut offsets, finished);
-            }
+            Ok(Some(finished)) => finish(&node, &consumer, &mut offsets, &mut key_order, finished),
             Ok(None) => break,
             Err(_) => {
                 tracing::warn!(
@@ -128,7 +136,7 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) -> anyhow::Result<()>
     }
     node.publisher.flush(Duration::from_secs(5));
     consumer.unsubscribe();
-    tracing::info!("stopped");
+    tracing::info!("stopped consuming");
     Ok(())
 }
 
@@ -138,12 +146,20 @@ struct Finished {
     ticket: Option<Ticket>,
 }
 
-/// Stores the offset a finished record allows, if its answer was delivered.
-fn store(consumer: &StreamConsumer, offsets: &mut OffsetTracker, finished: Finished) {
+/// A record is done: release its key and store the offset it allows, if its
+/// answers were delivered.
+fn finish(
+    node: &Node,
+    consumer: &RequestConsumer,
+    offsets: &mut OffsetTracker,
+    keys: &mut KeyOrder,
+    finished: Finished,
+) {
+    keys.leave(finished.ticket);
     let record = &finished.record;
     if !finished.delivered {
-        // Leave the offset unstored and stop storing this partition: the
-        // record is redelivered after a restart or rebalance.
+        // Leave the offset unstored (and so every later one of the
+        // partition): the record is redelivered after a restart or rebalance.
         tracing::warn!(
             partition = record.partition(),
             offset = record.offset(),
@@ -157,22 +173,35 @@ fn store(consumer: &StreamConsumer, offsets: &mut OffsetTracker, finished: Finis
             tracing::debug!(%error, partition = record.partition(), offset, "offset not stored");
         }
     }
+    node.telemetry.set_in_flight(offsets.in_flight());
 }
 
 /// Handles one record end to end; returns whether all it caused was delivered.
 async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationToken) -> bool {
     let started = Instant::now();
+    let bus = &node.contract.event_bus;
     let value = record.payload().unwrap_or_default();
-    let outgoing = match decode(value, node.contract.event_bus.max_record_bytes) {
+    let (mut outgoing, audit) = match decode(value, bus.max_record_bytes) {
         Decoded::Request(request) => {
+            let target = Target::of(&request.payload, &node.contract.vault.default_mount);
             let span = tracing::info_span!(
                 "request",
                 correlation_id = %request.correlation_id,
                 requester = %request.source_tool,
                 operation = %request.payload.operation(),
-                target = %masked_target(&request.payload, &node.contract.vault.default_mount),
+                target = %target.masked(),
+                trace_id = request.metadata.as_ref().and_then(|m| m.trace_id.as_deref()),
             );
-            vec![perform(node, &request, started).instrument(span).await]
+            let reply = perform(node, &request, started).instrument(span).await;
+            let audit = audit_record(
+                node,
+                record,
+                Some(&request),
+                target,
+                &reply.payload,
+                started,
+            );
+            (vec![messages::reply(bus, reply)], audit)
         }
         Decoded::Refused(mut refusal) => {
             // The body wins; a `correlation_id` header names the requester
@@ -183,9 +212,20 @@ async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationTo
             refuse(node, record, refusal, started)
         }
     };
+    node.telemetry.record_request(
+        &operation_label(audit.operation.as_deref()),
+        audit.error_code,
+        started.elapsed(),
+    );
+    outgoing.push(messages::audit(bus, audit));
     for message in &outgoing {
         if !node.publisher.deliver(message, stop).await {
             return false;
+        }
+        match message.kind {
+            Kind::Reply => node.telemetry.record_replied(),
+            Kind::DeadLetter => node.telemetry.record_dead_letter(),
+            Kind::Audit | Kind::Event => {}
         }
     }
     true
@@ -194,9 +234,9 @@ async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationTo
 /// Performs a decoded request and builds its reply.
 async fn perform(
     node: &Node,
-    request: &Envelope<onex_vault_models::VaultRequest>,
+    request: &Envelope<VaultRequest>,
     started: Instant,
-) -> Outgoing {
+) -> Envelope<VaultReply> {
     let operation = request.payload.operation();
     let outcome = match request.deadline() {
         Some(deadline) if deadline < Utc::now() => Err(ReplyError::new(
@@ -216,16 +256,18 @@ async fn perform(
             VaultReply::failure(operation.as_str(), error, duration_ms)
         }
     };
-    reply_message(
-        node,
-        Envelope::answering(request, REPLY_PAYLOAD_TYPE, reply),
-    )
+    Envelope::answering(request, REPLY_PAYLOAD_TYPE, reply)
 }
 
 /// The answers to a record the node will not perform: a failed reply when
 /// the sender can be named, a dead letter when the record itself is unusable.
-fn refuse(node: &Node, record: &OwnedMessage, refusal: Refusal, started: Instant) -> Vec<Outgoing> {
-    let topics = &node.contract.event_bus;
+fn refuse(
+    node: &Node,
+    record: &OwnedMessage,
+    refusal: Refusal,
+    started: Instant,
+) -> (Vec<Outgoing>, AuditRecord) {
+    let bus = &node.contract.event_bus;
     tracing::warn!(
         correlation_id = ?refusal.correlation_id,
         requester = refusal.source_tool.as_deref().unwrap_or("unknown"),
@@ -236,51 +278,80 @@ fn refuse(node: &Node, record: &OwnedMessage, refusal: Refusal, started: Instant
         dead_letter = refusal.dead_letter,
         "request refused"
     );
-    let mut outgoing = Vec::new();
-    if let Some(correlation_id) = refusal.correlation_id {
-        let operation = refusal.operation.as_deref().unwrap_or("unknown");
-        let reply = VaultReply::failure(
-            operation,
-            refusal.error.clone(),
-            started.elapsed().as_secs_f64() * 1000.0,
-        );
-        let mut envelope = Envelope::new(correlation_id, REPLY_PAYLOAD_TYPE, reply);
-        envelope.causation_id = refusal.envelope_id;
-        envelope.target_tool = refusal.source_tool.clone();
-        outgoing.push(reply_message(node, envelope));
-    }
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let mut outgoing: Vec<Outgoing> = messages::refusal_reply(bus, &refusal, duration_ms)
+        .into_iter()
+        .collect();
     if refusal.dead_letter {
-        let value = record.payload().unwrap_or_default();
-        let limit = topics.dlq_value_limit_bytes;
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let letter = DeadLetter {
-            original_topic: record.topic().to_owned(),
-            original_partition: record.partition(),
-            original_offset: record.offset(),
-            original_key: record.key().map(|k| b64.encode(k)),
-            original_value: b64.encode(&value[..value.len().min(limit)]),
-            original_value_bytes: value.len() as u64,
-            original_value_truncated: value.len() > limit,
-            failure_reason: refusal.error.message.clone(),
-            error_type: refusal.error.code,
-            failure_timestamp: Utc::now(),
-            correlation_id: refusal.correlation_id,
-        };
-        let correlation_id = refusal.correlation_id.unwrap_or_else(uuid::Uuid::new_v4);
-        let envelope = Envelope::new(correlation_id, DEAD_LETTER_PAYLOAD_TYPE, letter);
-        outgoing.push(Outgoing::json(
-            &topics.dlq_topics.requests,
-            record.key().map(<[u8]>::to_vec),
-            refusal.correlation_id.map(|id| id.to_string()),
-            &envelope,
-        ));
+        outgoing.push(messages::dead_letter(bus, record, &refusal));
     }
-    outgoing
+    let failure = VaultReply::failure(
+        refusal.operation.as_deref().unwrap_or("unknown"),
+        refusal.error.clone(),
+        duration_ms,
+    );
+    let mut audit = audit_record(
+        node,
+        record,
+        None,
+        Target {
+            mount: None,
+            path: None,
+        },
+        &failure,
+        started,
+    );
+    audit.requester = refusal.source_tool;
+    audit.operation = refusal.operation;
+    audit.correlation_id = refusal.correlation_id;
+    (outgoing, audit)
+}
+
+/// The audit record of a handled request (the caller fills in what a
+/// refused record could not give).
+fn audit_record(
+    node: &Node,
+    record: &OwnedMessage,
+    request: Option<&Envelope<VaultRequest>>,
+    target: Target,
+    reply: &VaultReply,
+    started: Instant,
+) -> AuditRecord {
+    AuditRecord {
+        requester: request.map(|r| r.source_tool.clone()),
+        operation: Some(reply.operation.clone()),
+        mount: target.mount,
+        path: target.path,
+        outcome: reply.status,
+        error_code: reply
+            .error
+            .as_ref()
+            .map(|e| e.code)
+            .filter(|_| reply.status == ReplyStatus::Error),
+        correlation_id: request.map(|r| r.correlation_id),
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        instance_id: node.instance_id.clone(),
+        timestamp: Utc::now(),
+        source_record: format!(
+            "{}/{}@{}",
+            record.topic(),
+            record.partition(),
+            record.offset()
+        ),
+    }
+}
+
+/// Metric label for an operation: its name if the node knows it, else
+/// `unknown` (so hostile input cannot create unbounded label values).
+fn operation_label(operation: Option<&str>) -> String {
+    operation
+        .and_then(Operation::from_name)
+        .map_or("unknown", Operation::as_str)
+        .to_owned()
 }
 
 /// The record's `correlation_id` header, if it holds a UUID.
 fn header_correlation_id(record: &OwnedMessage) -> Option<uuid::Uuid> {
-    use rdkafka::message::Headers;
     let headers = record.headers()?;
     headers
         .iter()
@@ -290,55 +361,22 @@ fn header_correlation_id(record: &OwnedMessage) -> Option<uuid::Uuid> {
         .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok())
 }
 
-/// A reply, on the completed or failed topic, keyed by correlation id.
-fn reply_message(node: &Node, envelope: Envelope<VaultReply>) -> Outgoing {
-    let topics = &node.contract.event_bus.publish_topics;
-    let topic = if envelope.payload.is_success() {
-        &topics.completed
-    } else {
-        &topics.failed
-    };
-    let id = envelope.correlation_id.to_string();
-    Outgoing::json(topic, Some(id.clone().into_bytes()), Some(id), &envelope)
-}
-
 /// Publishes a circuit-breaker event at every state change of the breaker.
 pub async fn publish_breaker_transitions(
     node: Arc<Node>,
     mut transitions: mpsc::UnboundedReceiver<Transition>,
     stop: CancellationToken,
 ) {
-    let state = |s: resilience::BreakerState| match s {
-        resilience::BreakerState::Closed => BreakerState::Closed,
-        resilience::BreakerState::Open => BreakerState::Open,
-        resilience::BreakerState::HalfOpen => BreakerState::HalfOpen,
-    };
     while let Some(change) =
         tokio::select! { t = transitions.recv() => t, _ = stop.cancelled() => None }
     {
         tracing::warn!(
-            from = state(change.from).as_str(),
-            to = state(change.to).as_str(),
+            from = messages::breaker_state(change.from).as_str(),
+            to = messages::breaker_state(change.to).as_str(),
             failures = change.failure_count,
             "circuit breaker changed state"
         );
-        let event = CircuitBreakerEvent {
-            service_name: "vault".to_owned(),
-            state: state(change.to),
-            previous_state: state(change.from),
-            failure_count: change.failure_count,
-            threshold: change.threshold,
-            timestamp: change.at.into(),
-            correlation_id: None,
-        };
-        let envelope = Envelope::new(uuid::Uuid::new_v4(), CIRCUIT_BREAKER_PAYLOAD_TYPE, event);
-        let topic = &node.contract.event_bus.publish_topics.circuit_breaker;
-        let message = Outgoing::json(
-            topic,
-            Some(b"vault".to_vec()),
-            Some(envelope.correlation_id.to_string()),
-            &envelope,
-        );
+        let message = messages::breaker_transition(&node.contract.event_bus, &change);
         node.publisher.deliver(&message, &stop).await;
     }
 }

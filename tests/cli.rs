@@ -68,6 +68,7 @@ fn schema_prints_every_message_schema() {
         "vault-request",
         "vault-reply",
         "vault-dead-letter",
+        "vault-audit",
         "vault-health",
         "circuit-breaker",
     ] {

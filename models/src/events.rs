@@ -39,7 +39,20 @@ impl BreakerState {
     }
 }
 
-/// The node's health, published every `health_check.interval_seconds`.
+/// Where in its life the node was when it published a health event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthPhase {
+    /// The first event, published at start.
+    Started,
+    /// A periodic event.
+    Running,
+    /// The last event, published at clean shutdown.
+    Stopping,
+}
+
+/// The node's health, published every `health_check.interval_seconds`, at
+/// start and at clean shutdown (`phase` says which).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct HealthEvent {
     pub node_name: String,
@@ -47,6 +60,12 @@ pub struct HealthEvent {
     pub instance_id: String,
     pub uptime_seconds: f64,
     pub status: HealthStatus,
+    /// Why the status is not `healthy` (empty when it is).
+    #[serde(default)]
+    pub status_reasons: Vec<String>,
+    pub phase: HealthPhase,
+    /// Seconds between periodic events.
+    pub interval_seconds: u64,
     pub vault: VaultStatus,
     pub token: TokenStatus,
     pub circuit_breaker: CircuitBreakerStatus,
@@ -67,7 +86,8 @@ pub struct VaultStatus {
     pub latency_ms: Option<f64>,
 }
 
-/// The node's own Vault token (never the token itself).
+/// The node's own Vault token (never the token itself). Renewals count the
+/// node's `renew_token` operations (and, later, its own background renewals).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct TokenStatus {
     /// Remaining time to live; null for a token without expiry.
@@ -87,8 +107,11 @@ pub struct CircuitBreakerStatus {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct OperationStats {
+    /// Requests since start.
     pub count: u64,
+    /// Failed requests since start.
     pub errors: u64,
+    /// Latency percentiles over the last interval; null when it had none.
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
 }
@@ -99,6 +122,12 @@ pub struct BusStats {
     pub replied_total: u64,
     pub dlq_total: u64,
     pub in_flight: u64,
+    /// Partitions of the request topic this instance holds.
+    pub assigned_partitions: u64,
+    /// Records behind the end of each assigned partition (`topic/partition`),
+    /// as librdkafka last measured it.
+    #[serde(default)]
+    pub consumer_lag: BTreeMap<String, i64>,
 }
 
 /// The fields of ONEX `ModelVaultMetrics` the node can truly measure; every

@@ -12,6 +12,7 @@
 //! [`schemas()`] returns the JSON Schemas of every top-level message; they are
 //! committed under `models/schemas/` for non-Rust nodes.
 
+mod audit;
 mod dlq;
 mod envelope;
 mod error;
@@ -22,15 +23,16 @@ mod request;
 mod schema;
 mod secret;
 
+pub use audit::{AuditRecord, AUDIT_PAYLOAD_TYPE};
 pub use dlq::{DeadLetter, DEAD_LETTER_PAYLOAD_TYPE};
 pub use envelope::{Envelope, EnvelopeMetadata, ENVELOPE_VERSION, NODE_NAME};
 pub use error::{ErrorCode, ReplyError};
 pub use events::{
-    BreakerState, BusStats, CircuitBreakerEvent, CircuitBreakerStatus, HealthEvent, HealthStatus,
-    OperationStats, TokenStatus, VaultMetrics, VaultStatus, CIRCUIT_BREAKER_PAYLOAD_TYPE,
-    HEALTH_PAYLOAD_TYPE,
+    BreakerState, BusStats, CircuitBreakerEvent, CircuitBreakerStatus, HealthEvent, HealthPhase,
+    HealthStatus, OperationStats, TokenStatus, VaultMetrics, VaultStatus,
+    CIRCUIT_BREAKER_PAYLOAD_TYPE, HEALTH_PAYLOAD_TYPE,
 };
-pub use path::{FolderPath, MountName, PathError, SecretPath, MAX_PATH_BYTES};
+pub use path::{mask_path, FolderPath, MountName, PathError, SecretPath, MAX_PATH_BYTES};
 pub use reply::{
     DeleteSecretResult, GetSecretResult, ListSecretsResult, OperationResult, RenewLeaseResult,
     RenewTokenResult, ReplyStatus, SecretVersionMetadata, SetSecretResult, VaultReply,
@@ -49,6 +51,8 @@ pub type RequestEnvelope = Envelope<VaultRequest>;
 pub type ReplyEnvelope = Envelope<VaultReply>;
 /// A dead letter as the node publishes it on the DLQ topic.
 pub type DeadLetterEnvelope = Envelope<DeadLetter>;
+/// An audit record as the node publishes it on the audit topic.
+pub type AuditEnvelope = Envelope<AuditRecord>;
 /// A health event as the node publishes it on the health topic.
 pub type HealthEnvelope = Envelope<HealthEvent>;
 /// A breaker transition as the node publishes it on the circuit-breaker topic.

@@ -106,7 +106,7 @@ macro_rules! validated_path {
             /// The path with every segment after the first masked, for logs
             /// (`app/***/***`): enough to tell requests apart, not to map secrets.
             pub fn masked(&self) -> String {
-                mask(&self.0)
+                mask_path(&self.0)
             }
         }
 
@@ -164,7 +164,9 @@ validated_path!(
     "Mount path of a KV v2 secrets engine, e.g. 'secret'; same rules as a secret path."
 );
 
-fn mask(path: &str) -> String {
+/// A path with every segment after the first masked (`app/***/***`): enough
+/// to tell requests apart in a log, not to map secrets.
+pub fn mask_path(path: &str) -> String {
     let mut segments = path.trim_end_matches('/').split('/');
     let first = segments.next().unwrap_or_default();
     let rest = segments.count();

@@ -5,7 +5,8 @@ use schemars::{generate::SchemaSettings, JsonSchema};
 use serde_json::Value;
 
 use crate::{
-    CircuitBreakerEnvelope, DeadLetterEnvelope, HealthEnvelope, ReplyEnvelope, RequestEnvelope,
+    AuditEnvelope, CircuitBreakerEnvelope, DeadLetterEnvelope, HealthEnvelope, ReplyEnvelope,
+    RequestEnvelope,
 };
 
 /// One message's schema and the file name it is committed under.
@@ -46,6 +47,7 @@ pub fn schemas() -> Vec<MessageSchema> {
             "Vault adapter reply envelope (completed and failed topics)",
         ),
         schema_of::<DeadLetterEnvelope>("vault-dead-letter", "Vault adapter dead letter envelope"),
+        schema_of::<AuditEnvelope>("vault-audit", "Vault adapter audit record envelope"),
         schema_of::<HealthEnvelope>("vault-health", "Vault adapter health event envelope"),
         schema_of::<CircuitBreakerEnvelope>(
             "circuit-breaker",

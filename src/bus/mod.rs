@@ -7,11 +7,17 @@ mod publisher;
 
 pub use key_order::{KeyOrder, Ticket, Turn};
 pub use offsets::OffsetTracker;
-pub use publisher::{Outgoing, Publisher};
+pub use publisher::{Kind, Outgoing, Publisher};
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::{ClientContext, Statistics};
 
 use crate::contract::Contract;
+use crate::telemetry::Telemetry;
 
 /// librdkafka settings shared by the consumer and the producer.
 fn client_config(contract: &Contract) -> ClientConfig {
@@ -62,4 +68,42 @@ pub fn producer_config(contract: &Contract) -> ClientConfig {
         .set("linger.ms", "1")
         .set("message.timeout.ms", "30000");
     config
+}
+
+/// The request consumer's librdkafka callbacks: partition assignment and
+/// consumer lag (from librdkafka's statistics) go to the telemetry, where
+/// `/ready`, `/metrics` and the health event read them.
+pub struct ConsumerEvents {
+    pub telemetry: Arc<Telemetry>,
+}
+
+impl ClientContext for ConsumerEvents {
+    fn stats(&self, statistics: Statistics) {
+        let mut lag = BTreeMap::new();
+        for (topic, stats) in &statistics.topics {
+            for (partition, p) in &stats.partitions {
+                // -1 is librdkafka's internal "unassigned" partition.
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    lag.insert((topic.clone(), *partition), p.consumer_lag);
+                }
+            }
+        }
+        self.telemetry.set_consumer_lag(lag);
+    }
+}
+
+impl ConsumerContext for ConsumerEvents {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(partitions) => {
+                tracing::info!(partitions = partitions.count(), "partitions assigned");
+                self.telemetry.set_assigned_partitions(partitions.count());
+            }
+            Rebalance::Revoke(partitions) => {
+                tracing::info!(partitions = partitions.count(), "partitions revoked");
+                self.telemetry.set_assigned_partitions(0);
+            }
+            Rebalance::Error(error) => tracing::warn!(%error, "rebalance failed"),
+        }
+    }
 }

@@ -9,8 +9,18 @@ use rdkafka::util::Timeout;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+/// What a published message is, for counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Reply,
+    DeadLetter,
+    Audit,
+    Event,
+}
+
 /// A message ready to publish.
 pub struct Outgoing {
+    pub kind: Kind,
     pub topic: String,
     pub key: Option<Vec<u8>>,
     /// The topic's event name, e.g. `vault-completed` (header `event_type`).
@@ -22,12 +32,14 @@ pub struct Outgoing {
 impl Outgoing {
     /// Serializes `message` for `topic`; the event name is the topic's fourth part.
     pub fn json(
+        kind: Kind,
         topic: &str,
         key: Option<Vec<u8>>,
         correlation_id: Option<String>,
         message: &impl Serialize,
     ) -> Outgoing {
         Outgoing {
+            kind,
             topic: topic.to_owned(),
             key,
             event_type: topic.split('.').nth(3).unwrap_or(topic).to_owned(),

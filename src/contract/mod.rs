@@ -201,6 +201,18 @@ pub struct HealthCheck {
     pub endpoint: String,
     pub interval_seconds: u64,
     pub http_port: u16,
+    #[serde(default = "default_fault_ratio")]
+    pub degraded_fault_ratio: f64,
+    #[serde(default = "default_p99_ms")]
+    pub degraded_p99_ms: f64,
+}
+
+fn default_fault_ratio() -> f64 {
+    0.05
+}
+
+fn default_p99_ms() -> f64 {
+    1000.0
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -441,6 +453,22 @@ impl Contract {
             &mut p,
             breaker.success_threshold >= 1,
             "error_handling.circuit_breaker.success_threshold: must be ≥ 1",
+        );
+        let health = &self.health_check;
+        require(
+            &mut p,
+            health.endpoint.starts_with('/'),
+            "health_check.endpoint: must start with '/'",
+        );
+        require(
+            &mut p,
+            (0.0..=1.0).contains(&health.degraded_fault_ratio),
+            "health_check.degraded_fault_ratio: must be between 0 and 1",
+        );
+        require(
+            &mut p,
+            health.degraded_p99_ms > 0.0,
+            "health_check.degraded_p99_ms: must be > 0",
         );
         require(
             &mut p,

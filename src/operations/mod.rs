@@ -73,6 +73,10 @@ impl Dispatcher {
         &self.vault
     }
 
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
     /// Performs `request`; every failure comes back as the reply's error.
     pub async fn handle(&self, request: &VaultRequest) -> Result<OperationResult, ReplyError> {
         let operation = request.operation();
@@ -126,21 +130,45 @@ async fn dispatch(cx: &Context<'_>, request: &VaultRequest) -> Result<OperationR
     }
 }
 
-/// Where a request points, safe for logs: `mount:first/***/***`, or the
-/// lease's engine path for lease operations.
-pub fn masked_target(request: &VaultRequest, default_mount: &MountName) -> String {
-    let at = |mount: &Option<MountName>, path: String| {
-        format!("{}:{}", mount.as_ref().unwrap_or(default_mount), path)
-    };
-    match request {
-        VaultRequest::GetSecret(r) => at(&r.mount, r.path.masked()),
-        VaultRequest::SetSecret(r) => at(&r.mount, r.path.masked()),
-        VaultRequest::DeleteSecret(r) => at(&r.mount, r.path.masked()),
-        VaultRequest::ListSecrets(r) => at(&r.mount, r.path.masked()),
-        VaultRequest::RenewLease(r) => {
-            let engine = r.lease_id.split('/').next().unwrap_or_default();
-            format!("lease:{engine}/***")
+/// Where a request points: the mount and the path (or lease id) it names.
+/// The audit trail records it whole; logs use [`Target::masked`].
+pub struct Target {
+    pub mount: Option<String>,
+    pub path: Option<String>,
+}
+
+impl Target {
+    pub fn of(request: &VaultRequest, default_mount: &MountName) -> Target {
+        let kv = |mount: &Option<MountName>, path: &str| Target {
+            mount: Some(mount.as_ref().unwrap_or(default_mount).to_string()),
+            path: Some(path.to_owned()),
+        };
+        match request {
+            VaultRequest::GetSecret(r) => kv(&r.mount, r.path.as_str()),
+            VaultRequest::SetSecret(r) => kv(&r.mount, r.path.as_str()),
+            VaultRequest::DeleteSecret(r) => kv(&r.mount, r.path.as_str()),
+            VaultRequest::ListSecrets(r) => kv(&r.mount, r.path.as_str()),
+            VaultRequest::RenewLease(r) => Target {
+                mount: None,
+                path: Some(r.lease_id.clone()),
+            },
+            VaultRequest::RenewToken(_) => Target {
+                mount: None,
+                path: None,
+            },
         }
-        VaultRequest::RenewToken(_) => "token:self".to_owned(),
+    }
+
+    /// Safe for logs: the mount and the first path segment, the rest masked
+    /// (`secret:app/***/***`); a lease shows only its engine.
+    pub fn masked(&self) -> String {
+        let path = self.path.as_deref().unwrap_or_default();
+        let masked = onex_vault_models::mask_path(path);
+        let engine = path.split('/').next().unwrap_or_default();
+        match (&self.mount, &self.path) {
+            (Some(mount), _) => format!("{mount}:{masked}"),
+            (None, Some(_)) => format!("lease:{engine}/***"),
+            (None, None) => "token:self".to_owned(),
+        }
     }
 }

@@ -1,0 +1,139 @@
+//! Everything the node publishes, built in one place: replies, dead letters,
+//! audit records, breaker transitions and health events, each as an envelope
+//! with the wire contract's topic and key.
+
+use base64::Engine as _;
+use chrono::Utc;
+use onex_vault_models::{
+    AuditRecord, BreakerState, CircuitBreakerEvent, DeadLetter, Envelope, HealthEvent, VaultReply,
+    AUDIT_PAYLOAD_TYPE, CIRCUIT_BREAKER_PAYLOAD_TYPE, DEAD_LETTER_PAYLOAD_TYPE,
+    HEALTH_PAYLOAD_TYPE, REPLY_PAYLOAD_TYPE,
+};
+use rdkafka::message::{Message, OwnedMessage};
+use uuid::Uuid;
+
+use crate::bus::{Kind, Outgoing};
+use crate::contract::EventBus;
+use crate::decode::Refusal;
+use crate::resilience::{self, Transition};
+
+/// A reply, on the completed or failed topic, keyed by correlation id.
+pub fn reply(bus: &EventBus, envelope: Envelope<VaultReply>) -> Outgoing {
+    let topics = &bus.publish_topics;
+    let topic = if envelope.payload.is_success() {
+        &topics.completed
+    } else {
+        &topics.failed
+    };
+    let id = envelope.correlation_id.to_string();
+    Outgoing::json(
+        Kind::Reply,
+        topic,
+        Some(id.clone().into_bytes()),
+        Some(id),
+        &envelope,
+    )
+}
+
+/// The failed reply to a refused record, when its sender can be named.
+pub fn refusal_reply(bus: &EventBus, refusal: &Refusal, duration_ms: f64) -> Option<Outgoing> {
+    let correlation_id = refusal.correlation_id?;
+    let operation = refusal.operation.as_deref().unwrap_or("unknown");
+    let failure = VaultReply::failure(operation, refusal.error.clone(), duration_ms);
+    let mut envelope = Envelope::new(correlation_id, REPLY_PAYLOAD_TYPE, failure);
+    envelope.causation_id = refusal.envelope_id;
+    envelope.target_tool = refusal.source_tool.clone();
+    Some(reply(bus, envelope))
+}
+
+/// A dead letter for an unusable record, keyed like the original.
+pub fn dead_letter(bus: &EventBus, record: &OwnedMessage, refusal: &Refusal) -> Outgoing {
+    let value = record.payload().unwrap_or_default();
+    let limit = bus.dlq_value_limit_bytes;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let letter = DeadLetter {
+        original_topic: record.topic().to_owned(),
+        original_partition: record.partition(),
+        original_offset: record.offset(),
+        original_key: record.key().map(|k| b64.encode(k)),
+        original_value: b64.encode(&value[..value.len().min(limit)]),
+        original_value_bytes: value.len() as u64,
+        original_value_truncated: value.len() > limit,
+        failure_reason: refusal.error.message.clone(),
+        error_type: refusal.error.code,
+        failure_timestamp: Utc::now(),
+        correlation_id: refusal.correlation_id,
+    };
+    let correlation_id = refusal.correlation_id.unwrap_or_else(Uuid::new_v4);
+    let envelope = Envelope::new(correlation_id, DEAD_LETTER_PAYLOAD_TYPE, letter);
+    Outgoing::json(
+        Kind::DeadLetter,
+        &bus.dlq_topics.requests,
+        record.key().map(<[u8]>::to_vec),
+        refusal.correlation_id.map(|id| id.to_string()),
+        &envelope,
+    )
+}
+
+/// An audit record, keyed by the request's correlation id.
+pub fn audit(bus: &EventBus, record: AuditRecord) -> Outgoing {
+    let correlation_id = record.correlation_id;
+    let envelope = Envelope::new(
+        correlation_id.unwrap_or_else(Uuid::new_v4),
+        AUDIT_PAYLOAD_TYPE,
+        record,
+    );
+    let id = correlation_id.map(|id| id.to_string());
+    Outgoing::json(
+        Kind::Audit,
+        &bus.publish_topics.audit,
+        id.clone().map(String::into_bytes),
+        id,
+        &envelope,
+    )
+}
+
+/// A breaker transition, keyed by the guarded service (`vault`).
+pub fn breaker_transition(bus: &EventBus, change: &Transition) -> Outgoing {
+    let event = CircuitBreakerEvent {
+        service_name: "vault".to_owned(),
+        state: breaker_state(change.to),
+        previous_state: breaker_state(change.from),
+        failure_count: change.failure_count,
+        threshold: change.threshold,
+        timestamp: change.at.into(),
+        correlation_id: None,
+    };
+    let envelope = Envelope::new(Uuid::new_v4(), CIRCUIT_BREAKER_PAYLOAD_TYPE, event);
+    let id = envelope.correlation_id.to_string();
+    Outgoing::json(
+        Kind::Event,
+        &bus.publish_topics.circuit_breaker,
+        Some(b"vault".to_vec()),
+        Some(id),
+        &envelope,
+    )
+}
+
+/// A health event, keyed by the instance id.
+pub fn health(bus: &EventBus, event: HealthEvent) -> Outgoing {
+    let key = event.instance_id.clone().into_bytes();
+    let envelope = Envelope::new(Uuid::new_v4(), HEALTH_PAYLOAD_TYPE, event);
+    let id = envelope.correlation_id.to_string();
+    Outgoing::json(
+        Kind::Event,
+        &bus.publish_topics.health,
+        Some(key),
+        Some(id),
+        &envelope,
+    )
+}
+
+/// The wire name of a breaker state.
+pub fn breaker_state(state: resilience::BreakerState) -> BreakerState {
+    match state {
+        resilience::BreakerState::Closed => BreakerState::Closed,
+        resilience::BreakerState::Open => BreakerState::Open,
+        resilience::BreakerState::HalfOpen => BreakerState::HalfOpen,
+    }
+}

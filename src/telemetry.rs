@@ -1,0 +1,473 @@
+//! What the node measures about itself, recorded once and read two ways:
+//! Prometheus metrics for `/metrics` (cumulative, scraped by operators) and
+//! interval statistics for the health event (counts since start, latency
+//! percentiles and rates over the last interval, read by orchestrators).
+//!
+//! Every handled request is recorded by [`Telemetry::record_request`]; the
+//! Kafka side reports consumption, replies, dead letters, in-flight, partition
+//! assignment and consumer lag; the health reporter sets breaker state and
+//! token TTL. Nothing here ever sees a path, a value or a token.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use onex_vault_models::{BreakerState, ErrorCode, OperationStats};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    operation: String,
+    /// `success`, or the error code in lower case.
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabel {
+    operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabels {
+    topic: String,
+    partition: String,
+}
+
+pub struct Telemetry {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<OperationLabel, Histogram>,
+    consumed: Counter,
+    replied: Counter,
+    dead_letters: Counter,
+    in_flight: Gauge,
+    assigned_partitions: Gauge,
+    consumer_lag: Family<PartitionLabels, Gauge>,
+    breaker_state: Gauge,
+    breaker_opened: Counter,
+    token_ttl: Gauge,
+    token_renewals: Counter,
+    token_renewal_failures: Counter,
+    vault_health_checks: Counter,
+    interval: Mutex<IntervalStats>,
+    lag: Mutex<BTreeMap<String, i64>>,
+    last_breaker_opened: AtomicU64,
+}
+
+/// Per-operation figures: counts since start, latencies since the last read.
+#[derive(Default)]
+struct IntervalStats {
+    operations: BTreeMap<String, OperationWindow>,
+}
+
+#[derive(Default)]
+struct OperationWindow {
+    count: u64,
+    errors: u64,
+    /// Latencies (ms) since the last read; capped so a burst cannot grow it
+    /// without bound (beyond the cap, later samples overwrite earlier ones).
+    samples: Vec<f64>,
+    window: Window,
+}
+
+/// One operation over the last interval.
+#[derive(Default, Clone, Copy, Debug, PartialEq)]
+pub struct Window {
+    pub requests: u64,
+    /// Every error reply.
+    pub errors: u64,
+    /// Errors that point at the node or Vault, not at the request: the
+    /// retryable codes and `INTERNAL_ERROR`.
+    pub faults: u64,
+    /// Sum of latencies, for the mean.
+    pub total_ms: f64,
+}
+
+impl Window {
+    pub fn mean_ms(&self) -> Option<f64> {
+        (self.requests > 0).then(|| self.total_ms / self.requests as f64)
+    }
+}
+
+const MAX_SAMPLES: usize = 50_000;
+
+/// What the last interval looked like, for the health event.
+pub struct IntervalReport {
+    pub operations: BTreeMap<String, OperationStats>,
+    /// Each operation over the interval.
+    pub window: BTreeMap<String, Window>,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry::new()
+    }
+}
+
+impl Telemetry {
+    pub fn new() -> Telemetry {
+        let mut registry = Registry::with_prefix("onex_vault_adapter");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let durations = Family::<OperationLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
+        let t = Telemetry {
+            registry: Registry::default(),
+            requests,
+            durations,
+            consumed: Counter::default(),
+            replied: Counter::default(),
+            dead_letters: Counter::default(),
+            in_flight: Gauge::default(),
+            assigned_partitions: Gauge::default(),
+            consumer_lag: Family::default(),
+            breaker_state: Gauge::default(),
+            breaker_opened: Counter::default(),
+            token_ttl: Gauge::default(),
+            token_renewals: Counter::default(),
+            token_renewal_failures: Counter::default(),
+            vault_health_checks: Counter::default(),
+            interval: Mutex::default(),
+            lag: Mutex::default(),
+            last_breaker_opened: AtomicU64::new(0),
+        };
+        registry.register(
+            "requests",
+            "Requests handled, by operation and outcome",
+            t.requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time to handle a request, by operation",
+            t.durations.clone(),
+        );
+        registry.register(
+            "records_consumed",
+            "Records taken from the request topic",
+            t.consumed.clone(),
+        );
+        registry.register("replies", "Replies delivered", t.replied.clone());
+        registry.register(
+            "dead_letters",
+            "Records sent to the dead-letter topic",
+            t.dead_letters.clone(),
+        );
+        registry.register(
+            "in_flight",
+            "Requests being handled now",
+            t.in_flight.clone(),
+        );
+        registry.register(
+            "assigned_partitions",
+            "Request-topic partitions this instance holds",
+            t.assigned_partitions.clone(),
+        );
+        registry.register(
+            "consumer_lag",
+            "Records behind the end of each assigned partition",
+            t.consumer_lag.clone(),
+        );
+        registry.register(
+            "breaker_state",
+            "Circuit breaker: 0 closed, 1 half-open, 2 open",
+            t.breaker_state.clone(),
+        );
+        registry.register(
+            "breaker_opened",
+            "Times the circuit breaker opened",
+            t.breaker_opened.clone(),
+        );
+        registry.register(
+            "token_ttl_seconds",
+            "Remaining TTL of the node's Vault token (0: no expiry)",
+            t.token_ttl.clone(),
+        );
+        registry.register(
+            "token_renewals",
+            "Renewals of the node's own token",
+            t.token_renewals.clone(),
+        );
+        registry.register(
+            "token_renewal_failures",
+            "Failed renewals of the node's own token",
+            t.token_renewal_failures.clone(),
+        );
+        registry.register(
+            "vault_health_checks",
+            "sys/health probes made",
+            t.vault_health_checks.clone(),
+        );
+        Telemetry { registry, ..t }
+    }
+
+    /// One handled request: its operation as sent, its error code if it
+    /// failed, and how long it took.
+    pub fn record_request(&self, operation: &str, error: Option<ErrorCode>, duration: Duration) {
+        let outcome = error.map_or_else(
+            || "success".to_owned(),
+            |code| code.as_str().to_ascii_lowercase(),
+        );
+        let operation = operation.to_owned();
+        self.requests
+            .get_or_create(&RequestLabels {
+                operation: operation.clone(),
+                outcome,
+            })
+            .inc();
+        let seconds = duration.as_secs_f64();
+        self.durations
+            .get_or_create(&OperationLabel {
+                operation: operation.clone(),
+            })
+            .observe(seconds);
+        if operation == "renew_token" {
+            match error {
+                None => self.token_renewals.inc(),
+                Some(_) => self.token_renewal_failures.inc(),
+            };
+        }
+        let mut stats = self.interval.lock().unwrap_or_else(|p| p.into_inner());
+        let window = stats.operations.entry(operation).or_default();
+        let ms = seconds * 1000.0;
+        window.count += 1;
+        window.window.requests += 1;
+        window.window.total_ms += ms;
+        if let Some(code) = error {
+            window.errors += 1;
+            window.window.errors += 1;
+            if code.retryable() || code == ErrorCode::InternalError {
+                window.window.faults += 1;
+            }
+        }
+        if window.samples.len() < MAX_SAMPLES {
+            window.samples.push(ms);
+        } else {
+            let slot = (window.window.requests as usize) % MAX_SAMPLES;
+            window.samples[slot] = ms;
+        }
+    }
+
+    /// Figures for the health event; starts a new latency window.
+    pub fn take_interval(&self) -> IntervalReport {
+        let mut stats = self.interval.lock().unwrap_or_else(|p| p.into_inner());
+        let mut operations = BTreeMap::new();
+        let mut window = BTreeMap::new();
+        for (name, op) in stats.operations.iter_mut() {
+            let mut samples = std::mem::take(&mut op.samples);
+            samples.sort_by(f64::total_cmp);
+            operations.insert(
+                name.clone(),
+                OperationStats {
+                    count: op.count,
+                    errors: op.errors,
+                    p50_ms: percentile(&samples, 0.50),
+                    p99_ms: percentile(&samples, 0.99),
+                },
+            );
+            window.insert(name.clone(), std::mem::take(&mut op.window));
+        }
+        IntervalReport { operations, window }
+    }
+
+    pub fn record_consumed(&self) {
+        self.consumed.inc();
+    }
+
+    pub fn record_replied(&self) {
+        self.replied.inc();
+    }
+
+    pub fn record_dead_letter(&self) {
+        self.dead_letters.inc();
+    }
+
+    pub fn set_in_flight(&self, requests: usize) {
+        self.in_flight
+            .set(i64::try_from(requests).unwrap_or(i64::MAX));
+    }
+
+    pub fn set_assigned_partitions(&self, partitions: usize) {
+        self.assigned_partitions
+            .set(i64::try_from(partitions).unwrap_or(i64::MAX));
+    }
+
+    /// The lag of every assigned partition, replacing the previous picture.
+    pub fn set_consumer_lag(&self, lag: BTreeMap<(String, i32), i64>) {
+        self.consumer_lag.clear();
+        let mut flat = BTreeMap::new();
+        for ((topic, partition), records) in lag {
+            self.consumer_lag
+                .get_or_create(&PartitionLabels {
+                    topic: topic.clone(),
+                    partition: partition.to_string(),
+                })
+                .set(records);
+            flat.insert(format!("{topic}/{partition}"), records);
+        }
+        *self.lag.lock().unwrap_or_else(|p| p.into_inner()) = flat;
+    }
+
+    pub fn set_breaker(&self, state: BreakerState, opened_total: u64) {
+        self.breaker_state.set(match state {
+            BreakerState::Closed => 0,
+            BreakerState::HalfOpen => 1,
+            BreakerState::Open => 2,
+        });
+        let before = self
+            .last_breaker_opened
+            .swap(opened_total, Ordering::Relaxed);
+        self.breaker_opened
+            .inc_by(opened_total.saturating_sub(before));
+    }
+
+    pub fn set_token_ttl(&self, ttl_seconds: u64) {
+        self.token_ttl
+            .set(i64::try_from(ttl_seconds).unwrap_or(i64::MAX));
+    }
+
+    pub fn record_vault_health_check(&self) {
+        self.vault_health_checks.inc();
+    }
+
+    pub fn consumed_total(&self) -> u64 {
+        self.consumed.get()
+    }
+
+    pub fn replied_total(&self) -> u64 {
+        self.replied.get()
+    }
+
+    pub fn dead_letters_total(&self) -> u64 {
+        self.dead_letters.get()
+    }
+
+    pub fn in_flight(&self) -> u64 {
+        u64::try_from(self.in_flight.get()).unwrap_or(0)
+    }
+
+    pub fn assigned_partitions(&self) -> u64 {
+        u64::try_from(self.assigned_partitions.get()).unwrap_or(0)
+    }
+
+    pub fn consumer_lag(&self) -> BTreeMap<String, i64> {
+        self.lag.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn token_renewals(&self) -> (u64, u64) {
+        (self.token_renewals.get(), self.token_renewal_failures.get())
+    }
+
+    pub fn vault_health_checks(&self) -> u64 {
+        self.vault_health_checks.get()
+    }
+
+    /// The metrics in the OpenMetrics text format, for `/metrics`.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!(%error, "cannot encode metrics");
+        }
+        text
+    }
+}
+
+/// Nearest-rank percentile of sorted samples.
+fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted
+        .get(rank.saturating_sub(1).min(sorted.len() - 1))
+        .copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_cumulative_and_percentiles_per_interval() {
+        let t = Telemetry::new();
+        for ms in 1..=100 {
+            t.record_request("get_secret", None, Duration::from_millis(ms));
+        }
+        t.record_request(
+            "get_secret",
+            Some(ErrorCode::ResourceNotFound),
+            Duration::from_millis(5),
+        );
+        let first = t.take_interval();
+        let get = &first.operations["get_secret"];
+        assert_eq!((get.count, get.errors), (101, 1));
+        assert_eq!(get.p50_ms, Some(50.0));
+        assert_eq!(get.p99_ms, Some(99.0));
+        assert_eq!(first.window["get_secret"].requests, 101);
+        assert_eq!(first.window["get_secret"].errors, 1);
+        assert_eq!(
+            first.window["get_secret"].faults, 0,
+            "not found is the request's fault"
+        );
+
+        let second = t.take_interval();
+        let get = &second.operations["get_secret"];
+        assert_eq!((get.count, get.errors), (101, 1), "counts stay");
+        assert_eq!(get.p99_ms, None, "no requests in this interval");
+        assert_eq!(second.window["get_secret"], Window::default());
+    }
+
+    #[test]
+    fn metrics_text_has_counters_by_operation_and_outcome() {
+        let t = Telemetry::new();
+        t.record_request("set_secret", None, Duration::from_millis(3));
+        t.record_request(
+            "set_secret",
+            Some(ErrorCode::Conflict),
+            Duration::from_millis(3),
+        );
+        t.set_breaker(BreakerState::Open, 2);
+        let text = t.encode();
+        assert!(
+            text.contains(
+                r#"onex_vault_adapter_requests_total{operation="set_secret",outcome="success"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"onex_vault_adapter_requests_total{operation="set_secret",outcome="conflict"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("onex_vault_adapter_breaker_state 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("onex_vault_adapter_breaker_opened_total 2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn lag_is_reported_per_partition() {
+        let t = Telemetry::new();
+        t.set_consumer_lag(BTreeMap::from([
+            (("req".to_owned(), 0), 3),
+            (("req".to_owned(), 1), 0),
+        ]));
+        assert_eq!(
+            t.consumer_lag(),
+            BTreeMap::from([("req/0".to_owned(), 3), ("req/1".to_owned(), 0)])
+        );
+        assert!(t
+            .encode()
+            .contains(r#"onex_vault_adapter_consumer_lag{topic="req",partition="0"} 3"#));
+    }
+}
