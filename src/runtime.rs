@@ -23,7 +23,7 @@ use onex_vault_models::{
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -81,17 +81,15 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) -> anyhow::Result<()>
             biased;
             _ = stop.cancelled() => break,
             Some(finished) = done_rx.recv() => finish(&node, &consumer, &mut offsets, &mut key_order, finished),
-            slot = slots.clone().acquire_owned() => {
-                let Ok(slot) = slot else { break };
-                let record = tokio::select! {
-                    _ = stop.cancelled() => break,
-                    received = consumer.recv() => match received {
-                        Ok(record) => record.detach(),
-                        Err(error) => {
-                            tracing::warn!(%error, "Kafka consumer error");
-                            continue;
-                        }
-                    },
+            // Waits for a free slot, then a record; both waits are
+            // cancellation safe, so a finishing record can interrupt them.
+            next = next_record(&slots, &consumer) => {
+                let (slot, record) = match next {
+                    Ok(next) => next,
+                    Err(error) => {
+                        tracing::warn!(%error, "Kafka consumer error");
+                        continue;
+                    }
                 };
                 node.telemetry.record_consumed();
                 offsets.begin(record.topic(), record.partition(), record.offset());
@@ -138,6 +136,22 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) -> anyhow::Result<()>
     consumer.unsubscribe();
     tracing::info!("stopped consuming");
     Ok(())
+}
+
+/// A free in-flight slot and the next record. At the bound this waits for a
+/// slot without taking records, so librdkafka's small queue fills and it
+/// stops fetching.
+async fn next_record(
+    slots: &Arc<Semaphore>,
+    consumer: &RequestConsumer,
+) -> Result<(OwnedSemaphorePermit, OwnedMessage), rdkafka::error::KafkaError> {
+    let slot = slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| rdkafka::error::KafkaError::Canceled)?;
+    let record = consumer.recv().await?.detach();
+    Ok((slot, record))
 }
 
 struct Finished {

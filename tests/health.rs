@@ -1,0 +1,322 @@
+//! What orchestrators and operators see: health events, `/ready`, `/metrics`
+//! and the audit trail, checked against a known workload on the real stack.
+//! (A test binary of its own: it may seal this binary's Vault.)
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::bus::{Record, ReplyWatcher};
+use support::node::{Node, NodeOptions, Requester};
+use support::{servers, vault};
+
+const CANARY: &str = "canary-health-3a9d-value";
+const WAIT: Duration = Duration::from_secs(45);
+
+async fn http_get(port: u16, path: &str) -> (u16, String) {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    match client
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .send()
+        .await
+    {
+        Ok(response) => (
+            response.status().as_u16(),
+            response.text().await.unwrap_or_default(),
+        ),
+        Err(error) => (0, error.to_string()),
+    }
+}
+
+/// Polls `/ready` until it answers `want` (the consumer group join takes a
+/// few seconds), failing after `WAIT`.
+async fn wait_ready(port: u16, want: u16) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, body) = http_get(port, "/ready").await;
+        if status == want {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/ready never answered {want}; last: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn payload(record: &Record) -> &Value {
+    &record.json.as_ref().expect("JSON record")["payload"]
+}
+
+#[tokio::test]
+async fn health_metrics_and_audit_match_a_known_workload() {
+    let policy = format!("health-{}", uuid::Uuid::new_v4().simple());
+    vault::put_policy(
+        &policy,
+        r#"
+        path "secret/data/health/*" { capabilities = ["read", "create", "update"] }
+        path "auth/token/lookup-self" { capabilities = ["read"] }
+        "#,
+    )
+    .await;
+    let token = vault::create_token(&[&policy], "1h", true).await;
+    vault::write_kv("secret", "health/known", &json!({"k": "v"})).await;
+    vault::write_kv("secret", "private/other", &json!({"k": "v"})).await;
+
+    let mut node = Node::start_with(
+        NodeOptions::default()
+            .env("VAULT_TOKEN", &token)
+            .env("ONEX_HEALTH_INTERVAL_SECONDS", "1")
+            .env("ONEX_INSTANCE_ID", "health-test-instance"),
+    )
+    .await;
+    let topics = node.topics.clone();
+    let events = ReplyWatcher::start(
+        &servers().bootstrap_servers(),
+        &[topics.health.clone(), topics.audit.clone()],
+    );
+    let requester = node.requester();
+    wait_ready(node.http_port, 200).await;
+
+    // The workload: 4 reads found, 2 not found, 1 denied, 3 writes (one
+    // carrying the canary), 1 invalid path, 1 unreadable record.
+    let mut sent = Vec::new();
+    let mut call = |payload: Value| {
+        let envelope = Requester::envelope(payload);
+        sent.push(envelope["correlation_id"].as_str().expect("id").to_owned());
+        envelope
+    };
+    let mut envelopes = Vec::new();
+    for _ in 0..4 {
+        envelopes.push(call(
+            json!({"operation": "get_secret", "path": "health/known"}),
+        ));
+    }
+    for n in 0..2 {
+        envelopes.push(call(
+            json!({"operation": "get_secret", "path": format!("health/missing-{n}")}),
+        ));
+    }
+    envelopes.push(call(
+        json!({"operation": "get_secret", "path": "private/other"}),
+    ));
+    for n in 0..3 {
+        envelopes.push(call(json!({"operation": "set_secret", "path": format!("health/w{n}"), "data": {"v": CANARY}})));
+    }
+    envelopes.push(call(
+        json!({"operation": "get_secret", "path": "../escape"}),
+    ));
+    for envelope in &envelopes {
+        let reply = requester.send(envelope).await;
+        assert!(reply.json.is_some());
+    }
+    requester.send_raw(None, b"not json at all").await;
+    let total_records = envelopes.len() as u64 + 1;
+
+    // A health event whose counters cover the whole workload.
+    let health_topic = topics.health.clone();
+    let event = events
+        .wait_for(
+            move |r| {
+                r.topic == health_topic
+                    && r.json
+                        .as_ref()
+                        .is_some_and(|j| j["payload"]["bus"]["consumed_total"] == total_records)
+                    && r.json
+                        .as_ref()
+                        .is_some_and(|j| j["payload"]["bus"]["dlq_total"] == 1)
+                    && r.json
+                        .as_ref()
+                        .is_some_and(|j| j["payload"]["bus"]["in_flight"] == 0)
+            },
+            WAIT,
+        )
+        .await
+        .expect("a health event covering the workload");
+    let health = payload(&event).clone();
+    assert_eq!(event.key.as_deref(), Some(&b"health-test-instance"[..]));
+    assert_eq!(health["node_name"], "node_vault_adapter_effect");
+    assert_eq!(health["instance_id"], "health-test-instance");
+    assert_eq!(health["status"], "healthy", "{health}");
+    assert_eq!(health["vault"]["reachable"], true);
+    assert_eq!(health["vault"]["sealed"], false);
+    assert_eq!(health["circuit_breaker"]["state"], "closed");
+    assert!(
+        health["token"]["ttl_seconds"]
+            .as_u64()
+            .is_some_and(|ttl| ttl > 0 && ttl <= 3600),
+        "{health}"
+    );
+    let ops = &health["operations"];
+    assert_eq!(
+        ops["get_secret"]["count"], 8,
+        "4 found + 2 missing + 1 denied + 1 invalid: {ops}"
+    );
+    assert_eq!(ops["get_secret"]["errors"], 4, "{ops}");
+    assert_eq!(ops["set_secret"]["count"], 3, "{ops}");
+    assert_eq!(ops["set_secret"]["errors"], 0, "{ops}");
+    assert_eq!(ops["unknown"]["count"], 1, "the unreadable record: {ops}");
+    let bus = &health["bus"];
+    assert_eq!(bus["replied_total"], envelopes.len() as u64, "{bus}");
+    assert_eq!(bus["in_flight"], 0);
+    assert!(
+        bus["assigned_partitions"].as_u64().is_some_and(|p| p == 3),
+        "{bus}"
+    );
+    let metrics = &health["vault_metrics"];
+    assert!(
+        metrics["memory_usage_mb"]
+            .as_f64()
+            .is_some_and(|mb| mb > 1.0),
+        "{metrics}"
+    );
+    assert!(metrics["seal_status_checks"]
+        .as_u64()
+        .is_some_and(|n| n >= 1));
+    assert_eq!(metrics["is_leader"], true);
+    assert_eq!(
+        metrics["active_tokens"],
+        Value::Null,
+        "not measurable: must be null"
+    );
+    assert_eq!(metrics["cluster_nodes"], Value::Null);
+
+    // Periodic events come at the configured interval (1 s), give or take.
+    let periodic: Vec<chrono::DateTime<chrono::Utc>> = events
+        .all_records()
+        .iter()
+        .filter(|r| {
+            r.topic == topics.health
+                && r.json
+                    .as_ref()
+                    .is_some_and(|j| j["payload"]["phase"] == "running")
+        })
+        .filter_map(|r| {
+            r.json.as_ref()?["envelope_timestamp"]
+                .as_str()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(periodic.len() >= 2, "at least two periodic events by now");
+    for pair in periodic.windows(2) {
+        let gap = (pair[1] - pair[0]).num_milliseconds();
+        assert!(
+            (500..=3000).contains(&gap),
+            "events {gap} ms apart with a 1 s interval"
+        );
+    }
+    assert!(events.all_records().iter().any(|r| r.topic == topics.health
+        && r.json
+            .as_ref()
+            .is_some_and(|j| j["payload"]["phase"] == "started")));
+
+    // /metrics parses as Prometheus text and its counters match the workload.
+    let (status, text) = http_get(node.http_port, "/metrics").await;
+    assert_eq!(status, 200);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("Prometheus text");
+    let mut requests: HashMap<(String, String), f64> = HashMap::new();
+    for sample in &scrape.samples {
+        if sample.metric == "onex_vault_adapter_requests_total" {
+            let value = match sample.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                ref other => panic!("requests_total is {other:?}"),
+            };
+            let label = |name: &str| sample.labels.get(name).unwrap_or_default().to_owned();
+            requests.insert((label("operation"), label("outcome")), value);
+        }
+    }
+    let count = |op: &str, outcome: &str| {
+        requests
+            .get(&(op.to_owned(), outcome.to_owned()))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    assert_eq!(count("get_secret", "success"), 4.0, "{requests:?}");
+    assert_eq!(count("get_secret", "resource_not_found"), 2.0);
+    assert_eq!(count("get_secret", "permission_denied"), 1.0);
+    assert_eq!(count("get_secret", "invalid_request"), 1.0);
+    assert_eq!(count("set_secret", "success"), 3.0);
+    assert_eq!(count("unknown", "invalid_request"), 1.0);
+    for name in [
+        "onex_vault_adapter_dead_letters_total",
+        "onex_vault_adapter_records_consumed_total",
+    ] {
+        assert!(
+            scrape.samples.iter().any(|s| s.metric == name),
+            "{name} missing:\n{text}"
+        );
+    }
+    assert!(!text.contains(CANARY) && !text.contains(&token));
+
+    // The audit trail: one record per request, denied and invalid included.
+    let audit_topic = topics.audit.clone();
+    for id in &sent {
+        let topic = audit_topic.clone();
+        let id = id.clone();
+        events
+            .wait_for(
+                move |r| r.topic == topic && payload(r)["correlation_id"] == id.as_str(),
+                WAIT,
+            )
+            .await
+            .expect("an audit record for every request");
+    }
+    let audits: Vec<Value> = events
+        .all_records()
+        .iter()
+        .filter(|r| r.topic == audit_topic)
+        .map(|r| payload(r).clone())
+        .collect();
+    assert_eq!(
+        audits.len() as u64,
+        total_records,
+        "exactly one audit record per record"
+    );
+    let denied = audits
+        .iter()
+        .find(|a| a["path"] == "private/other")
+        .expect("denied request audited");
+    assert_eq!(denied["error_code"], "PERMISSION_DENIED");
+    assert_eq!(denied["requester"], "node_test_requester");
+    assert_eq!(denied["mount"], "secret");
+    assert_eq!(denied["operation"], "get_secret");
+    assert_eq!(denied["instance_id"], "health-test-instance");
+    assert!(audits
+        .iter()
+        .any(|a| a["error_code"] == "INVALID_REQUEST" && a["correlation_id"].is_string()));
+    assert!(
+        audits
+            .iter()
+            .any(|a| a["correlation_id"].is_null() && a["operation"].is_null()),
+        "unreadable record audited"
+    );
+    for record in events
+        .all_records()
+        .iter()
+        .filter(|r| r.topic == audit_topic)
+    {
+        assert!(
+            !record.value_str().contains(CANARY),
+            "an audit record carries the canary"
+        );
+    }
+
+    // A clean stop publishes a last `stopping` event.
+    assert_eq!(node.stop(), Some(0));
+    let topic = topics.health.clone();
+    events
+        .wait_for(
+            move |r| r.topic == topic && payload(r)["phase"] == "stopping",
+            WAIT,
+        )
+        .await
+        .expect("a stopping health event");
+}
