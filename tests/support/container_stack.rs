@@ -14,12 +14,21 @@
 //!
 //! Assumes the Docker engine publishes container ports on this machine's loopback
 //! (a local engine), like the local-processes stack.
+//!
+//! Fault tests can stop the Vault container (`docker stop -t 0`, i.e. SIGKILL) and
+//! start it again: its host port is fixed up front, so it comes back on the same
+//! port, and the image's dev mode starts afresh with the same root token.
 
 use std::{
-    sync::{mpsc, Mutex, OnceLock},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc, Mutex, OnceLock,
+    },
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
+
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 use testcontainers::{
     core::{wait::LogWaitStrategy, IntoContainerPort, WaitFor},
@@ -27,14 +36,21 @@ use testcontainers::{
     ContainerAsync, GenericImage, ImageExt,
 };
 
-use super::servers::{
-    free_port, kafka_metadata_probe, parse_unseal_key, poll_until_ready, probe_tcp,
-    probe_vault_health, random_secret, PostgresEndpoint, Servers, Stack,
+use super::{
+    faults::VaultProcess,
+    servers::{
+        free_port, kafka_metadata_probe, parse_unseal_key, parse_unseal_keys, poll_until_ready,
+        probe_tcp, probe_vault_health, random_secret, PostgresEndpoint, Servers, Stack,
+    },
 };
 
 const RUN_LABEL: &str = "onex.test-run";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a stop or restart of the Vault container may take.
+const VAULT_CONTROL_TIMEOUT: Duration = Duration::from_secs(90);
+/// Position of the Vault container in the list `start_containers` returns.
+const VAULT_INDEX: usize = 1;
 
 /// What the container thread reports back once everything is ready.
 struct Started {
@@ -52,10 +68,20 @@ struct Plan {
     pg_password: String,
     /// Host port for Kafka, fixed up front: the broker must advertise it at start.
     kafka_port: u16,
+    /// Host port for Vault, fixed up front so a restarted container keeps it.
+    vault_port: u16,
 }
 
-/// A request to remove the containers; the reply says it is done.
-type StopRequest = mpsc::Sender<()>;
+/// A request to the container thread, with where to send the outcome.
+enum Request {
+    /// Kill the Vault container (`docker stop -t 0`).
+    StopVault(mpsc::Sender<Result<(), String>>),
+    /// Start the stopped Vault container again and wait until it is ready; the
+    /// answer is the new dev server's unseal key.
+    StartVault(mpsc::Sender<Result<Option<String>, String>>),
+    /// Remove every container (at exit); the reply says it is done.
+    RemoveAll(mpsc::Sender<()>),
+}
 
 pub(super) fn start() -> Servers {
     let plan = Plan {
@@ -63,18 +89,20 @@ pub(super) fn start() -> Servers {
         root_token: random_secret("root-"),
         pg_password: random_secret("pg-"),
         kafka_port: free_port(),
+        vault_port: free_port(),
     };
     let (report, reported) = mpsc::channel::<Result<Started, String>>();
-    let (stop, stop_requested) = mpsc::channel::<StopRequest>();
+    let (requests, incoming) = unbounded_channel::<Request>();
     let thread_plan = Plan {
         run_id: plan.run_id.clone(),
         root_token: plan.root_token.clone(),
         pg_password: plan.pg_password.clone(),
         kafka_port: plan.kafka_port,
+        vault_port: plan.vault_port,
     };
     thread::Builder::new()
         .name("test-containers".to_owned())
-        .spawn(move || own_containers(thread_plan, report, stop_requested))
+        .spawn(move || own_containers(thread_plan, report, incoming))
         .expect("starting the test-containers thread");
 
     let started = match reported.recv() {
@@ -82,13 +110,18 @@ pub(super) fn start() -> Servers {
         Ok(Err(failure)) => panic!("starting the test containers failed: {failure}"),
         Err(_) => panic!("the test-containers thread died while starting the containers"),
     };
-    remove_containers_at_exit(stop);
+    remove_containers_at_exit(requests.clone());
 
     Servers {
         stack: Stack::Containers,
         vault_addr: format!("http://127.0.0.1:{}", started.vault_port),
         root_token: plan.root_token,
-        unseal_key: started.unseal_key,
+        unseal_key: Mutex::new(started.unseal_key),
+        vault_process: VaultProcess::Container(ContainerVault {
+            requests,
+            running: AtomicBool::new(true),
+        }),
+        vault_generation: AtomicU64::new(0),
         bootstrap_servers: format!("127.0.0.1:{}", started.kafka_port),
         postgres: PostgresEndpoint {
             port: started.postgres_port,
@@ -99,12 +132,12 @@ pub(super) fn start() -> Servers {
     }
 }
 
-/// Body of the container thread: start, report, then hold the containers until
-/// asked to remove them.
+/// Body of the container thread: start, report, then hold the containers and serve
+/// requests until asked to remove them.
 fn own_containers(
     plan: Plan,
     report: mpsc::Sender<Result<Started, String>>,
-    stop_requested: mpsc::Receiver<StopRequest>,
+    mut requests: tokio::sync::mpsc::UnboundedReceiver<Request>,
 ) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -120,16 +153,115 @@ fn own_containers(
                 return;
             }
         };
+        let vault_port = started.vault_port;
         let _ = report.send(Ok(started));
 
-        let stop = tokio::task::spawn_blocking(move || stop_requested.recv()).await;
+        let vault = &containers[VAULT_INDEX];
+        let mut removed = None;
+        while let Some(request) = requests.recv().await {
+            match request {
+                Request::StopVault(reply) => {
+                    let stopped = vault
+                        .stop_with_timeout(Some(0))
+                        .await
+                        .map_err(|e| format!("stopping the Vault container: {e}"));
+                    let _ = reply.send(stopped);
+                }
+                Request::StartVault(reply) => {
+                    let _ = reply.send(restart_vault(vault, vault_port).await);
+                }
+                Request::RemoveAll(done) => {
+                    removed = Some(done);
+                    break;
+                }
+            }
+        }
         for container in containers {
             let _ = container.rm().await;
         }
-        if let Ok(Ok(done)) = stop {
+        if let Some(done) = removed {
             let _ = done.send(());
         }
     });
+}
+
+/// Starts the stopped Vault container again, waits until it answers, and returns
+/// the unseal key its new dev server printed.
+async fn restart_vault(
+    vault: &ContainerAsync<GenericImage>,
+    vault_port: u16,
+) -> Result<Option<String>, String> {
+    let keys_before = unseal_keys(vault).await.len();
+    vault
+        .start()
+        .await
+        .map_err(|e| format!("starting the Vault container again: {e}"))?;
+    wait_ready(vault, "restarted Vault container", || {
+        probe_vault_health(&format!("127.0.0.1:{vault_port}"))
+    })
+    .await?;
+    // The container's output keeps the earlier runs' banners; wait for the new one.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let keys = unseal_keys(vault).await;
+        if keys.len() > keys_before || Instant::now() >= deadline {
+            return Ok(keys.last().cloned());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn unseal_keys(vault: &ContainerAsync<GenericImage>) -> Vec<String> {
+    let output = vault.stdout_to_vec().await.unwrap_or_default();
+    parse_unseal_keys(&String::from_utf8_lossy(&output))
+}
+
+/// The Vault container, as seen from the tests: requests go to the container thread.
+#[derive(Debug)]
+pub(super) struct ContainerVault {
+    requests: UnboundedSender<Request>,
+    /// False between `stop` and a successful `restart`.
+    running: AtomicBool,
+}
+
+impl ContainerVault {
+    pub(super) fn is_running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// Kills the Vault container (`docker stop -t 0`). Blocks until Docker has done it.
+    pub(super) fn stop(&self) -> Result<(), String> {
+        if !self.is_running() {
+            return Err("the Vault container is not running (already stopped)".to_owned());
+        }
+        self.ask(Request::StopVault)?;
+        self.running.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Starts the stopped Vault container again (same host port, same root token) and
+    /// waits until it is ready. Returns the new unseal key. Blocks.
+    pub(super) fn restart(&self) -> Result<Option<String>, String> {
+        if self.is_running() {
+            return Err("the Vault container is already running; call vault_stop() first".into());
+        }
+        let unseal_key = self.ask(Request::StartVault)?;
+        self.running.store(true, Ordering::SeqCst);
+        Ok(unseal_key)
+    }
+
+    fn ask<T>(
+        &self,
+        request: impl FnOnce(mpsc::Sender<Result<T, String>>) -> Request,
+    ) -> Result<T, String> {
+        let (reply, answer) = mpsc::channel();
+        self.requests
+            .send(request(reply))
+            .map_err(|_| "the test-containers thread is gone".to_owned())?;
+        answer
+            .recv_timeout(VAULT_CONTROL_TIMEOUT)
+            .map_err(|e| format!("no answer from the test-containers thread: {e}"))?
+    }
 }
 
 async fn start_containers(
@@ -168,8 +300,8 @@ async fn start_containers(
 
     let (name, tag) = image_from_env("ONEX_VAULT_IMAGE", "hashicorp/vault:1.17");
     let vault = GenericImage::new(name, tag)
-        .with_exposed_port(8200.tcp())
         .with_wait_for(WaitFor::message_on_stdout("Vault server started!"))
+        .with_mapped_port(plan.vault_port, 8200.tcp())
         .with_network(&network)
         .with_label(RUN_LABEL, &plan.run_id)
         .with_env_var("VAULT_DEV_ROOT_TOKEN_ID", &plan.root_token)
@@ -180,16 +312,13 @@ async fn start_containers(
         .start()
         .await
         .map_err(|e| format!("starting the Vault container: {e}"))?;
-    let vault_port = vault
-        .get_host_port_ipv4(8200.tcp())
-        .await
-        .map_err(|e| format!("Vault host port: {e}"))?;
+    let vault_port = plan.vault_port;
     containers.push(vault);
-    wait_ready(&containers[1], "Vault container", || {
+    wait_ready(&containers[VAULT_INDEX], "Vault container", || {
         probe_vault_health(&format!("127.0.0.1:{vault_port}"))
     })
     .await?;
-    let unseal_key = containers[1]
+    let unseal_key = containers[VAULT_INDEX]
         .stdout_to_vec()
         .await
         .ok()
@@ -291,9 +420,9 @@ fn image_from_env(var: &str, default: &str) -> (String, String) {
 }
 
 /// Where the atexit hook finds the container thread.
-static STOP_CONTAINERS: OnceLock<Mutex<Option<mpsc::Sender<StopRequest>>>> = OnceLock::new();
+static STOP_CONTAINERS: OnceLock<Mutex<Option<UnboundedSender<Request>>>> = OnceLock::new();
 
-fn remove_containers_at_exit(stop: mpsc::Sender<StopRequest>) {
+fn remove_containers_at_exit(stop: UnboundedSender<Request>) {
     STOP_CONTAINERS
         .set(Mutex::new(Some(stop)))
         .expect("the containers stack is started only once per process");
@@ -316,7 +445,7 @@ extern "C" fn stop_containers() {
         .and_then(|slot| slot.lock().ok().and_then(|mut stop| stop.take()));
     if let Some(stop) = stop {
         let (done, finished) = mpsc::channel();
-        if stop.send(done).is_ok() {
+        if stop.send(Request::RemoveAll(done)).is_ok() {
             let _ = finished.recv_timeout(Duration::from_secs(30));
         }
     }

@@ -11,6 +11,9 @@
 //!
 //! Each server writes stdout and stderr to `<run dir>/<name>.log`; the run dir is
 //! `$TMPDIR/onex-test-servers/run-<pid>-<millis>` and is printed at start-up.
+//!
+//! OpenBao's process is kept in [`LocalVault`] so fault tests can kill it and start
+//! it again on the same port (`bao.restart<n>.log`); see `faults.rs`.
 
 use std::{
     fs::{self, File},
@@ -18,14 +21,20 @@ use std::{
     os::unix::{fs::PermissionsExt, process::CommandExt},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{mpsc, OnceLock},
+    sync::{
+        atomic::{AtomicU32, AtomicU64, Ordering},
+        mpsc, Mutex, OnceLock,
+    },
     thread,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use super::servers::{
-    free_port, free_port_pair, kafka_metadata_probe, parse_unseal_key, poll_until_ready,
-    probe_vault_health, random_secret, PostgresEndpoint, Servers, Stack,
+use super::{
+    faults::VaultProcess,
+    servers::{
+        free_port, free_port_pair, kafka_metadata_probe, parse_unseal_key, poll_until_ready,
+        probe_vault_health, random_secret, PostgresEndpoint, Servers, Stack,
+    },
 };
 
 /// Overall deadline for each server to become ready.
@@ -71,11 +80,21 @@ pub(super) fn start() -> Servers {
     check_postgres_login(&binaries, postgres.port, &pg_password);
 
     let unseal_key = read_unseal_key(&bao.process.log_path);
+    let vault = LocalVault {
+        bao: binaries.bao.clone(),
+        run_dir: run_dir.clone(),
+        root_token: root_token.clone(),
+        port: bao.port,
+        process: Mutex::new(Some(bao.process)),
+        restarts: AtomicU32::new(0),
+    };
     let servers = Servers {
         stack: Stack::LocalProcesses,
         vault_addr: format!("http://127.0.0.1:{}", bao.port),
         root_token,
-        unseal_key,
+        unseal_key: Mutex::new(unseal_key),
+        vault_process: VaultProcess::Local(vault),
+        vault_generation: AtomicU64::new(0),
         bootstrap_servers: format!("127.0.0.1:{}", tansu.port),
         postgres: PostgresEndpoint {
             port: postgres.port,
@@ -84,8 +103,9 @@ pub(super) fn start() -> Servers {
         },
         log_dir: Some(run_dir),
     };
-    // From here on the children live until the test process exits.
-    for process in [bao.process, tansu.process, postgres.process] {
+    // From here on the children live until the test process exits (OpenBao's is
+    // owned by `servers.vault_process`, which is never dropped either).
+    for process in [tansu.process, postgres.process] {
         process.keep_running();
     }
     servers
@@ -273,6 +293,7 @@ fn log_tail(path: &Path, lines: usize) -> String {
 
 /// A running server process. Killed on drop unless [`ServerProcess::keep_running`]
 /// was called, so a failed start-up leaves nothing behind.
+#[derive(Debug)]
 struct ServerProcess {
     name: &'static str,
     child: Option<Child>,
@@ -443,7 +464,20 @@ fn spawn_with_parent_death_signal(mut command: Command) -> io::Result<Child> {
 fn spawn_bao(binaries: &Binaries, run_dir: &Path, root_token: &str, attempt: u32) -> Spawned {
     // The dev server also listens on port + 1 (cluster listener).
     let port = free_port_pair();
-    let mut command = Command::new(&binaries.bao);
+    let log_path = log_file(run_dir, "bao", attempt);
+    let process = spawn_bao_on(&binaries.bao, run_dir, root_token, port, log_path);
+    Spawned { process, port }
+}
+
+/// Starts an OpenBao dev server on `127.0.0.1:<port>` (and `port + 1`).
+fn spawn_bao_on(
+    bao: &Path,
+    run_dir: &Path,
+    root_token: &str,
+    port: u16,
+    log_path: PathBuf,
+) -> ServerProcess {
+    let mut command = Command::new(bao);
     command
         .args([
             "server",
@@ -454,8 +488,90 @@ fn spawn_bao(binaries: &Binaries, run_dir: &Path, root_token: &str, attempt: u32
         ])
         .env("BAO_DEV_ROOT_TOKEN_ID", root_token)
         .current_dir(run_dir);
-    let process = ServerProcess::spawn("OpenBao", command, log_file(run_dir, "bao", attempt));
-    Spawned { process, port }
+    ServerProcess::spawn("OpenBao", command, log_path)
+}
+
+/// The local stack's OpenBao dev server, which fault tests may kill and start again.
+#[derive(Debug)]
+pub(super) struct LocalVault {
+    bao: PathBuf,
+    run_dir: PathBuf,
+    root_token: String,
+    port: u16,
+    /// The running server; `None` while stopped.
+    process: Mutex<Option<ServerProcess>>,
+    /// How often it was restarted, to name the log files.
+    restarts: AtomicU32,
+}
+
+impl LocalVault {
+    pub(super) fn is_running(&self) -> bool {
+        self.process
+            .lock()
+            .expect("OpenBao process lock poisoned")
+            .as_mut()
+            .is_some_and(|process| process.still_running().is_ok())
+    }
+
+    /// Kills the server with SIGKILL and reaps it. Its sockets are closed when this
+    /// returns (the caller still checks that the port refuses connections).
+    pub(super) fn kill(&self) -> Result<(), String> {
+        let mut slot = self.process.lock().expect("OpenBao process lock poisoned");
+        let mut process = slot
+            .take()
+            .ok_or("OpenBao is not running (already stopped with vault_stop)")?;
+        let child = process
+            .child
+            .as_mut()
+            .expect("the OpenBao process handle is kept");
+        // std's `Child::kill` sends SIGKILL.
+        child
+            .kill()
+            .map_err(|e| format!("killing OpenBao (pid {}): {e}", child.id()))?;
+        child
+            .wait()
+            .map_err(|e| format!("reaping OpenBao (pid {}): {e}", child.id()))?;
+        Ok(())
+    }
+
+    /// Starts a fresh dev server on the same port with the same root token, through
+    /// the spawner thread (so it dies with the test process too), and waits until
+    /// `sys/health` answers 200. Returns the new server's unseal key.
+    pub(super) fn restart(&self) -> Result<Option<String>, String> {
+        let mut slot = self.process.lock().expect("OpenBao process lock poisoned");
+        if let Some(process) = slot.as_mut() {
+            if process.still_running().is_ok() {
+                return Err("OpenBao is already running; call vault_stop() first".to_owned());
+            }
+        }
+        let restart = self.restarts.fetch_add(1, Ordering::Relaxed) + 1;
+        let log_path = self.run_dir.join(format!("bao.restart{restart}.log"));
+        let mut process = spawn_bao_on(
+            &self.bao,
+            &self.run_dir,
+            &self.root_token,
+            self.port,
+            log_path,
+        );
+        let host_port = format!("127.0.0.1:{}", self.port);
+        let ready = poll_until_ready(
+            "restarted OpenBao",
+            READY_TIMEOUT,
+            || process.still_running(),
+            || probe_vault_health(&host_port),
+        );
+        if let Err(failure) = ready {
+            // Dropping `process` kills it if it still runs.
+            return Err(format!(
+                "{failure}\n--- last lines of {} ---\n{}\n---",
+                process.log_path.display(),
+                log_tail(&process.log_path, 40)
+            ));
+        }
+        let unseal_key = read_unseal_key(&process.log_path);
+        *slot = Some(process);
+        Ok(unseal_key)
+    }
 }
 
 /// The unseal key the dev server prints with its banner, which can appear just

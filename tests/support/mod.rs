@@ -4,14 +4,19 @@
 //!   broker (Tansu or Apache Kafka) and PostgreSQL, as local processes or containers.
 //! - [`vault`] holds admin helpers (root token, raw HTTP) to prepare Vault state.
 //! - [`bus`] holds Kafka helpers: topic creation, a producer, and a reply watcher.
+//! - [`faults`] seals, unseals, kills and restarts the shared Vault server; fault
+//!   tests live in their own test binaries (see there why).
+//! - [`proxy`] is a loopback TCP proxy that can delay, stall or cut a link.
 //!
 //! Every test binary compiles this module separately and uses only part of it.
 #![allow(dead_code)]
 
 pub mod bus;
 mod container_stack;
+pub mod faults;
 mod local_stack;
 pub mod node;
+pub mod proxy;
 pub mod servers;
 pub mod vault;
 

@@ -12,7 +12,8 @@
 //! Which one ran is printed once on stderr (not captured by the test harness).
 //!
 //! This file also holds what both stacks share: readiness probes, free-port picking
-//! and small helpers.
+//! and small helpers. Stopping, restarting and sealing Vault on purpose is in
+//! `faults.rs`.
 
 use std::{
     collections::HashSet,
@@ -20,7 +21,7 @@ use std::{
     net::{SocketAddr, TcpListener, TcpStream},
     panic,
     path::{Path, PathBuf},
-    sync::{Mutex, OnceLock},
+    sync::{atomic::AtomicU64, Mutex, OnceLock},
     thread,
     time::{Duration, Instant},
 };
@@ -30,7 +31,7 @@ use rdkafka::{
     ClientConfig,
 };
 
-use super::{container_stack, local_stack};
+use super::{container_stack, faults::VaultProcess, local_stack};
 
 /// Environment variable that forces a stack: `local` or `containers`.
 pub const STACK_ENV: &str = "ONEX_TEST_STACK";
@@ -42,8 +43,14 @@ pub struct Servers {
     /// `http://127.0.0.1:<port>` of the Vault API.
     pub(super) vault_addr: String,
     pub(super) root_token: String,
-    /// The dev server's unseal key, when it could be read from its output.
-    pub(super) unseal_key: Option<String>,
+    /// The dev server's unseal key, when it could be read from its output. A dev
+    /// server makes a new one each time it starts, so a restart replaces it.
+    pub(super) unseal_key: Mutex<Option<String>>,
+    /// The Vault server process or container, for stopping and restarting it.
+    pub(super) vault_process: VaultProcess,
+    /// Bumped each time Vault is restarted (its dev-mode state is then gone); the
+    /// admin helpers' one-time setup is keyed on it.
+    pub(super) vault_generation: AtomicU64,
     /// `127.0.0.1:<port>` of the Kafka listener.
     pub(super) bootstrap_servers: String,
     pub(super) postgres: PostgresEndpoint,
@@ -85,14 +92,26 @@ impl Servers {
         self.vault_addr.clone()
     }
 
+    /// `127.0.0.1:<port>` of the Vault API, e.g. to put a `proxy::Proxy` in front of it.
+    pub fn vault_socket_addr(&self) -> SocketAddr {
+        self.vault_addr
+            .strip_prefix("http://")
+            .and_then(|host_port| host_port.parse().ok())
+            .unwrap_or_else(|| panic!("Vault address {} is not http://ip:port", self.vault_addr))
+    }
+
     /// Root token of the dev-mode Vault server (random per run).
     pub fn root_token(&self) -> &str {
         &self.root_token
     }
 
-    /// Unseal key printed by the dev server, for tests that seal and unseal on purpose.
-    pub fn unseal_key(&self) -> Option<&str> {
-        self.unseal_key.as_deref()
+    /// Unseal key printed by the running dev server, for tests that seal and unseal
+    /// on purpose (see also `vault_seal` / `vault_unseal` in `faults.rs`).
+    pub fn unseal_key(&self) -> Option<String> {
+        self.unseal_key
+            .lock()
+            .expect("unseal key lock poisoned")
+            .clone()
     }
 
     /// Kafka `bootstrap.servers` value, e.g. `127.0.0.1:41236`.
@@ -278,29 +297,54 @@ pub(super) fn poll_until_ready(
 
 /// Probe: `GET /v1/sys/health` on `host:port` answers 200 (initialized, unsealed, active).
 pub(super) fn probe_vault_health(host_port: &str) -> Result<(), String> {
+    match vault_health_status_line(host_port) {
+        Ok(Some(status_line)) if status_line.split_whitespace().nth(1) == Some("200") => Ok(()),
+        Ok(Some(status_line)) => Err(format!("sys/health answered {status_line:?}")),
+        Ok(None) => Err(format!("nothing serves {host_port}")),
+        Err(failure) => Err(failure),
+    }
+}
+
+/// Probe: nothing serves `host:port` any more: connections are refused, or closed
+/// without an answer (a container runtime's port forwarder may still accept them).
+pub(super) fn probe_vault_down(host_port: &str) -> Result<(), String> {
+    match vault_health_status_line(host_port) {
+        Ok(None) => Ok(()),
+        Ok(Some(status_line)) => Err(format!("still answering: {status_line:?}")),
+        Err(failure) => Err(failure),
+    }
+}
+
+/// The status line of `GET /v1/sys/health` on `host:port` (HTTP/1.0, blocking), or
+/// `None` when nothing serves there: the connection is refused, reset, or closed
+/// without an answer.
+fn vault_health_status_line(host_port: &str) -> Result<Option<String>, String> {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionRefused, ConnectionReset};
     let addr: SocketAddr = host_port
         .parse()
         .map_err(|e| format!("bad address {host_port}: {e}"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))
-        .map_err(|e| format!("connect {host_port}: {e}"))?;
+    let mut stream = match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+        Ok(stream) => stream,
+        Err(e) if e.kind() == ConnectionRefused => return Ok(None),
+        Err(e) => return Err(format!("connect {host_port}: {e}")),
+    };
     stream
         .set_read_timeout(Some(Duration::from_secs(2)))
         .map_err(|e| e.to_string())?;
     let request = format!("GET /v1/sys/health HTTP/1.0\r\nHost: {host_port}\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| format!("send to {host_port}: {e}"))?;
     let mut answer = Vec::new();
-    stream
-        .read_to_end(&mut answer)
-        .map_err(|e| format!("read from {host_port}: {e}"))?;
-    let answer = String::from_utf8_lossy(&answer);
-    let status_line = answer.lines().next().unwrap_or_default();
-    if status_line.split_whitespace().nth(1) == Some("200") {
-        Ok(())
-    } else {
-        Err(format!("sys/health answered {status_line:?}"))
+    let exchanged = stream
+        .write_all(request.as_bytes())
+        .and_then(|()| stream.read_to_end(&mut answer));
+    match exchanged {
+        Ok(_) => {}
+        Err(e) if matches!(e.kind(), ConnectionReset | BrokenPipe) && answer.is_empty() => {
+            return Ok(None)
+        }
+        Err(e) => return Err(format!("GET sys/health from {host_port}: {e}")),
     }
+    let answer = String::from_utf8_lossy(&answer);
+    Ok(answer.lines().next().map(str::to_owned))
 }
 
 /// Probe factory: a Kafka client whose metadata request must list a broker.
@@ -397,11 +441,20 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Finds `Unseal Key: <key>` in a dev server's output.
+/// Every `Unseal Key: <key>` in a dev server's output, oldest first (a restarted
+/// container's output holds one per start).
+pub(super) fn parse_unseal_keys(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|line| {
+            line.trim()
+                .strip_prefix("Unseal Key: ")
+                .map(|key| key.trim().to_owned())
+        })
+        .collect()
+}
+
+/// The latest `Unseal Key: <key>` in a dev server's output.
 pub(super) fn parse_unseal_key(output: &str) -> Option<String> {
-    output.lines().find_map(|line| {
-        line.trim()
-            .strip_prefix("Unseal Key: ")
-            .map(|key| key.trim().to_owned())
-    })
+    parse_unseal_keys(output).pop()
 }

@@ -7,9 +7,12 @@
 //!
 //! One-time setup (auth methods, engines, roles) is guarded by `tokio::sync::OnceCell`,
 //! so tests running in parallel can all call e.g. [`database_lease_role`] safely.
+//! "Once" means once per Vault server: after `Servers::vault_start` (a restarted dev
+//! server has lost all state, see `faults.rs`) the next call sets things up again.
 
 use std::{
     collections::HashMap,
+    future::Future,
     sync::{Arc, Mutex, OnceLock},
     time::{Duration, Instant},
 };
@@ -124,6 +127,45 @@ async fn expect_success(method: Method, path: &str, body: Option<&Value>) -> Val
     response.body
 }
 
+/// The status of `GET /v1/sys/health`: 200 active, 503 sealed, ... `Err` when
+/// nothing answers (Vault stopped). Never panics.
+pub async fn health_status() -> Result<StatusCode, String> {
+    let url = format!("{}/v1/sys/health", servers().vault_addr());
+    http()
+        .get(&url)
+        .send()
+        .await
+        .map(|response| response.status())
+        .map_err(|e| format!("GET {url}: {e}"))
+}
+
+/// Runs `setup` for `key` once per Vault server: parallel callers wait for the one
+/// running it, and after a restart (`Servers::vault_start` bumps the generation) the
+/// next caller runs it again. If `setup` panics, the next caller retries it.
+async fn once_per_vault_server<F, Fut>(key: &str, setup: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    type Done = HashMap<String, (u64, Arc<OnceCell<()>>)>;
+    static DONE: OnceLock<Mutex<Done>> = OnceLock::new();
+    let generation = servers().vault_generation();
+    let once = {
+        let mut done = DONE
+            .get_or_init(Default::default)
+            .lock()
+            .expect("one-time setup registry poisoned");
+        let entry = done
+            .entry(key.to_owned())
+            .or_insert_with(|| (generation, Arc::default()));
+        if entry.0 < generation {
+            *entry = (generation, Arc::default());
+        }
+        entry.1.clone()
+    };
+    once.get_or_init(setup).await;
+}
+
 /// Enables a secrets engine or auth method, treating "already in use" as done.
 async fn enable(sys_path: &str, config: Value) {
     let response = request(Method::POST, sys_path, Some(&config)).await;
@@ -141,18 +183,10 @@ async fn enable(sys_path: &str, config: Value) {
 // KV v2
 // ---------------------------------------------------------------------------
 
-/// Mounts a KV v2 engine at `mount` (once per test binary; `secret` already exists
+/// Mounts a KV v2 engine at `mount` (once per Vault server; `secret` already exists
 /// on a dev server) and waits until it serves requests.
 pub async fn enable_kv2(mount: &str) {
-    static MOUNTS: OnceLock<Mutex<HashMap<String, Arc<OnceCell<()>>>>> = OnceLock::new();
-    let once = MOUNTS
-        .get_or_init(Default::default)
-        .lock()
-        .expect("KV mount registry poisoned")
-        .entry(mount.to_owned())
-        .or_default()
-        .clone();
-    once.get_or_init(|| async {
+    once_per_vault_server(&format!("kv2 mount {mount}"), || async {
         enable(
             &format!("sys/mounts/{mount}"),
             json!({ "type": "kv", "options": { "version": "2" } }),
@@ -247,16 +281,16 @@ pub async fn create_token(policies: &[&str], ttl: &str, renewable: bool) -> Stri
 }
 
 /// Creates (or updates) the AppRole `role` with `policies` and `token_ttl`, enabling
-/// the `approle` auth method once. Returns a fresh `(role_id, secret_id)`.
+/// the `approle` auth method once per Vault server. Returns a fresh `(role_id, secret_id)`.
 pub async fn enable_approle_role(
     role: &str,
     policies: &[&str],
     token_ttl: &str,
 ) -> (String, String) {
-    static APPROLE: OnceCell<()> = OnceCell::const_new();
-    APPROLE
-        .get_or_init(|| enable("sys/auth/approle", json!({ "type": "approle" })))
-        .await;
+    once_per_vault_server("approle auth", || {
+        enable("sys/auth/approle", json!({ "type": "approle" }))
+    })
+    .await;
 
     expect_success(
         Method::POST,
@@ -310,13 +344,11 @@ pub async fn approle_login(role_id: &str, secret_id: &str) -> Value {
 // Leases: database (renewable) and PKI (not renewable)
 // ---------------------------------------------------------------------------
 
-/// Sets up, once, the `database` engine against the test PostgreSQL and a role that
-/// issues renewable leases (default TTL 1h, max 24h). Returns the creds path to
-/// read for a new lease, e.g. `database/creds/app`.
+/// Sets up, once per Vault server, the `database` engine against the test PostgreSQL
+/// and a role that issues renewable leases (default TTL 1h, max 24h). Returns the
+/// creds path to read for a new lease, e.g. `database/creds/app`.
 pub async fn database_lease_role() -> String {
-    static DATABASE: OnceCell<()> = OnceCell::const_new();
-    DATABASE
-        .get_or_init(|| async {
+    once_per_vault_server("database engine", || async {
             enable("sys/mounts/database", json!({ "type": "database" })).await;
             let servers = servers();
             let connection_url = format!(
@@ -371,10 +403,9 @@ pub async fn new_database_lease() -> (String, u64) {
 
 /// Issues a certificate from a PKI role with `generate_lease=true` and returns its
 /// lease id: a lease that exists but is not renewable (renewing it answers 400).
-/// Enables `pki` with a root CA and the role once.
+/// Enables `pki` with a root CA and the role once per Vault server.
 pub async fn pki_nonrenewable_lease() -> String {
-    static PKI: OnceCell<()> = OnceCell::const_new();
-    PKI.get_or_init(|| async {
+    once_per_vault_server("pki engine", || async {
         enable(
             "sys/mounts/pki",
             json!({ "type": "pki", "config": { "max_lease_ttl": "87600h" } }),

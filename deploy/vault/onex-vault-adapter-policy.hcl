@@ -1,0 +1,63 @@
+# Least-privilege Vault/OpenBao policy of the onex-vault-adapter node
+# (node_vault_adapter_effect). One source of truth: scripts/dev-stack.sh and the
+# vault-init service of docker-compose.infrastructure.yml both write this file
+# as the ACL policy `onex-vault-adapter`, attached to the AppRole of the same name.
+#
+# It covers exactly what the node calls: KV v2 on the `secret/` mount, lease
+# renewal/lookup for dynamic secrets, and its own token. `sys/health` needs no
+# token. A request naming another KV mount is answered PERMISSION_DENIED until
+# a policy grants that mount as well.
+
+# KV v2 data: get_secret (read), set_secret (create/update, also with cas),
+# delete_secret of the latest version (DELETE on data/).
+path "secret/data/*" {
+  capabilities = ["create", "read", "update", "delete"]
+}
+
+# KV v2 metadata: list_secrets (list), delete_secret's lookup of the latest
+# version (read) and all_versions (delete of the metadata and every version).
+path "secret/metadata/*" {
+  capabilities = ["read", "list", "delete"]
+}
+
+# Listing the mount's root folder.
+path "secret/metadata" {
+  capabilities = ["list"]
+}
+
+# Soft-delete, destroy and undelete of given versions.
+path "secret/delete/*" {
+  capabilities = ["update"]
+}
+
+path "secret/destroy/*" {
+  capabilities = ["update"]
+}
+
+path "secret/undelete/*" {
+  capabilities = ["update"]
+}
+
+# renew_lease (PUT sys/leases/renew) and lease lookups.
+path "sys/leases/renew" {
+  capabilities = ["update"]
+}
+
+path "sys/leases/lookup" {
+  capabilities = ["update"]
+}
+
+# The node's own token: renew_token and the TTL it reports in health events.
+path "auth/token/renew-self" {
+  capabilities = ["update"]
+}
+
+path "auth/token/lookup-self" {
+  capabilities = ["read"]
+}
+
+# The number of secrets engines, reported as `secret_engines_mounted` in the
+# health event (mount names and types only, no secrets).
+path "sys/mounts" {
+  capabilities = ["read"]
+}
