@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::bus::{Record, ReplyWatcher};
 use support::node::{Node, NodeOptions, Requester};
-use support::{servers, vault};
+use support::{faults, servers, vault};
 
 const CANARY: &str = "canary-health-3a9d-value";
 const WAIT: Duration = Duration::from_secs(45);
@@ -56,6 +56,7 @@ fn payload(record: &Record) -> &Value {
 
 #[tokio::test]
 async fn health_metrics_and_audit_match_a_known_workload() {
+    let _vault = faults::exclusive_vault().await;
     let policy = format!("health-{}", uuid::Uuid::new_v4().simple());
     vault::put_policy(
         &policy,
@@ -319,4 +320,146 @@ async fn health_metrics_and_audit_match_a_known_workload() {
         )
         .await
         .expect("a stopping health event");
+}
+
+/// The next health event after `after` (record offset) matching `want`.
+async fn next_health(
+    events: &ReplyWatcher,
+    topic: &str,
+    want: impl Fn(&Value) -> bool + Send + 'static,
+) -> Value {
+    let topic = topic.to_owned();
+    let record = events
+        .wait_for(
+            move |r| r.topic == topic && r.json.as_ref().is_some_and(|j| want(&j["payload"])),
+            WAIT,
+        )
+        .await
+        .expect("a matching health event");
+    payload(&record).clone()
+}
+
+#[tokio::test]
+async fn status_follows_vault_down_and_back_with_breaker_events_and_readiness() {
+    let _vault = faults::exclusive_vault().await;
+    let node = Node::start_with(
+        NodeOptions::default()
+            .env("VAULT_TOKEN", servers().root_token())
+            .env("ONEX_HEALTH_INTERVAL_SECONDS", "1")
+            .edit(|c| {
+                c["vault"]["request_timeout_ms"] = 1000.into();
+                c["error_handling"]["retry_policy"]["max_attempts"] = 1.into();
+                c["error_handling"]["circuit_breaker"]["failure_threshold"] = 2.into();
+                c["error_handling"]["circuit_breaker"]["reset_timeout_ms"] = 500.into();
+            }),
+    )
+    .await;
+    let topics = node.topics.clone();
+    let events = ReplyWatcher::start(
+        &servers().bootstrap_servers(),
+        &[topics.health.clone(), topics.circuit_breaker.clone()],
+    );
+    let requester = node.requester();
+    vault::write_kv("secret", "outage/probe", &json!({"k": "v"})).await;
+    wait_ready(node.http_port, 200).await;
+    next_health(&events, &topics.health, |h| h["status"] == "healthy").await;
+
+    // Fault 1: Vault killed.
+    let injected = std::time::Instant::now();
+    servers().vault_stop();
+    eprintln!("injected: OpenBao killed (SIGKILL)");
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        let reply = requester
+            .call(json!({"operation": "get_secret", "path": "outage/probe"}))
+            .await;
+        codes.push(
+            reply["error"]["code"]
+                .as_str()
+                .unwrap_or("success")
+                .to_owned(),
+        );
+        if reply["error"]["retry_after_ms"].is_u64() {
+            break;
+        }
+    }
+    assert!(
+        codes.iter().all(|c| c == "SERVICE_UNAVAILABLE"),
+        "{codes:?}"
+    );
+    let breaker_topic = topics.circuit_breaker.clone();
+    events
+        .wait_for(
+            move |r| r.topic == breaker_topic && payload(r)["state"] == "open",
+            WAIT,
+        )
+        .await
+        .expect("a breaker transition to open");
+    let down = next_health(&events, &topics.health, |h| h["status"] == "unhealthy").await;
+    let reasons = down["status_reasons"].to_string();
+    assert!(reasons.contains("vault unreachable"), "{reasons}");
+    assert_eq!(down["vault"]["reachable"], false);
+    let body = wait_ready(node.http_port, 503).await;
+    assert!(body.contains("vault unreachable"), "{body}");
+    eprintln!("detected unhealthy after {:?}", injected.elapsed());
+
+    // Vault back (a fresh dev server: the secret is written again).
+    servers().vault_start().await;
+    vault::write_kv("secret", "outage/probe", &json!({"k": "v"})).await;
+    let restored = std::time::Instant::now();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let reply = requester
+            .call(json!({"operation": "get_secret", "path": "outage/probe"}))
+            .await;
+        if reply["status"] == "success" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "requests never succeeded again: {reply}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let breaker_topic = topics.circuit_breaker.clone();
+    let closed = events
+        .wait_for(
+            move |r| r.topic == breaker_topic && payload(r)["state"] == "closed",
+            WAIT,
+        )
+        .await
+        .expect("a breaker transition back to closed");
+    assert_eq!(payload(&closed)["previous_state"], "half_open");
+    next_health(&events, &topics.health, |h| {
+        h["status"] == "healthy" && h["vault"]["reachable"] == true
+    })
+    .await;
+    wait_ready(node.http_port, 200).await;
+    eprintln!(
+        "recovered (requests succeed, healthy, ready) {:?} after Vault returned",
+        restored.elapsed()
+    );
+
+    // Fault 2: Vault sealed, then unsealed.
+    servers().vault_seal().await;
+    eprintln!("injected: Vault sealed");
+    let sealed = next_health(&events, &topics.health, |h| {
+        h["status"] == "unhealthy" && h["vault"]["sealed"] == true
+    })
+    .await;
+    assert!(sealed["status_reasons"]
+        .to_string()
+        .contains("vault sealed"));
+    let body = wait_ready(node.http_port, 503).await;
+    assert!(body.contains("vault sealed"), "{body}");
+    let reply = requester
+        .call(json!({"operation": "get_secret", "path": "outage/probe"}))
+        .await;
+    assert_eq!(reply["error"]["code"], "SERVICE_UNAVAILABLE", "{reply}");
+    servers().vault_unseal().await;
+    next_health(&events, &topics.health, |h| {
+        h["status"] != "unhealthy" && h["vault"]["sealed"] == false
+    })
+    .await;
+    wait_ready(node.http_port, 200).await;
 }
