@@ -20,4 +20,5 @@ pub mod resilience;
 pub mod runtime;
 pub mod shutdown;
 pub mod telemetry;
+pub mod trace;
 pub mod vault;

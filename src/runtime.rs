@@ -36,6 +36,7 @@ use crate::messages;
 use crate::operations::{Dispatcher, Target};
 use crate::resilience::Transition;
 use crate::telemetry::Telemetry;
+use crate::trace::TraceContext;
 
 /// Everything a record's handling needs, shared by all in-flight records.
 pub struct Node {
@@ -198,15 +199,21 @@ async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationTo
     let (mut outgoing, audit) = match decode(value, bus.max_record_bytes) {
         Decoded::Request(request) => {
             let target = Target::of(&request.payload, &node.contract.vault.default_mount);
+            let trace = TraceContext::continue_from(
+                request.metadata.as_ref(),
+                record_header(record, "traceparent"),
+            );
             let span = tracing::info_span!(
                 "request",
                 correlation_id = %request.correlation_id,
                 requester = %request.source_tool,
                 operation = %request.payload.operation(),
                 target = %target.masked(),
-                trace_id = request.metadata.as_ref().and_then(|m| m.trace_id.as_deref()),
+                trace_id = %trace.trace_id,
+                span_id = %trace.span_id,
             );
-            let reply = perform(node, &request, started).instrument(span).await;
+            let mut reply = perform(node, &request, started).instrument(span).await;
+            reply.metadata = Some(trace.reply_metadata());
             let audit = audit_record(
                 node,
                 record,
@@ -215,14 +222,16 @@ async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationTo
                 &reply.payload,
                 started,
             );
-            (vec![messages::reply(bus, reply)], audit)
+            let mut message = messages::reply(bus, reply);
+            message.traceparent = trace.traceparent();
+            (vec![message], audit)
         }
         Decoded::Refused(mut refusal) => {
             // The body wins; a `correlation_id` header names the requester
             // when the body cannot.
-            refusal.correlation_id = refusal
-                .correlation_id
-                .or_else(|| header_correlation_id(record));
+            let from_header = record_header(record, "correlation_id")
+                .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok());
+            refusal.correlation_id = refusal.correlation_id.or(from_header);
             refuse(node, record, refusal, started)
         }
     };
@@ -364,15 +373,14 @@ fn operation_label(operation: Option<&str>) -> String {
         .to_owned()
 }
 
-/// The record's `correlation_id` header, if it holds a UUID.
-fn header_correlation_id(record: &OwnedMessage) -> Option<uuid::Uuid> {
+/// A record header's value, if it is there and UTF-8.
+fn record_header<'r>(record: &'r OwnedMessage, name: &str) -> Option<&'r str> {
     let headers = record.headers()?;
     headers
         .iter()
-        .find(|h| h.key == "correlation_id")
+        .find(|h| h.key == name)
         .and_then(|h| h.value)
         .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok())
 }
 
 /// Publishes a circuit-breaker event at every state change of the breaker.

@@ -363,3 +363,19 @@ async fn writes_to_one_key_apply_in_order() {
         Some(json!({"n": 19}))
     );
 }
+
+#[tokio::test]
+async fn w3c_trace_context_continues_into_the_reply() {
+    let node = Node::start().await;
+    let requester = node.requester();
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut envelope = Requester::envelope(json!({"operation": "list_secrets", "path": ""}));
+    envelope["metadata"] = json!({"headers": {"traceparent": format!("00-{trace}-00f067aa0ba902b7-01")}});
+    let reply = requester.send(&envelope).await;
+    let header = reply.header("traceparent").expect("traceparent header on the reply").to_owned();
+    assert!(header.starts_with(&format!("00-{trace}-")) && header.ends_with("-01"), "{header}");
+    assert!(!header.contains("00f067aa0ba902b7"), "the node's own span, not the requester's");
+    let metadata = &reply.json.expect("json")["metadata"];
+    assert_eq!(metadata["trace_id"], trace);
+    assert_eq!(metadata["headers"]["traceparent"], header.as_str());
+}

@@ -26,6 +26,8 @@ pub struct Outgoing {
     /// The topic's event name, e.g. `vault-completed` (header `event_type`).
     pub event_type: String,
     pub correlation_id: Option<String>,
+    /// W3C `traceparent` header, for replies to traced requests.
+    pub traceparent: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -44,6 +46,7 @@ impl Outgoing {
             key,
             event_type: topic.split('.').nth(3).unwrap_or(topic).to_owned(),
             correlation_id,
+            traceparent: None,
             // Serializing our own model types cannot fail; an empty body would
             // show the bug downstream rather than crash the node.
             body: serde_json::to_vec(message).unwrap_or_default(),
@@ -96,6 +99,12 @@ impl Publisher {
                 key: "source",
                 value: Some(onex_vault_models::NODE_NAME),
             });
+        if let Some(traceparent) = &message.traceparent {
+            headers = headers.insert(Header {
+                key: "traceparent",
+                value: Some(traceparent.as_str()),
+            });
+        }
         if let Some(id) = &message.correlation_id {
             headers = headers.insert(Header {
                 key: "correlation_id",
