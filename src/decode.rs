@@ -9,9 +9,7 @@
 //!
 //! Refusal messages quote no values from the record, only field names.
 
-use onex_vault_models::{
-    Envelope, ErrorCode, Operation, ReplyError, RequestEnvelope, VaultRequest,
-};
+use onex_vault_models::{Envelope, ErrorCode, Operation, ReplyError, RequestEnvelope, VaultRequest};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -45,37 +43,23 @@ pub fn decode(bytes: &[u8], max_record_bytes: usize) -> Decoded {
         }
     };
     if !value.is_object() {
-        return Decoded::Refused(Refusal::dead_letter(
-            "record value is not a JSON object".into(),
-            &value,
-        ));
+        return Decoded::Refused(Refusal::dead_letter("record value is not a JSON object".into(), &value));
     }
     if bytes.len() > max_record_bytes {
-        let reason = format!(
-            "record of {} bytes is over the limit of {max_record_bytes} bytes",
-            bytes.len()
-        );
+        let reason = format!("record of {} bytes is over the limit of {max_record_bytes} bytes", bytes.len());
         return Decoded::Refused(Refusal::dead_letter(reason, &value));
     }
     let envelope: Envelope<Value> = match serde_path_to_error::deserialize(&value) {
         Ok(envelope) => envelope,
         Err(e) => {
-            let reason = format!(
-                "not a valid envelope: {}: {}",
-                field(e.path()),
-                quiet(&e.into_inner().to_string())
-            );
+            let reason = format!("not a valid envelope: {}: {}", field(e.path()), quiet(&e.into_inner().to_string()));
             return Decoded::Refused(Refusal::dead_letter(reason, &value));
         }
     };
     let refuse = |code, message: String| {
         Decoded::Refused(Refusal {
             error: ReplyError::new(code, message),
-            operation: envelope
-                .payload
-                .get("operation")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            operation: envelope.payload.get("operation").and_then(Value::as_str).map(str::to_owned),
             dead_letter: false,
             correlation_id: Some(envelope.correlation_id),
             envelope_id: Some(envelope.envelope_id),
@@ -83,27 +67,16 @@ pub fn decode(bytes: &[u8], max_record_bytes: usize) -> Decoded {
         })
     };
     let Some(name) = envelope.payload.get("operation").and_then(Value::as_str) else {
-        return refuse(
-            ErrorCode::InvalidRequest,
-            "payload.operation: missing or not a string".into(),
-        );
+        return refuse(ErrorCode::InvalidRequest, "payload.operation: missing or not a string".into());
     };
     if Operation::from_name(name).is_none() {
-        return refuse(
-            ErrorCode::UnsupportedOperation,
-            format!("payload.operation: unknown operation {name:?}"),
-        );
+        return refuse(ErrorCode::UnsupportedOperation, format!("payload.operation: unknown operation {name:?}"));
     }
     let payload: VaultRequest = match serde_path_to_error::deserialize(&envelope.payload) {
         Ok(payload) => payload,
         Err(e) => {
-            let at = format!("payload.{}", e.path())
-                .trim_end_matches(".")
-                .to_owned();
-            return refuse(
-                ErrorCode::InvalidRequest,
-                format!("{at}: {}", quiet(&e.into_inner().to_string())),
-            );
+            let at = format!("payload.{}", e.path()).trim_end_matches(".").to_owned();
+            return refuse(ErrorCode::InvalidRequest, format!("{at}: {}", quiet(&e.into_inner().to_string())));
         }
     };
     if let Err(problem) = payload.validate() {
@@ -115,25 +88,14 @@ pub fn decode(bytes: &[u8], max_record_bytes: usize) -> Decoded {
 impl Refusal {
     /// A record that is dead-lettered; answered too if it names a correlation id.
     fn dead_letter(reason: String, value: &Value) -> Refusal {
-        let uuid = |key: &str| {
-            value
-                .get(key)
-                .and_then(Value::as_str)
-                .and_then(|s| Uuid::parse_str(s).ok())
-        };
+        let uuid = |key: &str| value.get(key).and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok());
         Refusal {
             error: ReplyError::new(ErrorCode::InvalidRequest, reason),
-            operation: value
-                .pointer("/payload/operation")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            operation: value.pointer("/payload/operation").and_then(Value::as_str).map(str::to_owned),
             dead_letter: true,
             correlation_id: uuid("correlation_id"),
             envelope_id: uuid("envelope_id"),
-            source_tool: value
-                .get("source_tool")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            source_tool: value.get("source_tool").and_then(Value::as_str).map(str::to_owned),
         }
     }
 }
@@ -219,23 +181,15 @@ mod tests {
 
     #[test]
     fn a_broken_envelope_with_a_correlation_id_is_dead_lettered_and_answered() {
-        let r = refusal(
-            br#"{"correlation_id": "0b8f8f62-54a4-4f0c-9b7e-08c2b2a1a0e1", "payload": {}}"#,
-        );
+        let r = refusal(br#"{"correlation_id": "0b8f8f62-54a4-4f0c-9b7e-08c2b2a1a0e1", "payload": {}}"#);
         assert!(r.dead_letter);
         assert!(r.correlation_id.is_some());
-        assert!(
-            r.error.message.contains("envelope_id"),
-            "{}",
-            r.error.message
-        );
+        assert!(r.error.message.contains("envelope_id"), "{}", r.error.message);
     }
 
     #[test]
     fn payload_problems_are_answered_not_dead_lettered() {
-        let r = refusal(&envelope(
-            json!({"operation": "get_secret", "path": "../sys"}),
-        ));
+        let r = refusal(&envelope(json!({"operation": "get_secret", "path": "../sys"})));
         assert_eq!(r.error.code, ErrorCode::InvalidRequest);
         assert!(!r.dead_letter);
         assert_eq!(r.error.message, "payload: `path` has a '.' or '..' segment");
@@ -244,18 +198,12 @@ mod tests {
         assert_eq!(r.error.code, ErrorCode::UnsupportedOperation);
 
         let r = refusal(&envelope(json!({"operation": "get_secret"})));
-        assert!(
-            r.error.message.contains("missing field `path`"),
-            "{}",
-            r.error.message
-        );
+        assert!(r.error.message.contains("missing field `path`"), "{}", r.error.message);
     }
 
     #[test]
     fn oversized_records_are_refused() {
-        let bytes = envelope(
-            json!({"operation": "set_secret", "path": "a", "data": {"k": "x".repeat(4096)}}),
-        );
+        let bytes = envelope(json!({"operation": "set_secret", "path": "a", "data": {"k": "x".repeat(4096)}}));
         match decode(&bytes, 1024) {
             Decoded::Refused(r) => assert!(r.dead_letter && r.correlation_id.is_some()),
             Decoded::Request(_) => panic!("oversized record accepted"),
@@ -264,9 +212,7 @@ mod tests {
 
     #[test]
     fn refusals_never_quote_values() {
-        let r = refusal(&envelope(
-            json!({"operation": "get_secret", "path": "a", "version": "canary-77"}),
-        ));
+        let r = refusal(&envelope(json!({"operation": "get_secret", "path": "a", "version": "canary-77"})));
         assert!(!r.error.message.contains("canary"), "{}", r.error.message);
     }
 }

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use onex_vault_models::{
-    BreakerState, BusStats, CircuitBreakerStatus, HealthEvent, HealthPhase, HealthStatus,
-    TokenStatus, VaultMetrics, VaultStatus, NODE_NAME,
+    BreakerState, BusStats, CircuitBreakerStatus, HealthEvent, HealthPhase, HealthStatus, TokenStatus, VaultMetrics,
+    VaultStatus, NODE_NAME,
 };
 use reqwest::Method;
 use tokio_util::sync::CancellationToken;
@@ -65,12 +65,7 @@ struct Reporter {
 impl Reporter {
     fn new(node: Arc<Node>) -> Reporter {
         let now = Instant::now();
-        Reporter {
-            node,
-            started: now,
-            last_event: now,
-            cpu: CpuSampler::new(),
-        }
+        Reporter { node, started: now, last_event: now, cpu: CpuSampler::new() }
     }
 
     async fn publish(&mut self, phase: HealthPhase, stop: &CancellationToken) {
@@ -103,17 +98,10 @@ impl Reporter {
                 version: h.version.clone(),
                 latency_ms: Some(latency_ms),
             },
-            Err(_) => VaultStatus {
-                reachable: false,
-                ..VaultStatus::default()
-            },
+            Err(_) => VaultStatus { reachable: false, ..VaultStatus::default() },
         };
         let usable = vault_status.reachable && vault_status.sealed != Some(true);
-        let token_info = if usable {
-            vault.lookup_self().await.ok()
-        } else {
-            None
-        };
+        let token_info = if usable { vault.lookup_self().await.ok() } else { None };
         if let Some(info) = token_info {
             telemetry.set_token_ttl(info.ttl);
         }
@@ -134,12 +122,7 @@ impl Reporter {
         let elapsed = self.last_event.elapsed().as_secs_f64().max(0.001);
         self.last_event = Instant::now();
         let report = telemetry.take_interval();
-        let (status, status_reasons) = status_of(
-            &vault_status,
-            breaker_state,
-            &report,
-            &node.contract.health_check,
-        );
+        let (status, status_reasons) = status_of(&vault_status, breaker_state, &report, &node.contract.health_check);
         let (renewals, renewal_failures) = telemetry.token_renewals();
 
         HealthEvent {
@@ -215,16 +198,11 @@ pub fn status_of(
     let requests: u64 = report.window.values().map(|w| w.requests).sum();
     let faults: u64 = report.window.values().map(|w| w.faults).sum();
     if requests > 0 && faults as f64 / requests as f64 > limits.degraded_fault_ratio {
-        degraded.push(format!(
-            "{faults} of {requests} requests failed for server-side reasons"
-        ));
+        degraded.push(format!("{faults} of {requests} requests failed for server-side reasons"));
     }
     for (operation, stats) in &report.operations {
         if let Some(p99) = stats.p99_ms.filter(|p| *p > limits.degraded_p99_ms) {
-            degraded.push(format!(
-                "{operation} p99 {p99:.0} ms over {:.0} ms",
-                limits.degraded_p99_ms
-            ));
+            degraded.push(format!("{operation} p99 {p99:.0} ms over {:.0} ms", limits.degraded_p99_ms));
         }
     }
     if degraded.is_empty() {
@@ -243,29 +221,23 @@ fn vault_metrics(
     cpu: &mut CpuSampler,
 ) -> VaultMetrics {
     let window = |names: &[&str]| {
-        names
-            .iter()
-            .filter_map(|n| report.window.get(*n))
-            .fold(Window::default(), |a, w| Window {
-                requests: a.requests + w.requests,
-                errors: a.errors + w.errors,
-                faults: a.faults + w.faults,
-                total_ms: a.total_ms + w.total_ms,
-            })
+        names.iter().filter_map(|n| report.window.get(*n)).fold(Window::default(), |a, w| Window {
+            requests: a.requests + w.requests,
+            errors: a.errors + w.errors,
+            faults: a.faults + w.faults,
+            total_ms: a.total_ms + w.total_ms,
+        })
     };
     let rate = |w: Window| Some(w.requests as f64 / elapsed);
     let reads = window(&["get_secret"]);
     let writes = window(&["set_secret", "delete_secret"]);
     let kv = window(&["get_secret", "set_secret", "delete_secret", "list_secrets"]);
-    let all = report
-        .window
-        .values()
-        .fold(Window::default(), |a, w| Window {
-            requests: a.requests + w.requests,
-            errors: a.errors + w.errors,
-            faults: a.faults + w.faults,
-            total_ms: a.total_ms + w.total_ms,
-        });
+    let all = report.window.values().fold(Window::default(), |a, w| Window {
+        requests: a.requests + w.requests,
+        errors: a.errors + w.errors,
+        faults: a.faults + w.faults,
+        total_ms: a.total_ms + w.total_ms,
+    });
     VaultMetrics {
         token_renewals_per_second: rate(window(&["renew_token"])),
         secret_engines_mounted: mounts,
@@ -300,9 +272,7 @@ struct CpuSampler {
 
 impl CpuSampler {
     fn new() -> CpuSampler {
-        CpuSampler {
-            last: process_cpu_time().map(|cpu| (Instant::now(), cpu)),
-        }
+        CpuSampler { last: process_cpu_time().map(|cpu| (Instant::now(), cpu)) }
     }
 
     fn sample(&mut self) -> Option<f64> {
@@ -333,10 +303,8 @@ mod tests {
     use super::*;
 
     fn limits() -> HealthCheck {
-        serde_yaml::from_str(
-            "{enabled: true, endpoint: /health, interval_seconds: 10, http_port: 8085}",
-        )
-        .expect("health check")
+        serde_yaml::from_str("{enabled: true, endpoint: /health, interval_seconds: 10, http_port: 8085}")
+            .expect("health check")
     }
 
     fn up() -> VaultStatus {
@@ -353,46 +321,25 @@ mod tests {
         IntervalReport {
             operations: BTreeMap::from([(
                 "get_secret".to_owned(),
-                OperationStats {
-                    count: requests,
-                    errors: faults,
-                    p50_ms: Some(1.0),
-                    p99_ms: Some(p99),
-                },
+                OperationStats { count: requests, errors: faults, p50_ms: Some(1.0), p99_ms: Some(p99) },
             )]),
             window: BTreeMap::from([(
                 "get_secret".to_owned(),
-                Window {
-                    requests,
-                    errors: faults,
-                    faults,
-                    total_ms: requests as f64,
-                },
+                Window { requests, errors: faults, faults, total_ms: requests as f64 },
             )]),
         }
     }
 
     #[test]
     fn healthy_when_vault_is_up_and_traffic_is_clean() {
-        let (status, reasons) = status_of(
-            &up(),
-            BreakerState::Closed,
-            &traffic(100, 1, 20.0),
-            &limits(),
-        );
+        let (status, reasons) = status_of(&up(), BreakerState::Closed, &traffic(100, 1, 20.0), &limits());
         assert_eq!(status, HealthStatus::Healthy, "{reasons:?}");
     }
 
     #[test]
     fn unhealthy_when_vault_is_down_sealed_or_the_breaker_open() {
-        let down = VaultStatus {
-            reachable: false,
-            ..VaultStatus::default()
-        };
-        let sealed = VaultStatus {
-            sealed: Some(true),
-            ..up()
-        };
+        let down = VaultStatus { reachable: false, ..VaultStatus::default() };
+        let sealed = VaultStatus { sealed: Some(true), ..up() };
         for (vault, breaker, reason) in [
             (down, BreakerState::Closed, "vault unreachable"),
             (sealed, BreakerState::Closed, "vault sealed"),
@@ -406,26 +353,11 @@ mod tests {
 
     #[test]
     fn degraded_on_faults_latency_or_half_open() {
-        let (status, _) = status_of(
-            &up(),
-            BreakerState::Closed,
-            &traffic(100, 6, 20.0),
-            &limits(),
-        );
+        let (status, _) = status_of(&up(), BreakerState::Closed, &traffic(100, 6, 20.0), &limits());
         assert_eq!(status, HealthStatus::Degraded, "6% faults > 5%");
-        let (status, _) = status_of(
-            &up(),
-            BreakerState::Closed,
-            &traffic(100, 0, 1500.0),
-            &limits(),
-        );
+        let (status, _) = status_of(&up(), BreakerState::Closed, &traffic(100, 0, 1500.0), &limits());
         assert_eq!(status, HealthStatus::Degraded, "p99 over 1000 ms");
-        let (status, _) = status_of(
-            &up(),
-            BreakerState::HalfOpen,
-            &traffic(0, 0, 0.0),
-            &limits(),
-        );
+        let (status, _) = status_of(&up(), BreakerState::HalfOpen, &traffic(0, 0, 0.0), &limits());
         assert_eq!(status, HealthStatus::Degraded);
     }
 

@@ -27,33 +27,20 @@ use crate::runtime::Node;
 pub type NodeSlot = Arc<OnceLock<Arc<Node>>>;
 
 /// Binds `port` now and serves until `stop` fires.
-pub async fn serve(
-    port: u16,
-    liveness_path: &str,
-    node: NodeSlot,
-    stop: CancellationToken,
-) -> anyhow::Result<()> {
+pub async fn serve(port: u16, liveness_path: &str, node: NodeSlot, stop: CancellationToken) -> anyhow::Result<()> {
     let address = SocketAddr::from(([0, 0, 0, 0], port));
     let listener = tokio::net::TcpListener::bind(address)
         .await
-        .with_context(|| {
-            format!("cannot listen on {address} (health_check.http_port, ONEX_HTTP_PORT)")
-        })?;
+        .with_context(|| format!("cannot listen on {address} (health_check.http_port, ONEX_HTTP_PORT)"))?;
     let app = Router::new()
-        .route(
-            liveness_path,
-            get(|| async { Json(json!({ "status": "alive" })) }),
-        )
+        .route(liveness_path, get(|| async { Json(json!({ "status": "alive" })) }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .with_state(node);
     tracing::info!(%address, "HTTP endpoint listening (/health, /ready, /metrics)");
     tokio::spawn(async move {
         let shutdown = async move { stop.cancelled().await };
-        if let Err(error) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
+        if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
             tracing::error!(%error, "HTTP endpoint failed");
         }
     });
@@ -61,12 +48,7 @@ pub async fn serve(
 }
 
 async fn ready(State(node): State<NodeSlot>) -> impl IntoResponse {
-    let not_ready = |reason: &str| {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "ready": false, "reason": reason })),
-        )
-    };
+    let not_ready = |reason: &str| (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ready": false, "reason": reason })));
     let Some(node) = node.get() else {
         return not_ready("starting");
     };
@@ -82,15 +64,6 @@ async fn ready(State(node): State<NodeSlot>) -> impl IntoResponse {
 }
 
 async fn metrics(State(node): State<NodeSlot>) -> impl IntoResponse {
-    let text = node
-        .get()
-        .map(|n| n.telemetry.encode())
-        .unwrap_or_else(|| "# EOF\n".to_owned());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
+    let text = node.get().map(|n| n.telemetry.encode()).unwrap_or_else(|| "# EOF\n".to_owned());
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
 }

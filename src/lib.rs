@@ -12,6 +12,7 @@ pub mod contract;
 pub mod decode;
 pub mod health;
 pub mod http;
+pub mod leases;
 pub mod logging;
 pub mod messages;
 pub mod operations;

@@ -7,14 +7,8 @@
 
 use tracing_subscriber::EnvFilter;
 
-const ALWAYS_QUIET: &[&str] = &[
-    "rustify=off",
-    "vaultrs=off",
-    "reqwest=off",
-    "hyper=off",
-    "hyper_util=off",
-    "rdkafka=warn",
-];
+const ALWAYS_QUIET: &[&str] =
+    &["rustify=off", "vaultrs=off", "reqwest=off", "hyper=off", "hyper_util=off", "rdkafka=warn"];
 
 pub fn init() {
     let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -24,17 +18,10 @@ pub fn init() {
         }
     }
     let pretty = std::env::var("ONEX_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("pretty"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if pretty {
         builder.init();
     } else {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .init();
+        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init();
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use onex_vault_adapter::bus::Publisher;
 use onex_vault_adapter::contract::Contract;
+use onex_vault_adapter::leases::LeaseKeeper;
 use onex_vault_adapter::operations::Dispatcher;
 use onex_vault_adapter::resilience::{BreakerConfig, CircuitBreaker};
 use onex_vault_adapter::runtime::{self, Node};
@@ -15,11 +16,7 @@ use onex_vault_adapter::vault::Vault;
 use onex_vault_adapter::{http, logging, requester, shutdown};
 
 #[derive(Parser)]
-#[command(
-    name = "onex-vault-adapter",
-    version,
-    about = "ONEX effect node bridging Kafka and Vault"
-)]
+#[command(name = "onex-vault-adapter", version, about = "ONEX effect node bridging Kafka and Vault")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -78,44 +75,20 @@ fn main() -> ExitCode {
             }
         },
         Command::Schema { name } => print_schemas(name.as_deref()),
-        Command::Send {
-            file,
-            bootstrap_servers,
-            request_topic,
-            completed_topic,
-            failed_topic,
-            timeout_seconds,
-        } => {
-            let topics = requester::Topics {
-                requests: request_topic,
-                replies: vec![completed_topic, failed_topic],
-            };
+        Command::Send { file, bootstrap_servers, request_topic, completed_topic, failed_topic, timeout_seconds } => {
+            let topics = requester::Topics { requests: request_topic, replies: vec![completed_topic, failed_topic] };
             send(&file, &bootstrap_servers, &topics, timeout_seconds)
         }
     }
 }
 
-fn send(
-    file: &std::path::Path,
-    bootstrap: &str,
-    topics: &requester::Topics,
-    timeout_seconds: u64,
-) -> ExitCode {
-    let text = if file.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin())
-    } else {
-        std::fs::read_to_string(file)
-    };
+fn send(file: &std::path::Path, bootstrap: &str, topics: &requester::Topics, timeout_seconds: u64) -> ExitCode {
+    let text =
+        if file.as_os_str() == "-" { std::io::read_to_string(std::io::stdin()) } else { std::fs::read_to_string(file) };
     let outcome = async {
         let text = text.map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
         let envelope = requester::complete_envelope(serde_json::from_str(&text)?)?;
-        requester::send(
-            bootstrap,
-            topics,
-            &envelope,
-            std::time::Duration::from_secs(timeout_seconds),
-        )
-        .await
+        requester::send(bootstrap, topics, &envelope, std::time::Duration::from_secs(timeout_seconds)).await
     };
     let reply = match tokio::runtime::Runtime::new().map_err(anyhow::Error::from) {
         Ok(runtime) => runtime.block_on(outcome),
@@ -123,10 +96,7 @@ fn send(
     };
     match reply {
         Ok(reply) => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&reply).unwrap_or_default()
-            );
+            println!("{}", serde_json::to_string_pretty(&reply).unwrap_or_default());
             if reply.pointer("/payload/status").and_then(|s| s.as_str()) == Some("success") {
                 ExitCode::SUCCESS
             } else {
@@ -142,26 +112,16 @@ fn send(
 
 fn print_schemas(name: Option<&str>) -> ExitCode {
     let schemas = onex_vault_models::schemas();
-    let chosen: Vec<_> = schemas
-        .iter()
-        .filter(|s| name.is_none_or(|n| n == s.name))
-        .collect();
+    let chosen: Vec<_> = schemas.iter().filter(|s| name.is_none_or(|n| n == s.name)).collect();
     if chosen.is_empty() {
         let names: Vec<_> = schemas.iter().map(|s| s.name).collect();
-        eprintln!(
-            "no schema named {:?}; known: {}",
-            name.unwrap_or_default(),
-            names.join(", ")
-        );
+        eprintln!("no schema named {:?}; known: {}", name.unwrap_or_default(), names.join(", "));
         return ExitCode::FAILURE;
     }
     let json = if chosen.len() == 1 {
         serde_json::to_string_pretty(&chosen[0].schema)
     } else {
-        let all: serde_json::Map<_, _> = chosen
-            .iter()
-            .map(|s| (s.name.to_owned(), s.schema.clone()))
-            .collect();
+        let all: serde_json::Map<_, _> = chosen.iter().map(|s| (s.name.to_owned(), s.schema.clone())).collect();
         serde_json::to_string_pretty(&all)
     };
     match json {
@@ -219,56 +179,38 @@ async fn start(contract: Contract) -> anyhow::Result<()> {
     let slot: http::NodeSlot = Arc::default();
     let health = &contract.health_check;
     if health.enabled {
-        http::serve(
-            health.http_port,
-            &health.endpoint,
-            slot.clone(),
-            stop.clone(),
-        )
-        .await?;
+        http::serve(health.http_port, &health.endpoint, slot.clone(), stop.clone()).await?;
     }
-    let vault = Vault::connect(&contract.vault)
-        .await
-        .map_err(|e| anyhow::anyhow!("Vault: {e}"))?;
+    let vault = Vault::connect(&contract.vault).await.map_err(|e| anyhow::anyhow!("Vault: {e}"))?;
 
     let policy = &contract.error_handling.circuit_breaker;
     let (transitions_tx, transitions) = tokio::sync::mpsc::unbounded_channel();
     let breaker = CircuitBreaker::new(BreakerConfig {
         // A disabled breaker is one that never opens.
-        failure_threshold: if policy.enabled {
-            policy.failure_threshold
-        } else {
-            u32::MAX
-        },
+        failure_threshold: if policy.enabled { policy.failure_threshold } else { u32::MAX },
         open_duration: std::time::Duration::from_millis(policy.reset_timeout_ms),
         half_open_max_probes: policy.half_open_max_probes,
         success_threshold: policy.success_threshold,
     })
     .report_transitions(transitions_tx);
 
-    let dispatcher = Dispatcher::new(&contract, Arc::new(vault), Arc::new(breaker));
+    let vault = Arc::new(vault);
+    let (lease_events_tx, lease_events) = tokio::sync::mpsc::unbounded_channel();
+    let leases =
+        LeaseKeeper::new(vault.clone(), contract.vault.lease_keep_alive.max_tracked, lease_events_tx, stop.clone());
+    let dispatcher = Dispatcher::new(&contract, vault, Arc::new(breaker), leases);
     let publisher = Publisher::new(runtime::producer(&contract)?);
     let telemetry = Arc::new(Telemetry::new());
-    let node = Arc::new(Node {
-        contract,
-        dispatcher,
-        publisher,
-        telemetry,
-        instance_id,
-    });
+    let node = Arc::new(Node { contract, dispatcher, publisher, telemetry, instance_id });
     let _ = slot.set(node.clone());
 
-    tokio::spawn(runtime::publish_breaker_transitions(
-        node.clone(),
-        transitions,
-        stop.clone(),
-    ));
-    let reporter = node.contract.health_check.enabled.then(|| {
-        tokio::spawn(onex_vault_adapter::health::report(
-            node.clone(),
-            stop.clone(),
-        ))
-    });
+    tokio::spawn(runtime::publish_breaker_transitions(node.clone(), transitions, stop.clone()));
+    tokio::spawn(runtime::publish_lease_events(node.clone(), lease_events, stop.clone()));
+    let reporter = node
+        .contract
+        .health_check
+        .enabled
+        .then(|| tokio::spawn(onex_vault_adapter::health::report(node.clone(), stop.clone())));
     let result = runtime::run(node, stop).await;
     if let Some(reporter) = reporter {
         // The reporter publishes its `stopping` event (bounded) and ends.

@@ -5,9 +5,9 @@
 use base64::Engine as _;
 use chrono::Utc;
 use onex_vault_models::{
-    AuditRecord, BreakerState, CircuitBreakerEvent, DeadLetter, Envelope, HealthEvent, VaultReply,
-    AUDIT_PAYLOAD_TYPE, CIRCUIT_BREAKER_PAYLOAD_TYPE, DEAD_LETTER_PAYLOAD_TYPE,
-    HEALTH_PAYLOAD_TYPE, REPLY_PAYLOAD_TYPE,
+    AuditRecord, BreakerState, CircuitBreakerEvent, DeadLetter, Envelope, HealthEvent, LeaseEvent, VaultReply,
+    AUDIT_PAYLOAD_TYPE, CIRCUIT_BREAKER_PAYLOAD_TYPE, DEAD_LETTER_PAYLOAD_TYPE, HEALTH_PAYLOAD_TYPE,
+    LEASE_EVENT_PAYLOAD_TYPE, REPLY_PAYLOAD_TYPE,
 };
 use rdkafka::message::{Message, OwnedMessage};
 use uuid::Uuid;
@@ -20,19 +20,9 @@ use crate::resilience::{self, Transition};
 /// A reply, on the completed or failed topic, keyed by correlation id.
 pub fn reply(bus: &EventBus, envelope: Envelope<VaultReply>) -> Outgoing {
     let topics = &bus.publish_topics;
-    let topic = if envelope.payload.is_success() {
-        &topics.completed
-    } else {
-        &topics.failed
-    };
+    let topic = if envelope.payload.is_success() { &topics.completed } else { &topics.failed };
     let id = envelope.correlation_id.to_string();
-    Outgoing::json(
-        Kind::Reply,
-        topic,
-        Some(id.clone().into_bytes()),
-        Some(id),
-        &envelope,
-    )
+    Outgoing::json(Kind::Reply, topic, Some(id.clone().into_bytes()), Some(id), &envelope)
 }
 
 /// The failed reply to a refused record, when its sender can be named.
@@ -78,19 +68,9 @@ pub fn dead_letter(bus: &EventBus, record: &OwnedMessage, refusal: &Refusal) -> 
 /// An audit record, keyed by the request's correlation id.
 pub fn audit(bus: &EventBus, record: AuditRecord) -> Outgoing {
     let correlation_id = record.correlation_id;
-    let envelope = Envelope::new(
-        correlation_id.unwrap_or_else(Uuid::new_v4),
-        AUDIT_PAYLOAD_TYPE,
-        record,
-    );
+    let envelope = Envelope::new(correlation_id.unwrap_or_else(Uuid::new_v4), AUDIT_PAYLOAD_TYPE, record);
     let id = correlation_id.map(|id| id.to_string());
-    Outgoing::json(
-        Kind::Audit,
-        &bus.publish_topics.audit,
-        id.clone().map(String::into_bytes),
-        id,
-        &envelope,
-    )
+    Outgoing::json(Kind::Audit, &bus.publish_topics.audit, id.clone().map(String::into_bytes), id, &envelope)
 }
 
 /// A breaker transition, keyed by the guarded service (`vault`).
@@ -106,13 +86,16 @@ pub fn breaker_transition(bus: &EventBus, change: &Transition) -> Outgoing {
     };
     let envelope = Envelope::new(Uuid::new_v4(), CIRCUIT_BREAKER_PAYLOAD_TYPE, event);
     let id = envelope.correlation_id.to_string();
-    Outgoing::json(
-        Kind::Event,
-        &bus.publish_topics.circuit_breaker,
-        Some(b"vault".to_vec()),
-        Some(id),
-        &envelope,
-    )
+    Outgoing::json(Kind::Event, &bus.publish_topics.circuit_breaker, Some(b"vault".to_vec()), Some(id), &envelope)
+}
+
+/// A lease event, keyed by the lease id.
+pub fn lease_event(bus: &EventBus, mut event: LeaseEvent, instance_id: &str) -> Outgoing {
+    event.instance_id = Some(instance_id.to_owned());
+    let key = event.lease_id.clone().into_bytes();
+    let envelope = Envelope::new(Uuid::new_v4(), LEASE_EVENT_PAYLOAD_TYPE, event);
+    let id = envelope.correlation_id.to_string();
+    Outgoing::json(Kind::Event, &bus.publish_topics.lease_events, Some(key), Some(id), &envelope)
 }
 
 /// A health event, keyed by the instance id.
@@ -120,13 +103,7 @@ pub fn health(bus: &EventBus, event: HealthEvent) -> Outgoing {
     let key = event.instance_id.clone().into_bytes();
     let envelope = Envelope::new(Uuid::new_v4(), HEALTH_PAYLOAD_TYPE, event);
     let id = envelope.correlation_id.to_string();
-    Outgoing::json(
-        Kind::Event,
-        &bus.publish_topics.health,
-        Some(key),
-        Some(id),
-        &envelope,
-    )
+    Outgoing::json(Kind::Event, &bus.publish_topics.health, Some(key), Some(id), &envelope)
 }
 
 /// The wire name of a breaker state.

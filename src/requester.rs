@@ -24,38 +24,20 @@ pub struct Topics {
 /// `correlation_id` and `envelope_timestamp` every time (so repeated sends of
 /// one example stay apart), and a `source_tool` if it has none.
 pub fn complete_envelope(mut envelope: Value) -> anyhow::Result<Value> {
-    let Some(object) = envelope.as_object_mut() else {
-        bail!("the request must be a JSON object (an envelope)")
-    };
+    let Some(object) = envelope.as_object_mut() else { bail!("the request must be a JSON object (an envelope)") };
     if !object.contains_key("payload") {
         bail!("the request has no `payload`");
     }
-    object.insert(
-        "envelope_id".into(),
-        Value::String(Uuid::new_v4().to_string()),
-    );
-    object.insert(
-        "correlation_id".into(),
-        Value::String(Uuid::new_v4().to_string()),
-    );
-    object.insert(
-        "envelope_timestamp".into(),
-        Value::String(Utc::now().to_rfc3339()),
-    );
-    object
-        .entry("source_tool")
-        .or_insert_with(|| Value::String("onex_vault_adapter_cli".into()));
+    object.insert("envelope_id".into(), Value::String(Uuid::new_v4().to_string()));
+    object.insert("correlation_id".into(), Value::String(Uuid::new_v4().to_string()));
+    object.insert("envelope_timestamp".into(), Value::String(Utc::now().to_rfc3339()));
+    object.entry("source_tool").or_insert_with(|| Value::String("onex_vault_adapter_cli".into()));
     Ok(envelope)
 }
 
 /// Sends `envelope` and returns the reply envelope, or an error if none
 /// came within `wait`.
-pub async fn send(
-    bootstrap: &str,
-    topics: &Topics,
-    envelope: &Value,
-    wait: Duration,
-) -> anyhow::Result<Value> {
+pub async fn send(bootstrap: &str, topics: &Topics, envelope: &Value, wait: Duration) -> anyhow::Result<Value> {
     let correlation_id = envelope
         .get("correlation_id")
         .and_then(Value::as_str)
@@ -64,18 +46,10 @@ pub async fn send(
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", bootstrap);
     let watcher = reply_watcher(&config, &topics.replies)?;
-    let producer: FutureProducer = config
-        .clone()
-        .create()
-        .context("cannot create the Kafka producer")?;
+    let producer: FutureProducer = config.clone().create().context("cannot create the Kafka producer")?;
     let body = serde_json::to_vec(envelope)?;
     producer
-        .send(
-            FutureRecord::to(&topics.requests)
-                .key(correlation_id.as_str())
-                .payload(&body),
-            Duration::from_secs(10),
-        )
+        .send(FutureRecord::to(&topics.requests).key(correlation_id.as_str()).payload(&body), Duration::from_secs(10))
         .await
         .map_err(|(e, _)| e)
         .context("the request was not delivered to Kafka")?;
@@ -90,8 +64,7 @@ pub async fn send(
             let Some(Ok(value)) = record.payload().map(serde_json::from_slice::<Value>) else {
                 continue;
             };
-            if value.get("correlation_id").and_then(Value::as_str) == Some(correlation_id.as_str())
-            {
+            if value.get("correlation_id").and_then(Value::as_str) == Some(correlation_id.as_str()) {
                 return Ok(value);
             }
         }
@@ -106,10 +79,7 @@ fn reply_watcher(config: &ClientConfig, topics: &[String]) -> anyhow::Result<Bas
     let consumer: BaseConsumer = config
         .clone()
         // librdkafka needs a group id to assign; this one never joins or commits.
-        .set(
-            "group.id",
-            format!("onex-vault-adapter-cli-{}", Uuid::new_v4()),
-        )
+        .set("group.id", format!("onex-vault-adapter-cli-{}", Uuid::new_v4()))
         .set("enable.auto.commit", "false")
         .create()
         .context("cannot create the Kafka consumer")?;
@@ -119,8 +89,7 @@ fn reply_watcher(config: &ClientConfig, topics: &[String]) -> anyhow::Result<Bas
             .fetch_metadata(Some(topic), Duration::from_secs(10))
             .with_context(|| format!("cannot read metadata of {topic}"))?;
         for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-            let (_, high) =
-                consumer.fetch_watermarks(topic, partition.id(), Duration::from_secs(10))?;
+            let (_, high) = consumer.fetch_watermarks(topic, partition.id(), Duration::from_secs(10))?;
             assignment.add_partition_offset(topic, partition.id(), Offset::Offset(high))?;
         }
     }

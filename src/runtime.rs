@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use chrono::Utc;
 use onex_vault_models::{
-    AuditRecord, Envelope, ErrorCode, Operation, ReplyError, ReplyStatus, VaultReply, VaultRequest,
+    AuditRecord, Envelope, ErrorCode, LeaseEvent, Operation, ReplyError, ReplyStatus, VaultReply, VaultRequest,
     REPLY_PAYLOAD_TYPE,
 };
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -27,9 +27,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::bus::{
-    self, ConsumerEvents, KeyOrder, Kind, OffsetTracker, Outgoing, Publisher, Ticket,
-};
+use crate::bus::{self, ConsumerEvents, KeyOrder, Kind, OffsetTracker, Outgoing, Publisher, Ticket};
 use crate::contract::Contract;
 use crate::decode::{decode, Decoded, Refusal};
 use crate::messages;
@@ -53,12 +51,9 @@ type RequestConsumer = StreamConsumer<ConsumerEvents>;
 /// Runs the node until `stop` fires, then shuts down cleanly.
 pub async fn run(node: Arc<Node>, stop: CancellationToken) -> anyhow::Result<()> {
     let bus_settings = &node.contract.event_bus;
-    let events = ConsumerEvents {
-        telemetry: node.telemetry.clone(),
-    };
-    let consumer: RequestConsumer = bus::consumer_config(&node.contract)
-        .create_with_context(events)
-        .context("cannot create the Kafka consumer")?;
+    let events = ConsumerEvents { telemetry: node.telemetry.clone() };
+    let consumer: RequestConsumer =
+        bus::consumer_config(&node.contract).create_with_context(events).context("cannot create the Kafka consumer")?;
     consumer
         .subscribe(&[bus_settings.subscribe_topics.requests.as_str()])
         .context("cannot subscribe to the request topic")?;
@@ -112,10 +107,7 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) -> anyhow::Result<()>
 
     // Shutdown: no new records; wait for the in-flight ones, within the deadline.
     let deadline = Instant::now() + Duration::from_secs(bus_settings.shutdown_timeout_seconds);
-    tracing::info!(
-        in_flight = offsets.in_flight(),
-        "stopping: finishing in-flight requests"
-    );
+    tracing::info!(in_flight = offsets.in_flight(), "stopping: finishing in-flight requests");
     while offsets.in_flight() > 0 {
         match tokio::time::timeout_at(deadline.into(), done_rx.recv()).await {
             Ok(Some(finished)) => finish(&node, &consumer, &mut offsets, &mut key_order, finished),
@@ -146,11 +138,7 @@ async fn next_record(
     slots: &Arc<Semaphore>,
     consumer: &RequestConsumer,
 ) -> Result<(OwnedSemaphorePermit, OwnedMessage), rdkafka::error::KafkaError> {
-    let slot = slots
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| rdkafka::error::KafkaError::Canceled)?;
+    let slot = slots.clone().acquire_owned().await.map_err(|_| rdkafka::error::KafkaError::Canceled)?;
     let record = consumer.recv().await?.detach();
     Ok((slot, record))
 }
@@ -199,10 +187,7 @@ async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationTo
     let (mut outgoing, audit) = match decode(value, bus.max_record_bytes) {
         Decoded::Request(request) => {
             let target = Target::of(&request.payload, &node.contract.vault.default_mount);
-            let trace = TraceContext::continue_from(
-                request.metadata.as_ref(),
-                record_header(record, "traceparent"),
-            );
+            let trace = TraceContext::continue_from(request.metadata.as_ref(), record_header(record, "traceparent"));
             let span = tracing::info_span!(
                 "request",
                 correlation_id = %request.correlation_id,
@@ -214,14 +199,7 @@ async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationTo
             );
             let mut reply = perform(node, &request, started).instrument(span).await;
             reply.metadata = Some(trace.reply_metadata());
-            let audit = audit_record(
-                node,
-                record,
-                Some(&request),
-                target,
-                &reply.payload,
-                started,
-            );
+            let audit = audit_record(node, record, Some(&request), target, &reply.payload, started);
             let mut message = messages::reply(bus, reply);
             message.traceparent = trace.traceparent();
             (vec![message], audit)
@@ -229,17 +207,13 @@ async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationTo
         Decoded::Refused(mut refusal) => {
             // The body wins; a `correlation_id` header names the requester
             // when the body cannot.
-            let from_header = record_header(record, "correlation_id")
-                .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok());
+            let from_header =
+                record_header(record, "correlation_id").and_then(|v| uuid::Uuid::parse_str(v.trim()).ok());
             refusal.correlation_id = refusal.correlation_id.or(from_header);
             refuse(node, record, refusal, started)
         }
     };
-    node.telemetry.record_request(
-        &operation_label(audit.operation.as_deref()),
-        audit.error_code,
-        started.elapsed(),
-    );
+    node.telemetry.record_request(&operation_label(audit.operation.as_deref()), audit.error_code, started.elapsed());
     outgoing.push(messages::audit(bus, audit));
     for message in &outgoing {
         if !node.publisher.deliver(message, stop).await {
@@ -255,11 +229,7 @@ async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationTo
 }
 
 /// Performs a decoded request and builds its reply.
-async fn perform(
-    node: &Node,
-    request: &Envelope<VaultRequest>,
-    started: Instant,
-) -> Envelope<VaultReply> {
+async fn perform(node: &Node, request: &Envelope<VaultRequest>, started: Instant) -> Envelope<VaultReply> {
     let operation = request.payload.operation();
     let outcome = match request.deadline() {
         Some(deadline) if deadline < Utc::now() => Err(ReplyError::new(
@@ -284,12 +254,7 @@ async fn perform(
 
 /// The answers to a record the node will not perform: a failed reply when
 /// the sender can be named, a dead letter when the record itself is unusable.
-fn refuse(
-    node: &Node,
-    record: &OwnedMessage,
-    refusal: Refusal,
-    started: Instant,
-) -> (Vec<Outgoing>, AuditRecord) {
+fn refuse(node: &Node, record: &OwnedMessage, refusal: Refusal, started: Instant) -> (Vec<Outgoing>, AuditRecord) {
     let bus = &node.contract.event_bus;
     tracing::warn!(
         correlation_id = ?refusal.correlation_id,
@@ -302,28 +267,13 @@ fn refuse(
         "request refused"
     );
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let mut outgoing: Vec<Outgoing> = messages::refusal_reply(bus, &refusal, duration_ms)
-        .into_iter()
-        .collect();
+    let mut outgoing: Vec<Outgoing> = messages::refusal_reply(bus, &refusal, duration_ms).into_iter().collect();
     if refusal.dead_letter {
         outgoing.push(messages::dead_letter(bus, record, &refusal));
     }
-    let failure = VaultReply::failure(
-        refusal.operation.as_deref().unwrap_or("unknown"),
-        refusal.error.clone(),
-        duration_ms,
-    );
-    let mut audit = audit_record(
-        node,
-        record,
-        None,
-        Target {
-            mount: None,
-            path: None,
-        },
-        &failure,
-        started,
-    );
+    let failure =
+        VaultReply::failure(refusal.operation.as_deref().unwrap_or("unknown"), refusal.error.clone(), duration_ms);
+    let mut audit = audit_record(node, record, None, Target { mount: None, path: None }, &failure, started);
     audit.requester = refusal.source_tool;
     audit.operation = refusal.operation;
     audit.correlation_id = refusal.correlation_id;
@@ -346,41 +296,25 @@ fn audit_record(
         mount: target.mount,
         path: target.path,
         outcome: reply.status,
-        error_code: reply
-            .error
-            .as_ref()
-            .map(|e| e.code)
-            .filter(|_| reply.status == ReplyStatus::Error),
+        error_code: reply.error.as_ref().map(|e| e.code).filter(|_| reply.status == ReplyStatus::Error),
         correlation_id: request.map(|r| r.correlation_id),
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         instance_id: node.instance_id.clone(),
         timestamp: Utc::now(),
-        source_record: format!(
-            "{}/{}@{}",
-            record.topic(),
-            record.partition(),
-            record.offset()
-        ),
+        source_record: format!("{}/{}@{}", record.topic(), record.partition(), record.offset()),
     }
 }
 
 /// Metric label for an operation: its name if the node knows it, else
 /// `unknown` (so hostile input cannot create unbounded label values).
 fn operation_label(operation: Option<&str>) -> String {
-    operation
-        .and_then(Operation::from_name)
-        .map_or("unknown", Operation::as_str)
-        .to_owned()
+    operation.and_then(Operation::from_name).map_or("unknown", Operation::as_str).to_owned()
 }
 
 /// A record header's value, if it is there and UTF-8.
 fn record_header<'r>(record: &'r OwnedMessage, name: &str) -> Option<&'r str> {
     let headers = record.headers()?;
-    headers
-        .iter()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
-        .and_then(|v| std::str::from_utf8(v).ok())
+    headers.iter().find(|h| h.key == name).and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok())
 }
 
 /// Publishes a circuit-breaker event at every state change of the breaker.
@@ -389,9 +323,7 @@ pub async fn publish_breaker_transitions(
     mut transitions: mpsc::UnboundedReceiver<Transition>,
     stop: CancellationToken,
 ) {
-    while let Some(change) =
-        tokio::select! { t = transitions.recv() => t, _ = stop.cancelled() => None }
-    {
+    while let Some(change) = tokio::select! { t = transitions.recv() => t, _ = stop.cancelled() => None } {
         tracing::warn!(
             from = messages::breaker_state(change.from).as_str(),
             to = messages::breaker_state(change.to).as_str(),
@@ -403,9 +335,20 @@ pub async fn publish_breaker_transitions(
     }
 }
 
+/// Publishes the lease keeper's events (lease expiring, expired, not renewable).
+pub async fn publish_lease_events(
+    node: Arc<Node>,
+    mut events: mpsc::UnboundedReceiver<LeaseEvent>,
+    stop: CancellationToken,
+) {
+    while let Some(event) = tokio::select! { e = events.recv() => e, _ = stop.cancelled() => None } {
+        tracing::warn!(event = ?event.event, ttl_seconds = event.ttl_seconds, "kept-alive lease can be renewed no more");
+        let message = messages::lease_event(&node.contract.event_bus, event, &node.instance_id);
+        node.publisher.deliver(&message, &stop).await;
+    }
+}
+
 /// Builds the producer the node publishes with.
 pub fn producer(contract: &Contract) -> anyhow::Result<FutureProducer> {
-    bus::producer_config(contract)
-        .create()
-        .context("cannot create the Kafka producer")
+    bus::producer_config(contract).create().context("cannot create the Kafka producer")
 }

@@ -137,95 +137,43 @@ impl Telemetry {
             lag: Mutex::default(),
             last_breaker_opened: AtomicU64::new(0),
         };
-        registry.register(
-            "requests",
-            "Requests handled, by operation and outcome",
-            t.requests.clone(),
-        );
-        registry.register(
-            "request_duration_seconds",
-            "Time to handle a request, by operation",
-            t.durations.clone(),
-        );
-        registry.register(
-            "records_consumed",
-            "Records taken from the request topic",
-            t.consumed.clone(),
-        );
+        registry.register("requests", "Requests handled, by operation and outcome", t.requests.clone());
+        registry.register("request_duration_seconds", "Time to handle a request, by operation", t.durations.clone());
+        registry.register("records_consumed", "Records taken from the request topic", t.consumed.clone());
         registry.register("replies", "Replies delivered", t.replied.clone());
-        registry.register(
-            "dead_letters",
-            "Records sent to the dead-letter topic",
-            t.dead_letters.clone(),
-        );
-        registry.register(
-            "in_flight",
-            "Requests being handled now",
-            t.in_flight.clone(),
-        );
+        registry.register("dead_letters", "Records sent to the dead-letter topic", t.dead_letters.clone());
+        registry.register("in_flight", "Requests being handled now", t.in_flight.clone());
         registry.register(
             "assigned_partitions",
             "Request-topic partitions this instance holds",
             t.assigned_partitions.clone(),
         );
-        registry.register(
-            "consumer_lag",
-            "Records behind the end of each assigned partition",
-            t.consumer_lag.clone(),
-        );
-        registry.register(
-            "breaker_state",
-            "Circuit breaker: 0 closed, 1 half-open, 2 open",
-            t.breaker_state.clone(),
-        );
-        registry.register(
-            "breaker_opened",
-            "Times the circuit breaker opened",
-            t.breaker_opened.clone(),
-        );
+        registry.register("consumer_lag", "Records behind the end of each assigned partition", t.consumer_lag.clone());
+        registry.register("breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open", t.breaker_state.clone());
+        registry.register("breaker_opened", "Times the circuit breaker opened", t.breaker_opened.clone());
         registry.register(
             "token_ttl_seconds",
             "Remaining TTL of the node's Vault token (0: no expiry)",
             t.token_ttl.clone(),
         );
-        registry.register(
-            "token_renewals",
-            "Renewals of the node's own token",
-            t.token_renewals.clone(),
-        );
+        registry.register("token_renewals", "Renewals of the node's own token", t.token_renewals.clone());
         registry.register(
             "token_renewal_failures",
             "Failed renewals of the node's own token",
             t.token_renewal_failures.clone(),
         );
-        registry.register(
-            "vault_health_checks",
-            "sys/health probes made",
-            t.vault_health_checks.clone(),
-        );
+        registry.register("vault_health_checks", "sys/health probes made", t.vault_health_checks.clone());
         Telemetry { registry, ..t }
     }
 
     /// One handled request: its operation as sent, its error code if it
     /// failed, and how long it took.
     pub fn record_request(&self, operation: &str, error: Option<ErrorCode>, duration: Duration) {
-        let outcome = error.map_or_else(
-            || "success".to_owned(),
-            |code| code.as_str().to_ascii_lowercase(),
-        );
+        let outcome = error.map_or_else(|| "success".to_owned(), |code| code.as_str().to_ascii_lowercase());
         let operation = operation.to_owned();
-        self.requests
-            .get_or_create(&RequestLabels {
-                operation: operation.clone(),
-                outcome,
-            })
-            .inc();
+        self.requests.get_or_create(&RequestLabels { operation: operation.clone(), outcome }).inc();
         let seconds = duration.as_secs_f64();
-        self.durations
-            .get_or_create(&OperationLabel {
-                operation: operation.clone(),
-            })
-            .observe(seconds);
+        self.durations.get_or_create(&OperationLabel { operation: operation.clone() }).observe(seconds);
         if operation == "renew_token" {
             match error {
                 None => self.token_renewals.inc(),
@@ -288,13 +236,11 @@ impl Telemetry {
     }
 
     pub fn set_in_flight(&self, requests: usize) {
-        self.in_flight
-            .set(i64::try_from(requests).unwrap_or(i64::MAX));
+        self.in_flight.set(i64::try_from(requests).unwrap_or(i64::MAX));
     }
 
     pub fn set_assigned_partitions(&self, partitions: usize) {
-        self.assigned_partitions
-            .set(i64::try_from(partitions).unwrap_or(i64::MAX));
+        self.assigned_partitions.set(i64::try_from(partitions).unwrap_or(i64::MAX));
     }
 
     /// The lag of every assigned partition, replacing the previous picture.
@@ -303,10 +249,7 @@ impl Telemetry {
         let mut flat = BTreeMap::new();
         for ((topic, partition), records) in lag {
             self.consumer_lag
-                .get_or_create(&PartitionLabels {
-                    topic: topic.clone(),
-                    partition: partition.to_string(),
-                })
+                .get_or_create(&PartitionLabels { topic: topic.clone(), partition: partition.to_string() })
                 .set(records);
             flat.insert(format!("{topic}/{partition}"), records);
         }
@@ -319,16 +262,12 @@ impl Telemetry {
             BreakerState::HalfOpen => 1,
             BreakerState::Open => 2,
         });
-        let before = self
-            .last_breaker_opened
-            .swap(opened_total, Ordering::Relaxed);
-        self.breaker_opened
-            .inc_by(opened_total.saturating_sub(before));
+        let before = self.last_breaker_opened.swap(opened_total, Ordering::Relaxed);
+        self.breaker_opened.inc_by(opened_total.saturating_sub(before));
     }
 
     pub fn set_token_ttl(&self, ttl_seconds: u64) {
-        self.token_ttl
-            .set(i64::try_from(ttl_seconds).unwrap_or(i64::MAX));
+        self.token_ttl.set(i64::try_from(ttl_seconds).unwrap_or(i64::MAX));
     }
 
     pub fn record_vault_health_check(&self) {
@@ -383,9 +322,7 @@ fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
         return None;
     }
     let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted
-        .get(rank.saturating_sub(1).min(sorted.len() - 1))
-        .copied()
+    sorted.get(rank.saturating_sub(1).min(sorted.len() - 1)).copied()
 }
 
 #[cfg(test)]
@@ -398,11 +335,7 @@ mod tests {
         for ms in 1..=100 {
             t.record_request("get_secret", None, Duration::from_millis(ms));
         }
-        t.record_request(
-            "get_secret",
-            Some(ErrorCode::ResourceNotFound),
-            Duration::from_millis(5),
-        );
+        t.record_request("get_secret", Some(ErrorCode::ResourceNotFound), Duration::from_millis(5));
         let first = t.take_interval();
         let get = &first.operations["get_secret"];
         assert_eq!((get.count, get.errors), (101, 1));
@@ -410,10 +343,7 @@ mod tests {
         assert_eq!(get.p99_ms, Some(99.0));
         assert_eq!(first.window["get_secret"].requests, 101);
         assert_eq!(first.window["get_secret"].errors, 1);
-        assert_eq!(
-            first.window["get_secret"].faults, 0,
-            "not found is the request's fault"
-        );
+        assert_eq!(first.window["get_secret"].faults, 0, "not found is the request's fault");
 
         let second = t.take_interval();
         let get = &second.operations["get_secret"];
@@ -426,48 +356,26 @@ mod tests {
     fn metrics_text_has_counters_by_operation_and_outcome() {
         let t = Telemetry::new();
         t.record_request("set_secret", None, Duration::from_millis(3));
-        t.record_request(
-            "set_secret",
-            Some(ErrorCode::Conflict),
-            Duration::from_millis(3),
-        );
+        t.record_request("set_secret", Some(ErrorCode::Conflict), Duration::from_millis(3));
         t.set_breaker(BreakerState::Open, 2);
         let text = t.encode();
         assert!(
-            text.contains(
-                r#"onex_vault_adapter_requests_total{operation="set_secret",outcome="success"} 1"#
-            ),
+            text.contains(r#"onex_vault_adapter_requests_total{operation="set_secret",outcome="success"} 1"#),
             "{text}"
         );
         assert!(
-            text.contains(
-                r#"onex_vault_adapter_requests_total{operation="set_secret",outcome="conflict"} 1"#
-            ),
+            text.contains(r#"onex_vault_adapter_requests_total{operation="set_secret",outcome="conflict"} 1"#),
             "{text}"
         );
-        assert!(
-            text.contains("onex_vault_adapter_breaker_state 2"),
-            "{text}"
-        );
-        assert!(
-            text.contains("onex_vault_adapter_breaker_opened_total 2"),
-            "{text}"
-        );
+        assert!(text.contains("onex_vault_adapter_breaker_state 2"), "{text}");
+        assert!(text.contains("onex_vault_adapter_breaker_opened_total 2"), "{text}");
     }
 
     #[test]
     fn lag_is_reported_per_partition() {
         let t = Telemetry::new();
-        t.set_consumer_lag(BTreeMap::from([
-            (("req".to_owned(), 0), 3),
-            (("req".to_owned(), 1), 0),
-        ]));
-        assert_eq!(
-            t.consumer_lag(),
-            BTreeMap::from([("req/0".to_owned(), 3), ("req/1".to_owned(), 0)])
-        );
-        assert!(t
-            .encode()
-            .contains(r#"onex_vault_adapter_consumer_lag{topic="req",partition="0"} 3"#));
+        t.set_consumer_lag(BTreeMap::from([(("req".to_owned(), 0), 3), (("req".to_owned(), 1), 0)]));
+        assert_eq!(t.consumer_lag(), BTreeMap::from([("req/0".to_owned(), 3), ("req/1".to_owned(), 0)]));
+        assert!(t.encode().contains(r#"onex_vault_adapter_consumer_lag{topic="req",partition="0"} 3"#));
     }
 }

@@ -20,24 +20,11 @@ pub struct TraceContext {
 
 impl TraceContext {
     /// The request's trace, continued; or a new trace when it carried none.
-    pub fn continue_from(
-        metadata: Option<&EnvelopeMetadata>,
-        record_traceparent: Option<&str>,
-    ) -> TraceContext {
+    pub fn continue_from(metadata: Option<&EnvelopeMetadata>, record_traceparent: Option<&str>) -> TraceContext {
         let span_id = random_hex(8);
-        let from_metadata = metadata
-            .and_then(|m| m.headers.get("traceparent"))
-            .map(String::as_str);
-        if let Some((trace_id, parent, flags)) = from_metadata
-            .or(record_traceparent)
-            .and_then(parse_traceparent)
-        {
-            return TraceContext {
-                trace_id,
-                parent_span_id: Some(parent),
-                span_id,
-                flags,
-            };
+        let from_metadata = metadata.and_then(|m| m.headers.get("traceparent")).map(String::as_str);
+        if let Some((trace_id, parent, flags)) = from_metadata.or(record_traceparent).and_then(parse_traceparent) {
+            return TraceContext { trace_id, parent_span_id: Some(parent), span_id, flags };
         }
         match metadata.and_then(|m| m.trace_id.clone()) {
             Some(trace_id) => TraceContext {
@@ -46,19 +33,13 @@ impl TraceContext {
                 span_id,
                 flags: "01".into(),
             },
-            None => TraceContext {
-                trace_id: random_hex(16),
-                parent_span_id: None,
-                span_id,
-                flags: "01".into(),
-            },
+            None => TraceContext { trace_id: random_hex(16), parent_span_id: None, span_id, flags: "01".into() },
         }
     }
 
     /// `00-<trace>-<span>-<flags>`, when the trace id is a W3C one.
     pub fn traceparent(&self) -> Option<String> {
-        is_hex(&self.trace_id, 32)
-            .then(|| format!("00-{}-{}-{}", self.trace_id, self.span_id, self.flags))
+        is_hex(&self.trace_id, 32).then(|| format!("00-{}-{}-{}", self.trace_id, self.span_id, self.flags))
     }
 
     /// The reply's metadata: same trace, the node's span, and `traceparent`.
@@ -78,8 +59,7 @@ impl TraceContext {
 /// `00-<32 hex>-<16 hex>-<2 hex>` → (trace id, parent span id, flags).
 fn parse_traceparent(value: &str) -> Option<(String, String, String)> {
     let mut parts = value.trim().split('-');
-    let (version, trace, span, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (version, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let valid = version == "00"
         && parts.next().is_none()
         && is_hex(trace, 32)
@@ -91,17 +71,12 @@ fn parse_traceparent(value: &str) -> Option<(String, String, String)> {
 }
 
 fn is_hex(value: &str, len: usize) -> bool {
-    value.len() == len
-        && value
-            .chars()
-            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    value.len() == len && value.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
 }
 
 fn random_hex(bytes: usize) -> String {
     let mut rng = rand::rng();
-    (0..bytes)
-        .map(|_| format!("{:02x}", rng.random::<u8>()))
-        .collect()
+    (0..bytes).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
 }
 
 #[cfg(test)]
@@ -117,10 +92,7 @@ mod tests {
         let trace = TraceContext::continue_from(Some(&metadata), None);
         assert_eq!(trace.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(trace.parent_span_id.as_deref(), Some("00f067aa0ba902b7"));
-        assert_ne!(
-            trace.span_id, "00f067aa0ba902b7",
-            "the node opens its own span"
-        );
+        assert_ne!(trace.span_id, "00f067aa0ba902b7", "the node opens its own span");
         let reply = trace.reply_metadata();
         let traceparent = &reply.headers["traceparent"];
         assert!(traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));

@@ -13,27 +13,17 @@ const CANARY: &str = "canary-5e1f0c7a-never-log-me";
 
 /// Sends a valid request and checks it is answered: the node goes on.
 async fn still_answers(requester: &Requester, path: &str) {
-    let reply = requester
-        .call(json!({"operation": "get_secret", "path": path}))
-        .await;
-    assert_eq!(
-        reply["status"], "success",
-        "the node stopped answering valid requests: {reply}"
-    );
+    let reply = requester.call(json!({"operation": "get_secret", "path": path})).await;
+    assert_eq!(reply["status"], "success", "the node stopped answering valid requests: {reply}");
 }
 
-fn dead_letter_for(
-    requester: &Requester,
-    marker: &'static str,
-) -> impl Fn(&support::bus::Record) -> bool {
+fn dead_letter_for(requester: &Requester, marker: &'static str) -> impl Fn(&support::bus::Record) -> bool {
     let dlq = requester.topics().dlq.clone();
     move |record| {
         record.topic == dlq
             && record.json.as_ref().is_some_and(|j| {
                 let value = j["payload"]["original_value"].as_str().unwrap_or_default();
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(value)
-                    .unwrap_or_default();
+                let decoded = base64::engine::general_purpose::STANDARD.decode(value).unwrap_or_default();
                 String::from_utf8_lossy(&decoded).contains(marker)
             })
     }
@@ -53,122 +43,49 @@ async fn bad_records_are_answered_or_dead_lettered_and_the_node_goes_on() {
     let wait = support::node::REPLY_WAIT;
 
     // Not JSON: dead letter (no correlation id, so no reply), original kept.
-    requester
-        .send_raw(Some(b"raw-key"), b"this is not json {marker-1")
-        .await;
-    let letter = requester
-        .watcher
-        .wait_for(dead_letter_for(&requester, "marker-1"), wait)
-        .await
-        .expect("dead letter");
+    requester.send_raw(Some(b"raw-key"), b"this is not json {marker-1").await;
+    let letter = requester.watcher.wait_for(dead_letter_for(&requester, "marker-1"), wait).await.expect("dead letter");
     let body = letter.json.clone().expect("json");
     let dead = &body["payload"];
     assert_eq!(dead["error_type"], "INVALID_REQUEST");
     assert_eq!(dead["original_topic"], requester.topics().requests);
     assert!(dead["original_offset"].as_i64().is_some());
-    assert_eq!(
-        dead["original_key"],
-        base64::engine::general_purpose::STANDARD.encode("raw-key")
-    );
-    assert!(
-        dead["failure_reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("not JSON")),
-        "{dead}"
-    );
+    assert_eq!(dead["original_key"], base64::engine::general_purpose::STANDARD.encode("raw-key"));
+    assert!(dead["failure_reason"].as_str().is_some_and(|r| r.contains("not JSON")), "{dead}");
     assert_eq!(dead["correlation_id"], Value::Null);
-    assert_eq!(
-        letter.key.as_deref(),
-        Some(&b"raw-key"[..]),
-        "dead letter keeps the original key"
-    );
+    assert_eq!(letter.key.as_deref(), Some(&b"raw-key"[..]), "dead letter keeps the original key");
     still_answers(&requester, probe).await;
 
     // A broken envelope (no envelope_id) with a readable correlation id:
     // dead letter and a failed reply.
     let mut broken = Requester::envelope(json!({"operation": "get_secret", "path": "marker-2"}));
-    broken
-        .as_object_mut()
-        .expect("object")
-        .remove("envelope_id");
-    requester
-        .send_raw(None, broken.to_string().as_bytes())
-        .await;
-    let reply = requester
-        .reply_to(broken["correlation_id"].as_str().expect("id"))
-        .await;
+    broken.as_object_mut().expect("object").remove("envelope_id");
+    requester.send_raw(None, broken.to_string().as_bytes()).await;
+    let reply = requester.reply_to(broken["correlation_id"].as_str().expect("id")).await;
     assert_eq!(reply.topic, requester.topics().failed);
     let reply = reply.json.expect("json");
     assert_eq!(reply["payload"]["error"]["code"], "INVALID_REQUEST");
-    assert!(
-        reply["payload"]["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("envelope_id")),
-        "{reply}"
-    );
-    requester
-        .watcher
-        .wait_for(dead_letter_for(&requester, "marker-2"), wait)
-        .await
-        .expect("dead letter");
+    assert!(reply["payload"]["error"]["message"].as_str().is_some_and(|m| m.contains("envelope_id")), "{reply}");
+    requester.watcher.wait_for(dead_letter_for(&requester, "marker-2"), wait).await.expect("dead letter");
     still_answers(&requester, probe).await;
 
     // Payload problems: a typed error reply each, no dead letter.
     let cases = [
-        (
-            json!({"operation": "get_secret"}),
-            "INVALID_REQUEST",
-            "missing field `path`",
-        ),
-        (
-            json!({"operation": "get_secret", "path": "a", "verison": 2}),
-            "INVALID_REQUEST",
-            "unknown field `verison`",
-        ),
-        (
-            json!({"operation": "drop_all_secrets", "path": "a"}),
-            "UNSUPPORTED_OPERATION",
-            "drop_all_secrets",
-        ),
-        (
-            json!({"operation": "get_secret", "path": "../../sys/seal"}),
-            "INVALID_REQUEST",
-            "'..'",
-        ),
-        (
-            json!({"operation": "get_secret", "path": "/etc/passwd"}),
-            "INVALID_REQUEST",
-            "must not start with '/'",
-        ),
-        (
-            json!({"operation": "get_secret", "path": "a?list=true"}),
-            "INVALID_REQUEST",
-            "control character or one of",
-        ),
-        (
-            json!({"operation": "get_secret", "mount": "sys/../x", "path": "a"}),
-            "INVALID_REQUEST",
-            "`mount`",
-        ),
-        (
-            json!({"operation": "get_secret", "path": 42}),
-            "INVALID_REQUEST",
-            "invalid type",
-        ),
-        (
-            json!({"operation": "set_secret", "path": "a", "data": {}}),
-            "INVALID_REQUEST",
-            "payload.data",
-        ),
+        (json!({"operation": "get_secret"}), "INVALID_REQUEST", "missing field `path`"),
+        (json!({"operation": "get_secret", "path": "a", "verison": 2}), "INVALID_REQUEST", "unknown field `verison`"),
+        (json!({"operation": "drop_all_secrets", "path": "a"}), "UNSUPPORTED_OPERATION", "drop_all_secrets"),
+        (json!({"operation": "get_secret", "path": "../../sys/seal"}), "INVALID_REQUEST", "'..'"),
+        (json!({"operation": "get_secret", "path": "/etc/passwd"}), "INVALID_REQUEST", "must not start with '/'"),
+        (json!({"operation": "get_secret", "path": "a?list=true"}), "INVALID_REQUEST", "control character or one of"),
+        (json!({"operation": "get_secret", "mount": "sys/../x", "path": "a"}), "INVALID_REQUEST", "`mount`"),
+        (json!({"operation": "get_secret", "path": 42}), "INVALID_REQUEST", "invalid type"),
+        (json!({"operation": "set_secret", "path": "a", "data": {}}), "INVALID_REQUEST", "payload.data"),
     ];
     for (payload, code, detail) in cases {
         let reply = requester.call(payload.clone()).await;
         assert_eq!(reply["error"]["code"], code, "{payload} → {reply}");
         let message = reply["error"]["message"].as_str().unwrap_or_default();
-        assert!(
-            message.contains(detail),
-            "{payload}: {message:?} should mention {detail:?}"
-        );
+        assert!(message.contains(detail), "{payload}: {message:?} should mention {detail:?}");
         assert_eq!(reply["error"]["retryable"], false);
     }
     still_answers(&requester, probe).await;
@@ -177,68 +94,28 @@ async fn bad_records_are_answered_or_dead_lettered_and_the_node_goes_on() {
     let big = Requester::envelope(json!({
         "operation": "set_secret", "path": "marker-3", "data": {"blob": "x".repeat(8192)}
     }));
-    requester
-        .send_raw(Some(b"marker-3"), big.to_string().as_bytes())
-        .await;
-    let reply = requester
-        .reply_to(big["correlation_id"].as_str().expect("id"))
-        .await
-        .json
-        .expect("json");
+    requester.send_raw(Some(b"marker-3"), big.to_string().as_bytes()).await;
+    let reply = requester.reply_to(big["correlation_id"].as_str().expect("id")).await.json.expect("json");
     assert_eq!(reply["payload"]["error"]["code"], "INVALID_REQUEST");
-    assert!(
-        reply["payload"]["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("over the limit")),
-        "{reply}"
-    );
-    let letter = requester
-        .watcher
-        .wait_for(dead_letter_for(&requester, "marker-3"), wait)
-        .await
-        .expect("dead letter");
+    assert!(reply["payload"]["error"]["message"].as_str().is_some_and(|m| m.contains("over the limit")), "{reply}");
+    let letter = requester.watcher.wait_for(dead_letter_for(&requester, "marker-3"), wait).await.expect("dead letter");
     let dead = &letter.json.expect("json")["payload"];
-    assert!(dead["original_value_bytes"]
-        .as_u64()
-        .is_some_and(|n| n > 8192));
-    assert_eq!(
-        dead["original_value_truncated"], false,
-        "limit is 64 KiB by default: kept whole"
-    );
-    assert!(
-        vault::read_kv("secret", "marker-3").await.is_none(),
-        "an oversized write reached Vault"
-    );
+    assert!(dead["original_value_bytes"].as_u64().is_some_and(|n| n > 8192));
+    assert_eq!(dead["original_value_truncated"], false, "limit is 64 KiB by default: kept whole");
+    assert!(vault::read_kv("secret", "marker-3").await.is_none(), "an oversized write reached Vault");
     still_answers(&requester, probe).await;
 
     // Not JSON, but a correlation_id header: the requester still hears back.
     let header_id = uuid::Uuid::new_v4().to_string();
-    requester
-        .send_raw_with_headers(
-            None,
-            b"{garbled marker-5",
-            &[("correlation_id", &header_id)],
-        )
-        .await;
+    requester.send_raw_with_headers(None, b"{garbled marker-5", &[("correlation_id", &header_id)]).await;
     let reply = requester.reply_to(&header_id).await.json.expect("json");
-    assert_eq!(
-        reply["payload"]["error"]["code"], "INVALID_REQUEST",
-        "{reply}"
-    );
-    requester
-        .watcher
-        .wait_for(dead_letter_for(&requester, "marker-5"), wait)
-        .await
-        .expect("dead letter");
+    assert_eq!(reply["payload"]["error"]["code"], "INVALID_REQUEST", "{reply}");
+    requester.watcher.wait_for(dead_letter_for(&requester, "marker-5"), wait).await.expect("dead letter");
 
     // An empty record and a JSON array.
     requester.send_raw(None, b"").await;
     requester.send_raw(None, b"[\"marker-4\"]").await;
-    requester
-        .watcher
-        .wait_for(dead_letter_for(&requester, "marker-4"), wait)
-        .await
-        .expect("dead letter");
+    requester.watcher.wait_for(dead_letter_for(&requester, "marker-4"), wait).await.expect("dead letter");
     still_answers(&requester, probe).await;
     assert_eq!(node.stop(), Some(0));
 }
@@ -251,63 +128,29 @@ async fn a_canary_secret_never_appears_in_the_log() {
 
     // The canary goes through every path a value can take: written, read,
     // listed, refused as a wrong type, refused in a bad path, and dead-lettered.
-    let written = requester
-        .call(
-            json!({"operation": "set_secret", "path": "canary/app", "data": {"password": CANARY}}),
-        )
-        .await;
+    let written =
+        requester.call(json!({"operation": "set_secret", "path": "canary/app", "data": {"password": CANARY}})).await;
     assert_eq!(written["status"], "success", "{written}");
-    let read = requester
-        .call(json!({"operation": "get_secret", "path": "canary/app"}))
-        .await;
-    assert_eq!(
-        read["result"]["data"]["password"], CANARY,
-        "the reply carries the value"
-    );
-    requester
-        .call(json!({"operation": "get_secret", "path": "canary/app", "version": CANARY}))
-        .await;
-    requester
-        .call(json!({"operation": "get_secret", "path": format!("../{CANARY}")}))
-        .await;
+    let read = requester.call(json!({"operation": "get_secret", "path": "canary/app"})).await;
+    assert_eq!(read["result"]["data"]["password"], CANARY, "the reply carries the value");
+    requester.call(json!({"operation": "get_secret", "path": "canary/app", "version": CANARY})).await;
+    requester.call(json!({"operation": "get_secret", "path": format!("../{CANARY}")})).await;
     requester.call(json!({"operation": "set_secret", "path": "canary/app", "data": {"p": CANARY}, "cas": 0})).await;
-    requester
-        .call(json!({"operation": "list_secrets", "path": "canary/"}))
-        .await;
-    let mut broken = Requester::envelope(
-        json!({"operation": "set_secret", "path": "canary/x", "data": {"p": CANARY}}),
-    );
+    requester.call(json!({"operation": "list_secrets", "path": "canary/"})).await;
+    let mut broken = Requester::envelope(json!({"operation": "set_secret", "path": "canary/x", "data": {"p": CANARY}}));
     broken["envelope_timestamp"] = json!(CANARY);
-    requester
-        .send_raw(None, broken.to_string().as_bytes())
-        .await;
-    requester
-        .reply_to(broken["correlation_id"].as_str().expect("id"))
-        .await;
-    requester
-        .send_raw(None, format!("{{\"password\": \"{CANARY}\"").as_bytes())
-        .await;
+    requester.send_raw(None, broken.to_string().as_bytes()).await;
+    requester.reply_to(broken["correlation_id"].as_str().expect("id")).await;
+    requester.send_raw(None, format!("{{\"password\": \"{CANARY}\"").as_bytes()).await;
     still_answers(&requester, "canary/app").await;
 
     assert_eq!(node.stop(), Some(0));
     let log = node.log();
     let lines = log.lines().count();
-    assert!(
-        lines > 10,
-        "the node logged too little to prove anything ({lines} lines):\n{log}"
-    );
+    assert!(lines > 10, "the node logged too little to prove anything ({lines} lines):\n{log}");
     for (number, line) in log.lines().enumerate() {
-        assert!(
-            !line.contains(CANARY),
-            "line {number} of the log carries the canary: {line}"
-        );
-        assert!(
-            !line.contains(&root_token),
-            "line {number} of the log carries the Vault token: {line}"
-        );
-        assert!(
-            !line.contains("canary/app"),
-            "line {number} carries an unmasked path: {line}"
-        );
+        assert!(!line.contains(CANARY), "line {number} of the log carries the canary: {line}");
+        assert!(!line.contains(&root_token), "line {number} of the log carries the Vault token: {line}");
+        assert!(!line.contains("canary/app"), "line {number} carries an unmasked path: {line}");
     }
 }

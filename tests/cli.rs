@@ -9,10 +9,7 @@ use support::servers;
 
 fn adapter(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_onex-vault-adapter"));
-    command
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    command.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     command.current_dir(env!("CARGO_MANIFEST_DIR"));
     for (key, value) in env {
         command.env(key, value);
@@ -35,10 +32,7 @@ fn check_contract_prints_the_resolved_contract_without_secrets() {
     let out = adapter(&["check-contract", "contract.yaml"], ENV);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let printed = text(&out.stdout);
-    assert!(
-        printed.contains("bootstrap_servers: 127.0.0.1:9092"),
-        "{printed}"
-    );
+    assert!(printed.contains("bootstrap_servers: 127.0.0.1:9092"), "{printed}");
     assert!(printed.contains("token: <redacted>"), "{printed}");
     assert!(!printed.contains("canary-token") && !text(&out.stderr).contains("canary-token"));
 }
@@ -48,10 +42,7 @@ fn check_contract_fails_closed_naming_the_missing_setting() {
     let out = adapter(&["check-contract"], &[("VAULT_TOKEN", "t")]);
     assert_eq!(out.status.code(), Some(1));
     let errors = text(&out.stderr);
-    assert!(
-        errors.contains("vault.address: environment variable VAULT_ADDR is not set"),
-        "{errors}"
-    );
+    assert!(errors.contains("vault.address: environment variable VAULT_ADDR is not set"), "{errors}");
     assert!(errors.contains("KAFKA_BOOTSTRAP_SERVERS"), "{errors}");
 
     let missing_file = adapter(&["check-contract", "no/such/contract.yaml"], ENV);
@@ -64,24 +55,15 @@ fn schema_prints_every_message_schema() {
     let out = adapter(&["schema"], &[]);
     assert!(out.status.success());
     let all: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    for name in [
-        "vault-request",
-        "vault-reply",
-        "vault-dead-letter",
-        "vault-audit",
-        "vault-health",
-        "circuit-breaker",
-    ] {
+    for name in ["vault-request", "vault-reply", "vault-dead-letter", "vault-audit", "vault-health", "circuit-breaker"]
+    {
         assert!(all[name]["$schema"].is_string(), "{name} missing");
     }
     let one = adapter(&["schema", "vault-request"], &[]);
     let schema: serde_json::Value = serde_json::from_slice(&one.stdout).expect("JSON");
     let committed: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/models/schemas/vault-request.schema.json"
-        ))
-        .expect("committed schema"),
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/models/schemas/vault-request.schema.json"))
+            .expect("committed schema"),
     )
     .expect("JSON");
     assert_eq!(schema, committed);
@@ -105,22 +87,13 @@ fn a_refused_token_stops_start_up_with_a_clear_message() {
     assert_eq!(out.status.code(), Some(1));
     let log = text(&out.stderr) + &text(&out.stdout);
     assert!(log.contains("login failed (Vault 403)"), "{log}");
-    assert!(
-        !log.contains("canary-wrong-token"),
-        "the token leaked: {log}"
-    );
+    assert!(!log.contains("canary-wrong-token"), "the token leaked: {log}");
 }
 
 #[test]
 fn approle_without_credentials_names_both_settings() {
-    let out = adapter(
-        &["run"],
-        &[ENV[0], ENV[1], ("VAULT_AUTH_METHOD", "approle")],
-    );
+    let out = adapter(&["run"], &[ENV[0], ENV[1], ("VAULT_AUTH_METHOD", "approle")]);
     assert_eq!(out.status.code(), Some(1));
     let log = text(&out.stderr);
-    assert!(
-        log.contains("VAULT_ROLE_ID") && log.contains("VAULT_SECRET_ID"),
-        "{log}"
-    );
+    assert!(log.contains("VAULT_ROLE_ID") && log.contains("VAULT_SECRET_ID"), "{log}");
 }

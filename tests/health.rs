@@ -16,19 +16,9 @@ const CANARY: &str = "canary-health-3a9d-value";
 const WAIT: Duration = Duration::from_secs(45);
 
 async fn http_get(port: u16, path: &str) -> (u16, String) {
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
-    match client
-        .get(format!("http://127.0.0.1:{port}{path}"))
-        .send()
-        .await
-    {
-        Ok(response) => (
-            response.status().as_u16(),
-            response.text().await.unwrap_or_default(),
-        ),
+    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    match client.get(format!("http://127.0.0.1:{port}{path}")).send().await {
+        Ok(response) => (response.status().as_u16(), response.text().await.unwrap_or_default()),
         Err(error) => (0, error.to_string()),
     }
 }
@@ -42,10 +32,7 @@ async fn wait_ready(port: u16, want: u16) -> String {
         if status == want {
             return body;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/ready never answered {want}; last: {status} {body}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "/ready never answered {want}; last: {status} {body}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -78,10 +65,7 @@ async fn health_metrics_and_audit_match_a_known_workload() {
     )
     .await;
     let topics = node.topics.clone();
-    let events = ReplyWatcher::start(
-        &servers().bootstrap_servers(),
-        &[topics.health.clone(), topics.audit.clone()],
-    );
+    let events = ReplyWatcher::start(&servers().bootstrap_servers(), &[topics.health.clone(), topics.audit.clone()]);
     let requester = node.requester();
     wait_ready(node.http_port, 200).await;
 
@@ -95,24 +79,16 @@ async fn health_metrics_and_audit_match_a_known_workload() {
     };
     let mut envelopes = Vec::new();
     for _ in 0..4 {
-        envelopes.push(call(
-            json!({"operation": "get_secret", "path": "health/known"}),
-        ));
+        envelopes.push(call(json!({"operation": "get_secret", "path": "health/known"})));
     }
     for n in 0..2 {
-        envelopes.push(call(
-            json!({"operation": "get_secret", "path": format!("health/missing-{n}")}),
-        ));
+        envelopes.push(call(json!({"operation": "get_secret", "path": format!("health/missing-{n}")})));
     }
-    envelopes.push(call(
-        json!({"operation": "get_secret", "path": "private/other"}),
-    ));
+    envelopes.push(call(json!({"operation": "get_secret", "path": "private/other"})));
     for n in 0..3 {
         envelopes.push(call(json!({"operation": "set_secret", "path": format!("health/w{n}"), "data": {"v": CANARY}})));
     }
-    envelopes.push(call(
-        json!({"operation": "get_secret", "path": "../escape"}),
-    ));
+    envelopes.push(call(json!({"operation": "get_secret", "path": "../escape"})));
     for envelope in &envelopes {
         let reply = requester.send(envelope).await;
         assert!(reply.json.is_some());
@@ -126,15 +102,9 @@ async fn health_metrics_and_audit_match_a_known_workload() {
         .wait_for(
             move |r| {
                 r.topic == health_topic
-                    && r.json
-                        .as_ref()
-                        .is_some_and(|j| j["payload"]["bus"]["consumed_total"] == total_records)
-                    && r.json
-                        .as_ref()
-                        .is_some_and(|j| j["payload"]["bus"]["dlq_total"] == 1)
-                    && r.json
-                        .as_ref()
-                        .is_some_and(|j| j["payload"]["bus"]["in_flight"] == 0)
+                    && r.json.as_ref().is_some_and(|j| j["payload"]["bus"]["consumed_total"] == total_records)
+                    && r.json.as_ref().is_some_and(|j| j["payload"]["bus"]["dlq_total"] == 1)
+                    && r.json.as_ref().is_some_and(|j| j["payload"]["bus"]["in_flight"] == 0)
             },
             WAIT,
         )
@@ -148,17 +118,9 @@ async fn health_metrics_and_audit_match_a_known_workload() {
     assert_eq!(health["vault"]["reachable"], true);
     assert_eq!(health["vault"]["sealed"], false);
     assert_eq!(health["circuit_breaker"]["state"], "closed");
-    assert!(
-        health["token"]["ttl_seconds"]
-            .as_u64()
-            .is_some_and(|ttl| ttl > 0 && ttl <= 3600),
-        "{health}"
-    );
+    assert!(health["token"]["ttl_seconds"].as_u64().is_some_and(|ttl| ttl > 0 && ttl <= 3600), "{health}");
     let ops = &health["operations"];
-    assert_eq!(
-        ops["get_secret"]["count"], 8,
-        "4 found + 2 missing + 1 denied + 1 invalid: {ops}"
-    );
+    assert_eq!(ops["get_secret"]["count"], 8, "4 found + 2 missing + 1 denied + 1 invalid: {ops}");
     assert_eq!(ops["get_secret"]["errors"], 4, "{ops}");
     assert_eq!(ops["set_secret"]["count"], 3, "{ops}");
     assert_eq!(ops["set_secret"]["errors"], 0, "{ops}");
@@ -166,63 +128,35 @@ async fn health_metrics_and_audit_match_a_known_workload() {
     let bus = &health["bus"];
     assert_eq!(bus["replied_total"], envelopes.len() as u64, "{bus}");
     assert_eq!(bus["in_flight"], 0);
-    assert!(
-        bus["assigned_partitions"].as_u64().is_some_and(|p| p == 3),
-        "{bus}"
-    );
+    assert!(bus["assigned_partitions"].as_u64().is_some_and(|p| p == 3), "{bus}");
     let metrics = &health["vault_metrics"];
-    assert!(
-        metrics["memory_usage_mb"]
-            .as_f64()
-            .is_some_and(|mb| mb > 1.0),
-        "{metrics}"
-    );
-    assert!(metrics["seal_status_checks"]
-        .as_u64()
-        .is_some_and(|n| n >= 1));
+    assert!(metrics["memory_usage_mb"].as_f64().is_some_and(|mb| mb > 1.0), "{metrics}");
+    assert!(metrics["seal_status_checks"].as_u64().is_some_and(|n| n >= 1));
     assert_eq!(metrics["is_leader"], true);
-    assert_eq!(
-        metrics["active_tokens"],
-        Value::Null,
-        "not measurable: must be null"
-    );
+    assert_eq!(metrics["active_tokens"], Value::Null, "not measurable: must be null");
     assert_eq!(metrics["cluster_nodes"], Value::Null);
 
     // Periodic events come at the configured interval (1 s), give or take.
     let periodic: Vec<chrono::DateTime<chrono::Utc>> = events
         .all_records()
         .iter()
-        .filter(|r| {
-            r.topic == topics.health
-                && r.json
-                    .as_ref()
-                    .is_some_and(|j| j["payload"]["phase"] == "running")
-        })
-        .filter_map(|r| {
-            r.json.as_ref()?["envelope_timestamp"]
-                .as_str()?
-                .parse()
-                .ok()
-        })
+        .filter(|r| r.topic == topics.health && r.json.as_ref().is_some_and(|j| j["payload"]["phase"] == "running"))
+        .filter_map(|r| r.json.as_ref()?["envelope_timestamp"].as_str()?.parse().ok())
         .collect();
     assert!(periodic.len() >= 2, "at least two periodic events by now");
     for pair in periodic.windows(2) {
         let gap = (pair[1] - pair[0]).num_milliseconds();
-        assert!(
-            (500..=3000).contains(&gap),
-            "events {gap} ms apart with a 1 s interval"
-        );
+        assert!((500..=3000).contains(&gap), "events {gap} ms apart with a 1 s interval");
     }
-    assert!(events.all_records().iter().any(|r| r.topic == topics.health
-        && r.json
-            .as_ref()
-            .is_some_and(|j| j["payload"]["phase"] == "started")));
+    assert!(events
+        .all_records()
+        .iter()
+        .any(|r| r.topic == topics.health && r.json.as_ref().is_some_and(|j| j["payload"]["phase"] == "started")));
 
     // /metrics parses as Prometheus text and its counters match the workload.
     let (status, text) = http_get(node.http_port, "/metrics").await;
     assert_eq!(status, 200);
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
-        .expect("Prometheus text");
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text");
     let mut requests: HashMap<(String, String), f64> = HashMap::new();
     for sample in &scrape.samples {
         if sample.metric == "onex_vault_adapter_requests_total" {
@@ -234,26 +168,15 @@ async fn health_metrics_and_audit_match_a_known_workload() {
             requests.insert((label("operation"), label("outcome")), value);
         }
     }
-    let count = |op: &str, outcome: &str| {
-        requests
-            .get(&(op.to_owned(), outcome.to_owned()))
-            .copied()
-            .unwrap_or(0.0)
-    };
+    let count = |op: &str, outcome: &str| requests.get(&(op.to_owned(), outcome.to_owned())).copied().unwrap_or(0.0);
     assert_eq!(count("get_secret", "success"), 4.0, "{requests:?}");
     assert_eq!(count("get_secret", "resource_not_found"), 2.0);
     assert_eq!(count("get_secret", "permission_denied"), 1.0);
     assert_eq!(count("get_secret", "invalid_request"), 1.0);
     assert_eq!(count("set_secret", "success"), 3.0);
     assert_eq!(count("unknown", "invalid_request"), 1.0);
-    for name in [
-        "onex_vault_adapter_dead_letters_total",
-        "onex_vault_adapter_records_consumed_total",
-    ] {
-        assert!(
-            scrape.samples.iter().any(|s| s.metric == name),
-            "{name} missing:\n{text}"
-        );
+    for name in ["onex_vault_adapter_dead_letters_total", "onex_vault_adapter_records_consumed_total"] {
+        assert!(scrape.samples.iter().any(|s| s.metric == name), "{name} missing:\n{text}");
     }
     assert!(!text.contains(CANARY) && !text.contains(&token));
 
@@ -263,77 +186,42 @@ async fn health_metrics_and_audit_match_a_known_workload() {
         let topic = audit_topic.clone();
         let id = id.clone();
         events
-            .wait_for(
-                move |r| r.topic == topic && payload(r)["correlation_id"] == id.as_str(),
-                WAIT,
-            )
+            .wait_for(move |r| r.topic == topic && payload(r)["correlation_id"] == id.as_str(), WAIT)
             .await
             .expect("an audit record for every request");
     }
-    let audits: Vec<Value> = events
-        .all_records()
-        .iter()
-        .filter(|r| r.topic == audit_topic)
-        .map(|r| payload(r).clone())
-        .collect();
-    assert_eq!(
-        audits.len() as u64,
-        total_records,
-        "exactly one audit record per record"
-    );
-    let denied = audits
-        .iter()
-        .find(|a| a["path"] == "private/other")
-        .expect("denied request audited");
+    let audits: Vec<Value> =
+        events.all_records().iter().filter(|r| r.topic == audit_topic).map(|r| payload(r).clone()).collect();
+    assert_eq!(audits.len() as u64, total_records, "exactly one audit record per record");
+    let denied = audits.iter().find(|a| a["path"] == "private/other").expect("denied request audited");
     assert_eq!(denied["error_code"], "PERMISSION_DENIED");
     assert_eq!(denied["requester"], "node_test_requester");
     assert_eq!(denied["mount"], "secret");
     assert_eq!(denied["operation"], "get_secret");
     assert_eq!(denied["instance_id"], "health-test-instance");
-    assert!(audits
-        .iter()
-        .any(|a| a["error_code"] == "INVALID_REQUEST" && a["correlation_id"].is_string()));
+    assert!(audits.iter().any(|a| a["error_code"] == "INVALID_REQUEST" && a["correlation_id"].is_string()));
     assert!(
-        audits
-            .iter()
-            .any(|a| a["correlation_id"].is_null() && a["operation"].is_null()),
+        audits.iter().any(|a| a["correlation_id"].is_null() && a["operation"].is_null()),
         "unreadable record audited"
     );
-    for record in events
-        .all_records()
-        .iter()
-        .filter(|r| r.topic == audit_topic)
-    {
-        assert!(
-            !record.value_str().contains(CANARY),
-            "an audit record carries the canary"
-        );
+    for record in events.all_records().iter().filter(|r| r.topic == audit_topic) {
+        assert!(!record.value_str().contains(CANARY), "an audit record carries the canary");
     }
 
     // A clean stop publishes a last `stopping` event.
     assert_eq!(node.stop(), Some(0));
     let topic = topics.health.clone();
     events
-        .wait_for(
-            move |r| r.topic == topic && payload(r)["phase"] == "stopping",
-            WAIT,
-        )
+        .wait_for(move |r| r.topic == topic && payload(r)["phase"] == "stopping", WAIT)
         .await
         .expect("a stopping health event");
 }
 
 /// The next health event after `after` (record offset) matching `want`.
-async fn next_health(
-    events: &ReplyWatcher,
-    topic: &str,
-    want: impl Fn(&Value) -> bool + Send + 'static,
-) -> Value {
+async fn next_health(events: &ReplyWatcher, topic: &str, want: impl Fn(&Value) -> bool + Send + 'static) -> Value {
     let topic = topic.to_owned();
     let record = events
-        .wait_for(
-            move |r| r.topic == topic && r.json.as_ref().is_some_and(|j| want(&j["payload"])),
-            WAIT,
-        )
+        .wait_for(move |r| r.topic == topic && r.json.as_ref().is_some_and(|j| want(&j["payload"])), WAIT)
         .await
         .expect("a matching health event");
     payload(&record).clone()
@@ -355,10 +243,8 @@ async fn status_follows_vault_down_and_back_with_breaker_events_and_readiness() 
     )
     .await;
     let topics = node.topics.clone();
-    let events = ReplyWatcher::start(
-        &servers().bootstrap_servers(),
-        &[topics.health.clone(), topics.circuit_breaker.clone()],
-    );
+    let events =
+        ReplyWatcher::start(&servers().bootstrap_servers(), &[topics.health.clone(), topics.circuit_breaker.clone()]);
     let requester = node.requester();
     vault::write_kv("secret", "outage/probe", &json!({"k": "v"})).await;
     wait_ready(node.http_port, 200).await;
@@ -370,29 +256,16 @@ async fn status_follows_vault_down_and_back_with_breaker_events_and_readiness() 
     eprintln!("injected: OpenBao killed (SIGKILL)");
     let mut codes = Vec::new();
     for _ in 0..4 {
-        let reply = requester
-            .call(json!({"operation": "get_secret", "path": "outage/probe"}))
-            .await;
-        codes.push(
-            reply["error"]["code"]
-                .as_str()
-                .unwrap_or("success")
-                .to_owned(),
-        );
+        let reply = requester.call(json!({"operation": "get_secret", "path": "outage/probe"})).await;
+        codes.push(reply["error"]["code"].as_str().unwrap_or("success").to_owned());
         if reply["error"]["retry_after_ms"].is_u64() {
             break;
         }
     }
-    assert!(
-        codes.iter().all(|c| c == "SERVICE_UNAVAILABLE"),
-        "{codes:?}"
-    );
+    assert!(codes.iter().all(|c| c == "SERVICE_UNAVAILABLE"), "{codes:?}");
     let breaker_topic = topics.circuit_breaker.clone();
     events
-        .wait_for(
-            move |r| r.topic == breaker_topic && payload(r)["state"] == "open",
-            WAIT,
-        )
+        .wait_for(move |r| r.topic == breaker_topic && payload(r)["state"] == "open", WAIT)
         .await
         .expect("a breaker transition to open");
     let down = next_health(&events, &topics.health, |h| h["status"] == "unhealthy").await;
@@ -409,57 +282,34 @@ async fn status_follows_vault_down_and_back_with_breaker_events_and_readiness() 
     let restored = std::time::Instant::now();
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let reply = requester
-            .call(json!({"operation": "get_secret", "path": "outage/probe"}))
-            .await;
+        let reply = requester.call(json!({"operation": "get_secret", "path": "outage/probe"})).await;
         if reply["status"] == "success" {
             break;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "requests never succeeded again: {reply}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "requests never succeeded again: {reply}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let breaker_topic = topics.circuit_breaker.clone();
     let closed = events
-        .wait_for(
-            move |r| r.topic == breaker_topic && payload(r)["state"] == "closed",
-            WAIT,
-        )
+        .wait_for(move |r| r.topic == breaker_topic && payload(r)["state"] == "closed", WAIT)
         .await
         .expect("a breaker transition back to closed");
     assert_eq!(payload(&closed)["previous_state"], "half_open");
-    next_health(&events, &topics.health, |h| {
-        h["status"] == "healthy" && h["vault"]["reachable"] == true
-    })
-    .await;
+    next_health(&events, &topics.health, |h| h["status"] == "healthy" && h["vault"]["reachable"] == true).await;
     wait_ready(node.http_port, 200).await;
-    eprintln!(
-        "recovered (requests succeed, healthy, ready) {:?} after Vault returned",
-        restored.elapsed()
-    );
+    eprintln!("recovered (requests succeed, healthy, ready) {:?} after Vault returned", restored.elapsed());
 
     // Fault 2: Vault sealed, then unsealed.
     servers().vault_seal().await;
     eprintln!("injected: Vault sealed");
-    let sealed = next_health(&events, &topics.health, |h| {
-        h["status"] == "unhealthy" && h["vault"]["sealed"] == true
-    })
-    .await;
-    assert!(sealed["status_reasons"]
-        .to_string()
-        .contains("vault sealed"));
+    let sealed =
+        next_health(&events, &topics.health, |h| h["status"] == "unhealthy" && h["vault"]["sealed"] == true).await;
+    assert!(sealed["status_reasons"].to_string().contains("vault sealed"));
     let body = wait_ready(node.http_port, 503).await;
     assert!(body.contains("vault sealed"), "{body}");
-    let reply = requester
-        .call(json!({"operation": "get_secret", "path": "outage/probe"}))
-        .await;
+    let reply = requester.call(json!({"operation": "get_secret", "path": "outage/probe"})).await;
     assert_eq!(reply["error"]["code"], "SERVICE_UNAVAILABLE", "{reply}");
     servers().vault_unseal().await;
-    next_health(&events, &topics.health, |h| {
-        h["status"] != "unhealthy" && h["vault"]["sealed"] == false
-    })
-    .await;
+    next_health(&events, &topics.health, |h| h["status"] != "unhealthy" && h["vault"]["sealed"] == false).await;
     wait_ready(node.http_port, 200).await;
 }

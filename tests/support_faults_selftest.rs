@@ -42,16 +42,9 @@ async fn seal_then_unseal_keeps_data() {
     vault::write_kv("secret", "faults/seal", &json!({ "before": "seal" })).await;
 
     servers.vault_seal().await;
-    assert_eq!(
-        vault::health_status().await,
-        Ok(StatusCode::SERVICE_UNAVAILABLE)
-    );
+    assert_eq!(vault::health_status().await, Ok(StatusCode::SERVICE_UNAVAILABLE));
     let while_sealed = vault::request(Method::GET, "secret/data/faults/seal", None).await;
-    assert_eq!(
-        while_sealed.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{while_sealed:?}"
-    );
+    assert_eq!(while_sealed.status, StatusCode::SERVICE_UNAVAILABLE, "{while_sealed:?}");
     assert!(while_sealed.errors().contains("sealed"), "{while_sealed:?}");
 
     servers.vault_unseal().await;
@@ -114,10 +107,7 @@ async fn stop_then_start_gives_a_fresh_server_on_the_same_port() {
     // Sealing works on the restarted server too (its new unseal key is used).
     servers.vault_seal().await;
     servers.vault_unseal().await;
-    assert_eq!(
-        vault::read_kv("faults-kv", "app").await,
-        Some(json!({ "k": "new" }))
-    );
+    assert_eq!(vault::read_kv("faults-kv", "app").await, Some(json!({ "k": "new" })));
 }
 
 #[tokio::test]
@@ -155,9 +145,7 @@ async fn echo_server() -> SocketAddr {
 }
 
 async fn connect(proxy: &Proxy) -> tokio::net::TcpStream {
-    tokio::net::TcpStream::connect(proxy.addr())
-        .await
-        .expect("connecting to the proxy")
+    tokio::net::TcpStream::connect(proxy.addr()).await.expect("connecting to the proxy")
 }
 
 /// Reads exactly `expected.len()` bytes within [`PROMPTLY`] and compares.
@@ -198,10 +186,7 @@ async fn proxy_passes_and_counts() {
     };
     let receive = async {
         let mut echoed = vec![0; big.len()];
-        timeout(PROMPTLY, reader.read_exact(&mut echoed))
-            .await
-            .expect("big echo within the deadline")
-            .unwrap();
+        timeout(PROMPTLY, reader.read_exact(&mut echoed)).await.expect("big echo within the deadline").unwrap();
         echoed
     };
     let ((), echoed) = tokio::join!(send, receive);
@@ -220,11 +205,7 @@ async fn proxy_delays_each_way() {
     stream.write_all(b"slow").await.unwrap();
     expect_echo(&mut stream, b"slow").await;
     let took = started.elapsed();
-    assert!(
-        took >= 2 * delay,
-        "echo took {took:?}, expected >= {:?}",
-        2 * delay
-    );
+    assert!(took >= 2 * delay, "echo took {took:?}, expected >= {:?}", 2 * delay);
 
     proxy.pass();
     let started = Instant::now();
@@ -240,10 +221,7 @@ async fn proxy_stall_holds_data_until_pass() {
     proxy.stall();
     stream.write_all(b"held").await.unwrap();
     let mut byte = [0; 1];
-    assert!(
-        timeout(QUIET, stream.read(&mut byte)).await.is_err(),
-        "nothing may come back while stalled"
-    );
+    assert!(timeout(QUIET, stream.read(&mut byte)).await.is_err(), "nothing may come back while stalled");
     assert_eq!(proxy.bytes_to_upstream(), 0);
 
     // New connections are accepted while stalled, but get nothing either.
@@ -265,10 +243,7 @@ async fn proxy_cut_resets_connections_until_pass() {
     expect_echo(&mut existing, b"up").await;
 
     proxy.cut();
-    assert!(
-        closed_by_peer(&mut existing).await,
-        "cut() must close the current connection"
-    );
+    assert!(closed_by_peer(&mut existing).await, "cut() must close the current connection");
     // A new connection may be accepted by the kernel, but is reset at once.
     if let Ok(mut new) = tokio::net::TcpStream::connect(proxy.addr()).await {
         let _ = new.write_all(b"anyone?").await;
@@ -288,9 +263,7 @@ async fn dropping_the_proxy_closes_its_port_and_connections() {
     let mut stream = connect(&proxy).await;
     drop(proxy);
     assert!(closed_by_peer(&mut stream).await);
-    let refused = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect_err("a dropped proxy must not listen");
+    let refused = tokio::net::TcpStream::connect(addr).await.expect_err("a dropped proxy must not listen");
     assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
 }
 
@@ -300,17 +273,9 @@ async fn dropping_the_proxy_closes_its_port_and_connections() {
 
 /// `GET /v1/sys/health` through the proxy, with a client timeout of `within`.
 async fn health_via(proxy: &Proxy, within: Duration) -> Result<StatusCode, reqwest::Error> {
-    let client = reqwest::Client::builder()
-        .timeout(within)
-        .pool_max_idle_per_host(0)
-        .no_proxy()
-        .build()
-        .expect("HTTP client");
-    client
-        .get(format!("http://{}/v1/sys/health", proxy.addr()))
-        .send()
-        .await
-        .map(|response| response.status())
+    let client =
+        reqwest::Client::builder().timeout(within).pool_max_idle_per_host(0).no_proxy().build().expect("HTTP client");
+    client.get(format!("http://{}/v1/sys/health", proxy.addr())).send().await.map(|response| response.status())
 }
 
 #[tokio::test]

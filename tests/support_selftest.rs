@@ -19,18 +19,12 @@ const WAIT: Duration = Duration::from_secs(10);
 async fn servers_start_once_and_report_their_stack() {
     let first = servers();
     let second = servers();
-    assert!(
-        std::ptr::eq(first, second),
-        "servers() must start one stack"
-    );
+    assert!(std::ptr::eq(first, second), "servers() must start one stack");
     assert!(["local processes", "containers"].contains(&first.stack_name()));
     assert!(first.vault_addr().starts_with("http://127.0.0.1:"));
     assert!(!first.root_token().is_empty());
     assert!(first.postgres_port() > 0);
-    assert!(
-        first.unseal_key().is_some(),
-        "dev server printed no unseal key"
-    );
+    assert!(first.unseal_key().is_some(), "dev server printed no unseal key");
 }
 
 #[tokio::test]
@@ -43,40 +37,24 @@ async fn produce_and_watch_a_record() {
 
     let client = BusClient::new(&bootstrap);
     let body = json!({ "correlation_id": "json-corr", "hello": "bus" });
-    client
-        .produce(
-            &topic,
-            Some(b"key-1"),
-            body.to_string().as_bytes(),
-            &[("correlation_id", "header-corr")],
-        )
-        .await;
-    client
-        .produce(&topic, None, br#"{"correlation_id":"json-only"}"#, &[])
-        .await;
+    client.produce(&topic, Some(b"key-1"), body.to_string().as_bytes(), &[("correlation_id", "header-corr")]).await;
+    client.produce(&topic, None, br#"{"correlation_id":"json-only"}"#, &[]).await;
 
-    let by_header = watcher
-        .wait_for_correlation("header-corr", WAIT)
-        .await
-        .expect("record with the correlation_id header");
+    let by_header =
+        watcher.wait_for_correlation("header-corr", WAIT).await.expect("record with the correlation_id header");
     assert_eq!(by_header.key.as_deref(), Some(&b"key-1"[..]));
     assert_eq!(by_header.json.as_ref(), Some(&body));
     assert_eq!(by_header.header("correlation_id"), Some("header-corr"));
 
-    let by_json = watcher
-        .wait_for_correlation("json-only", WAIT)
-        .await
-        .expect("record with the correlation_id JSON field");
+    let by_json =
+        watcher.wait_for_correlation("json-only", WAIT).await.expect("record with the correlation_id JSON field");
     assert_eq!(by_json.key, None);
 
     let missing = watcher
         .wait_for_correlation("never-sent", Duration::from_millis(300))
         .await
         .expect_err("nothing was sent with this correlation id");
-    assert!(
-        format!("{missing:#}").contains("2 record(s) seen"),
-        "{missing:#}"
-    );
+    assert!(format!("{missing:#}").contains("2 record(s) seen"), "{missing:#}");
     assert_eq!(watcher.all_records().len(), 2);
 }
 
@@ -89,13 +67,8 @@ async fn kv_write_read_and_metadata() {
     let v1 = vault::write_kv("selftest-kv", "app/db", &json!({ "password": "one" })).await;
     let v2 = vault::write_kv("selftest-kv", "app/db", &json!({ "password": "two" })).await;
     assert_eq!((v1, v2), (1, 2));
-    assert_eq!(
-        vault::read_kv("selftest-kv", "app/db").await,
-        Some(json!({ "password": "two" }))
-    );
-    let metadata = vault::kv_metadata("selftest-kv", "app/db")
-        .await
-        .expect("metadata of a written secret");
+    assert_eq!(vault::read_kv("selftest-kv", "app/db").await, Some(json!({ "password": "two" })));
+    let metadata = vault::kv_metadata("selftest-kv", "app/db").await.expect("metadata of a written secret");
     assert_eq!(metadata["current_version"], 2);
     assert_eq!(vault::kv_metadata("selftest-kv", "nope").await, None);
 }
@@ -112,11 +85,7 @@ async fn database_lease_is_renewable() {
     let renewed = vault::renew_lease(&lease_id, Some(7200)).await;
     assert_eq!(renewed.status, StatusCode::OK, "{:?}", renewed);
     assert_eq!(renewed.body["lease_id"], lease_id.as_str());
-    assert!(
-        renewed.body["lease_duration"].as_u64() >= Some(3600),
-        "{:?}",
-        renewed
-    );
+    assert!(renewed.body["lease_duration"].as_u64() >= Some(3600), "{:?}", renewed);
 }
 
 #[tokio::test]
@@ -127,32 +96,22 @@ async fn pki_lease_is_not_renewable() {
 
     let renewed = vault::renew_lease(&lease_id, None).await;
     assert_eq!(renewed.status, StatusCode::BAD_REQUEST, "{:?}", renewed);
-    assert!(
-        renewed.errors().contains("lease is not renewable"),
-        "{:?}",
-        renewed
-    );
+    assert!(renewed.errors().contains("lease is not renewable"), "{:?}", renewed);
 }
 
 #[tokio::test]
 async fn approle_login_and_child_token() {
     vault::enable_kv2("selftest-approle").await;
     vault::write_kv("selftest-approle", "svc", &json!({ "k": "v" })).await;
-    vault::put_policy(
-        "selftest-reader",
-        r#"path "selftest-approle/data/*" { capabilities = ["read"] }"#,
-    )
-    .await;
+    vault::put_policy("selftest-reader", r#"path "selftest-approle/data/*" { capabilities = ["read"] }"#).await;
 
-    let (role_id, secret_id) =
-        vault::enable_approle_role("selftest", &["selftest-reader"], "20m").await;
+    let (role_id, secret_id) = vault::enable_approle_role("selftest", &["selftest-reader"], "20m").await;
     let auth = vault::approle_login(&role_id, &secret_id).await;
     assert_eq!(auth["lease_duration"], 1200);
     assert_eq!(auth["renewable"], true);
     let token = auth["client_token"].as_str().expect("client_token");
 
-    let read =
-        vault::request_with_token(token, Method::GET, "selftest-approle/data/svc", None).await;
+    let read = vault::request_with_token(token, Method::GET, "selftest-approle/data/svc", None).await;
     assert_eq!(read.status, StatusCode::OK, "{read:?}");
     assert_eq!(read.body["data"]["data"]["k"], "v");
     let denied = vault::request_with_token(token, Method::GET, "secret/data/anything", None).await;
@@ -160,7 +119,6 @@ async fn approle_login_and_child_token() {
 
     // A child token with a TTL is renewable (the dev root token is not).
     let child = vault::create_token(&["selftest-reader"], "10m", true).await;
-    let renewed =
-        vault::request_with_token(&child, Method::POST, "auth/token/renew-self", None).await;
+    let renewed = vault::request_with_token(&child, Method::POST, "auth/token/renew-self", None).await;
     assert_eq!(renewed.status, StatusCode::OK, "{renewed:?}");
 }

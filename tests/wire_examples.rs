@@ -11,24 +11,16 @@ fn root() -> PathBuf {
 }
 
 fn validator(name: &str) -> jsonschema::Validator {
-    let path = root()
-        .join("models/schemas")
-        .join(format!("{name}.schema.json"));
-    let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("schema file"))
-        .expect("schema JSON");
-    jsonschema::validator_for(&schema)
-        .unwrap_or_else(|e| panic!("{} is not a valid schema: {e}", path.display()))
+    let path = root().join("models/schemas").join(format!("{name}.schema.json"));
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("schema file")).expect("schema JSON");
+    jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{} is not a valid schema: {e}", path.display()))
 }
 
 fn assert_valid(validator: &jsonschema::Validator, instance: &Value, what: &str) {
-    let errors: Vec<String> = validator
-        .iter_errors(instance)
-        .map(|e| format!("{} at {}", e, e.instance_path))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "{what} does not match its schema: {errors:#?}"
-    );
+    let errors: Vec<String> =
+        validator.iter_errors(instance).map(|e| format!("{} at {}", e, e.instance_path)).collect();
+    assert!(errors.is_empty(), "{what} does not match its schema: {errors:#?}");
 }
 
 /// The ```json blocks of the README, in order.
@@ -41,9 +33,8 @@ fn readme_json_blocks() -> Vec<Value> {
             (None, "```json") => current = Some(String::new()),
             (Some(text), "```") => {
                 blocks.push(
-                    serde_json::from_str(text).unwrap_or_else(|e| {
-                        panic!("README JSON block does not parse: {e}\n{text}")
-                    }),
+                    serde_json::from_str(text)
+                        .unwrap_or_else(|e| panic!("README JSON block does not parse: {e}\n{text}")),
                 );
                 current = None;
             }
@@ -62,10 +53,7 @@ fn readme_examples_match_the_schemas() {
     let request = validator("vault-request");
     let reply = validator("vault-reply");
     let blocks = readme_json_blocks();
-    assert!(
-        blocks.len() >= 3,
-        "the README should show a request, a reply and a failure"
-    );
+    assert!(blocks.len() >= 3, "the README should show a request, a reply and a failure");
     for block in &blocks {
         if block["payload"].get("status").is_some() {
             assert_valid(&reply, block, "a README reply");
@@ -83,8 +71,7 @@ fn example_files_are_valid_requests() {
     for entry in std::fs::read_dir(&dir).expect("examples/") {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "json") {
-            let value: Value =
-                serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("JSON");
+            let value: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("JSON");
             assert_valid(&request, &value, &display(&path));
             seen += 1;
         }
@@ -112,16 +99,10 @@ fn the_request_schema_refuses_what_the_node_refuses() {
         let mut broken = base.clone();
         let (parent, key) = field.rsplit_once('/').expect("pointer");
         broken.pointer_mut(parent).expect("parent")[key] = bad.clone();
-        assert!(
-            !request.is_valid(&broken),
-            "schema accepted {field} = {bad}"
-        );
+        assert!(!request.is_valid(&broken), "schema accepted {field} = {bad}");
     }
 }
 
 fn display(path: &Path) -> String {
-    path.strip_prefix(root())
-        .unwrap_or(path)
-        .display()
-        .to_string()
+    path.strip_prefix(root()).unwrap_or(path).display().to_string()
 }

@@ -47,6 +47,11 @@ path "sys/leases/lookup" {
   capabilities = ["update"]
 }
 
+# revoke_lease.
+path "sys/leases/revoke" {
+  capabilities = ["update"]
+}
+
 # The node's own token: renew_token and the TTL it reports in health events.
 path "auth/token/renew-self" {
   capabilities = ["update"]

@@ -78,12 +78,7 @@ pub struct ReplyError {
 
 impl ReplyError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ReplyError {
-            code,
-            message: message.into(),
-            retryable: code.retryable(),
-            retry_after_ms: None,
-        }
+        ReplyError { code, message: message.into(), retryable: code.retryable(), retry_after_ms: None }
     }
 
     pub fn with_retry_after_ms(mut self, retry_after_ms: u64) -> Self {

@@ -176,3 +176,31 @@ pub struct CircuitBreakerEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<Uuid>,
 }
+
+/// Payload type name of a lease event.
+pub const LEASE_EVENT_PAYLOAD_TYPE: &str = "ModelVaultLeaseEvent";
+
+/// What happened to a lease the node was keeping alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseEventKind {
+    /// Vault capped the last renewal: the lease ends in `ttl_seconds`.
+    Expiring,
+    /// The lease ran out.
+    Expired,
+    /// Vault refused to renew it (not renewable, not found).
+    RenewalFailed,
+}
+
+/// A kept-alive lease the node can renew no more (lease-events topic).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LeaseEvent {
+    pub lease_id: String,
+    pub event: LeaseEventKind,
+    /// Seconds the lease has left (0 when expired).
+    pub ttl_seconds: u64,
+    pub reason: String,
+    /// The node instance that kept the lease.
+    pub instance_id: Option<String>,
+    pub timestamp: DateTime<Utc>,
+}

@@ -28,18 +28,18 @@ pub use dlq::{DeadLetter, DEAD_LETTER_PAYLOAD_TYPE};
 pub use envelope::{Envelope, EnvelopeMetadata, ENVELOPE_VERSION, NODE_NAME};
 pub use error::{ErrorCode, ReplyError};
 pub use events::{
-    BreakerState, BusStats, CircuitBreakerEvent, CircuitBreakerStatus, HealthEvent, HealthPhase,
-    HealthStatus, OperationStats, TokenStatus, VaultMetrics, VaultStatus,
-    CIRCUIT_BREAKER_PAYLOAD_TYPE, HEALTH_PAYLOAD_TYPE,
+    BreakerState, BusStats, CircuitBreakerEvent, CircuitBreakerStatus, HealthEvent, HealthPhase, HealthStatus,
+    LeaseEvent, LeaseEventKind, OperationStats, TokenStatus, VaultMetrics, VaultStatus, CIRCUIT_BREAKER_PAYLOAD_TYPE,
+    HEALTH_PAYLOAD_TYPE, LEASE_EVENT_PAYLOAD_TYPE,
 };
 pub use path::{mask_path, FolderPath, MountName, PathError, SecretPath, MAX_PATH_BYTES};
 pub use reply::{
-    DeleteSecretResult, GetSecretResult, ListSecretsResult, OperationResult, RenewLeaseResult,
-    RenewTokenResult, ReplyStatus, SecretVersionMetadata, SetSecretResult, VaultReply,
+    DeleteSecretResult, GetSecretResult, ListSecretsResult, LookupLeaseResult, OperationResult, RenewLeaseResult,
+    RenewTokenResult, ReplyStatus, RevokeLeaseResult, SecretVersionMetadata, SetSecretResult, VaultReply,
     REPLY_PAYLOAD_TYPE,
 };
 pub use request::{
-    DeleteSecret, GetSecret, ListSecrets, Operation, RenewLease, RenewToken, SetSecret,
+    DeleteSecret, GetSecret, ListSecrets, LookupLease, Operation, RenewLease, RenewToken, RevokeLease, SetSecret,
     VaultRequest, MAX_SECRET_DATA_BYTES,
 };
 pub use schema::{schemas, MessageSchema};
@@ -53,6 +53,8 @@ pub type ReplyEnvelope = Envelope<VaultReply>;
 pub type DeadLetterEnvelope = Envelope<DeadLetter>;
 /// An audit record as the node publishes it on the audit topic.
 pub type AuditEnvelope = Envelope<AuditRecord>;
+/// A lease event as the node publishes it on the lease-events topic.
+pub type LeaseEventEnvelope = Envelope<LeaseEvent>;
 /// A health event as the node publishes it on the health topic.
 pub type HealthEnvelope = Envelope<HealthEvent>;
 /// A breaker transition as the node publishes it on the circuit-breaker topic.

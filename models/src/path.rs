@@ -47,11 +47,7 @@ impl std::error::Error for PathError {}
 /// Checks `/`-separated segments; `allow_trailing_slash` for folders.
 fn check(path: &str, allow_empty: bool, allow_trailing_slash: bool) -> Result<(), PathError> {
     if path.is_empty() {
-        return if allow_empty {
-            Ok(())
-        } else {
-            Err(PathError::Empty)
-        };
+        return if allow_empty { Ok(()) } else { Err(PathError::Empty) };
     }
     if path.len() > MAX_PATH_BYTES {
         return Err(PathError::TooLong);
@@ -59,10 +55,7 @@ fn check(path: &str, allow_empty: bool, allow_trailing_slash: bool) -> Result<()
     if path.starts_with('/') {
         return Err(PathError::LeadingSlash);
     }
-    if path
-        .chars()
-        .any(|c| c.is_control() || FORBIDDEN.contains(&c))
-    {
+    if path.chars().any(|c| c.is_control() || FORBIDDEN.contains(&c)) {
         return Err(PathError::ForbiddenCharacter);
     }
     let body = match path.strip_suffix('/') {
@@ -208,14 +201,8 @@ mod tests {
         for (path, expected) in cases {
             assert_eq!(SecretPath::new(path), Err(expected), "{path:?}");
         }
-        assert_eq!(
-            SecretPath::new("a".repeat(MAX_PATH_BYTES + 1)),
-            Err(PathError::TooLong)
-        );
-        assert_eq!(
-            SecretPath::new(vec!["a"; MAX_SEGMENTS + 1].join("/")),
-            Err(PathError::TooManySegments)
-        );
+        assert_eq!(SecretPath::new("a".repeat(MAX_PATH_BYTES + 1)), Err(PathError::TooLong));
+        assert_eq!(SecretPath::new(vec!["a"; MAX_SEGMENTS + 1].join("/")), Err(PathError::TooManySegments));
         assert_eq!(FolderPath::new("app//"), Err(PathError::EmptySegment));
     }
 

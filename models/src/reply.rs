@@ -72,6 +72,8 @@ pub enum OperationResult {
     ListSecrets(ListSecretsResult),
     RenewLease(RenewLeaseResult),
     RenewToken(RenewTokenResult),
+    LookupLease(LookupLeaseResult),
+    RevokeLease(RevokeLeaseResult),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -124,6 +126,31 @@ pub struct RenewLeaseResult {
     /// Seconds the lease now lasts.
     pub lease_duration: u64,
     pub renewable: bool,
+    /// Whether the node now keeps renewing the lease (`keep_alive` requests).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kept_alive: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LookupLeaseResult {
+    pub lease_id: String,
+    /// RFC 3339 times as Vault reports them.
+    pub issue_time: Option<String>,
+    pub expire_time: Option<String>,
+    pub last_renewal: Option<String>,
+    pub renewable: bool,
+    /// Seconds left.
+    pub ttl_seconds: u64,
+    /// Whether this node is keeping the lease alive.
+    pub kept_alive: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeLeaseResult {
+    pub lease_id: String,
+    pub revoked: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -34,6 +34,10 @@ pub enum VaultRequest {
     RenewLease(RenewLease),
     /// Renew the node's own Vault token.
     RenewToken(RenewToken),
+    /// Look up a lease: its TTL, expiry and renewability.
+    LookupLease(LookupLease),
+    /// Revoke a lease now (and stop keeping it alive).
+    RevokeLease(RevokeLease),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -102,6 +106,25 @@ pub struct RenewLease {
     /// Requested extension; Vault may grant less.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub increment_seconds: Option<u64>,
+    /// Ask the node to keep renewing the lease (at 2/3 of each duration) until
+    /// its max TTL, a `revoke_lease`, or the node's limit of tracked leases;
+    /// it publishes a lease event when it can renew no more.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_alive: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LookupLease {
+    #[schemars(length(min = 1, max = 1024))]
+    pub lease_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeLease {
+    #[schemars(length(min = 1, max = 1024))]
+    pub lease_id: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -122,16 +145,20 @@ pub enum Operation {
     ListSecrets,
     RenewLease,
     RenewToken,
+    LookupLease,
+    RevokeLease,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 6] = [
+    pub const ALL: [Operation; 8] = [
         Operation::GetSecret,
         Operation::SetSecret,
         Operation::DeleteSecret,
         Operation::ListSecrets,
         Operation::RenewLease,
         Operation::RenewToken,
+        Operation::LookupLease,
+        Operation::RevokeLease,
     ];
 
     /// The wire name, e.g. `get_secret`.
@@ -143,6 +170,8 @@ impl Operation {
             Operation::ListSecrets => "list_secrets",
             Operation::RenewLease => "renew_lease",
             Operation::RenewToken => "renew_token",
+            Operation::LookupLease => "lookup_lease",
+            Operation::RevokeLease => "revoke_lease",
         }
     }
 
@@ -166,6 +195,18 @@ impl VaultRequest {
             VaultRequest::ListSecrets(_) => Operation::ListSecrets,
             VaultRequest::RenewLease(_) => Operation::RenewLease,
             VaultRequest::RenewToken(_) => Operation::RenewToken,
+            VaultRequest::LookupLease(_) => Operation::LookupLease,
+            VaultRequest::RevokeLease(_) => Operation::RevokeLease,
+        }
+    }
+
+    /// The lease a lease operation names.
+    pub fn lease_id(&self) -> Option<&str> {
+        match self {
+            VaultRequest::RenewLease(r) => Some(&r.lease_id),
+            VaultRequest::LookupLease(r) => Some(&r.lease_id),
+            VaultRequest::RevokeLease(r) => Some(&r.lease_id),
+            _ => None,
         }
     }
 
@@ -178,16 +219,12 @@ impl VaultRequest {
                 }
                 let size = serde_json::to_vec(set.data.expose_secret()).map_or(0, |v| v.len());
                 if size > MAX_SECRET_DATA_BYTES {
-                    return Err(format!(
-                        "payload.data: {size} bytes is over the limit of {MAX_SECRET_DATA_BYTES}"
-                    ));
+                    return Err(format!("payload.data: {size} bytes is over the limit of {MAX_SECRET_DATA_BYTES}"));
                 }
             }
             VaultRequest::DeleteSecret(delete) => {
                 if delete.all_versions && (delete.versions.is_some() || delete.destroy) {
-                    return Err(
-                        "payload.all_versions: cannot be combined with versions or destroy".into(),
-                    );
+                    return Err("payload.all_versions: cannot be combined with versions or destroy".into());
                 }
                 if delete.versions.as_ref().is_some_and(|v| v.is_empty()) {
                     return Err("payload.versions: must not be empty when given".into());
@@ -196,8 +233,8 @@ impl VaultRequest {
                     return Err("payload.destroy: needs the versions to destroy".into());
                 }
             }
-            VaultRequest::RenewLease(renew) => {
-                let id = &renew.lease_id;
+            VaultRequest::RenewLease(_) | VaultRequest::LookupLease(_) | VaultRequest::RevokeLease(_) => {
+                let id = self.lease_id().unwrap_or_default();
                 if id.is_empty() || id.len() > MAX_LEASE_ID_BYTES {
                     return Err("payload.lease_id: must be 1 to 1024 bytes".into());
                 }

@@ -103,8 +103,7 @@ mod tests {
 
     #[test]
     fn debug_never_shows_values() {
-        let data: SecretData =
-            serde_json::from_str(r#"{"password":"canary-hunter2"}"#).expect("valid json");
+        let data: SecretData = serde_json::from_str(r#"{"password":"canary-hunter2"}"#).expect("valid json");
         let debug = format!("{data:?}");
         assert!(!debug.contains("canary"), "{debug}");
         assert_eq!(debug, "SecretData([REDACTED; 1 keys])");
@@ -114,8 +113,7 @@ mod tests {
 
     #[test]
     fn zeroize_wipes_nested_strings() {
-        let mut map =
-            SecretMap(serde_json::from_str(r#"{"a":"x","b":{"c":["y"]}}"#).expect("valid json"));
+        let mut map = SecretMap(serde_json::from_str(r#"{"a":"x","b":{"c":["y"]}}"#).expect("valid json"));
         map.zeroize();
         assert!(map.0.is_empty());
     }

@@ -37,9 +37,7 @@ fn decodes_every_operation() {
 
 #[test]
 fn unknown_payload_fields_are_rejected_but_unknown_envelope_fields_ignored() {
-    let typo = decode(envelope(
-        json!({"operation": "get_secret", "path": "a", "verison": 2}),
-    ));
+    let typo = decode(envelope(json!({"operation": "get_secret", "path": "a", "verison": 2})));
     let message = typo.expect_err("typo rejected").to_string();
     assert!(message.contains("unknown field `verison`"), "{message}");
 

@@ -13,8 +13,7 @@ fn committed_schemas_match_the_types() {
     let mut drifted = Vec::new();
     for message in onex_vault_models::schemas() {
         let path = schema_dir().join(message.file_name());
-        let generated =
-            serde_json::to_string_pretty(&message.schema).expect("schema serializes") + "\n";
+        let generated = serde_json::to_string_pretty(&message.schema).expect("schema serializes") + "\n";
         if update {
             std::fs::write(&path, &generated).expect("write schema file");
             continue;
@@ -32,19 +31,9 @@ fn committed_schemas_match_the_types() {
 
 #[test]
 fn no_stray_schema_files() {
-    let expected: Vec<String> = onex_vault_models::schemas()
-        .iter()
-        .map(|m| m.file_name())
-        .collect();
+    let expected: Vec<String> = onex_vault_models::schemas().iter().map(|m| m.file_name()).collect();
     for entry in std::fs::read_dir(schema_dir()).expect("schemas dir exists") {
-        let name = entry
-            .expect("dir entry")
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
-        assert!(
-            expected.contains(&name),
-            "{name} is not generated from any type"
-        );
+        let name = entry.expect("dir entry").file_name().to_string_lossy().into_owned();
+        assert!(expected.contains(&name), "{name} is not generated from any type");
     }
 }

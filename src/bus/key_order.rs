@@ -34,37 +34,19 @@ impl KeyOrder {
     /// Takes a place in the queue of `key`; a record without key has no queue.
     pub fn enter(&mut self, partition: i32, key: Option<&[u8]>) -> Turn {
         let Some(key) = key else {
-            return Turn {
-                previous: None,
-                done: None,
-                ticket: None,
-            };
+            return Turn { previous: None, done: None, ticket: None };
         };
         self.issued += 1;
         let slot = (partition, key.to_vec());
         let done = CancellationToken::new();
-        let previous = self
-            .tails
-            .insert(slot.clone(), (self.issued, done.clone()))
-            .map(|(_, token)| token);
-        Turn {
-            previous,
-            done: Some(done.drop_guard()),
-            ticket: Some(Ticket {
-                slot,
-                number: self.issued,
-            }),
-        }
+        let previous = self.tails.insert(slot.clone(), (self.issued, done.clone())).map(|(_, token)| token);
+        Turn { previous, done: Some(done.drop_guard()), ticket: Some(Ticket { slot, number: self.issued }) }
     }
 
     /// Forgets a finished record's key unless a later record took its place.
     pub fn leave(&mut self, ticket: Option<Ticket>) {
         let Some(ticket) = ticket else { return };
-        if self
-            .tails
-            .get(&ticket.slot)
-            .is_some_and(|(number, _)| *number == ticket.number)
-        {
+        if self.tails.get(&ticket.slot).is_some_and(|(number, _)| *number == ticket.number) {
             self.tails.remove(&ticket.slot);
         }
     }

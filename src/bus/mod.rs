@@ -37,24 +37,15 @@ pub fn consumer_config(contract: &Contract) -> ClientConfig {
     config
         .set("group.id", &bus.consumer_group)
         .set("session.timeout.ms", bus.session_timeout_ms.to_string())
-        .set(
-            "heartbeat.interval.ms",
-            (bus.session_timeout_ms / 3).max(100).to_string(),
-        )
+        .set("heartbeat.interval.ms", (bus.session_timeout_ms / 3).max(100).to_string())
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
         .set("queued.max.messages.kbytes", "4096")
-        .set(
-            "fetch.max.bytes",
-            (bus.max_record_bytes.max(1 << 20) * 2).to_string(),
-        )
-        .set(
-            "max.partition.fetch.bytes",
-            (bus.max_record_bytes.max(1 << 20) + 1024).to_string(),
-        );
+        .set("fetch.max.bytes", (bus.max_record_bytes.max(1 << 20) * 2).to_string())
+        .set("max.partition.fetch.bytes", (bus.max_record_bytes.max(1 << 20) + 1024).to_string());
     config
 }
 

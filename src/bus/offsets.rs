@@ -22,11 +22,7 @@ struct Partition {
 impl OffsetTracker {
     /// A record was taken from the partition.
     pub fn begin(&mut self, topic: &str, partition: i32, offset: i64) {
-        self.partitions
-            .entry((topic.to_owned(), partition))
-            .or_default()
-            .in_flight
-            .insert(offset);
+        self.partitions.entry((topic.to_owned(), partition)).or_default().in_flight.insert(offset);
     }
 
     /// A record was answered. Returns the offset to store now (the highest
@@ -73,11 +69,7 @@ mod tests {
         }
         assert_eq!(t.finish("t", 0, 12), None, "10 and 11 still in flight");
         assert_eq!(t.finish("t", 0, 11), None, "10 still in flight");
-        assert_eq!(
-            t.finish("t", 0, 10),
-            Some(12),
-            "all done: store the highest"
-        );
+        assert_eq!(t.finish("t", 0, 10), Some(12), "all done: store the highest");
     }
 
     #[test]

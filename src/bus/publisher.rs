@@ -87,33 +87,17 @@ impl Publisher {
 
     async fn send(&self, message: &Outgoing) -> Result<(), rdkafka::error::KafkaError> {
         let mut headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "content-type",
-                value: Some("application/json"),
-            })
-            .insert(Header {
-                key: "event_type",
-                value: Some(message.event_type.as_str()),
-            })
-            .insert(Header {
-                key: "source",
-                value: Some(onex_vault_models::NODE_NAME),
-            });
+            .insert(Header { key: "content-type", value: Some("application/json") })
+            .insert(Header { key: "event_type", value: Some(message.event_type.as_str()) })
+            .insert(Header { key: "source", value: Some(onex_vault_models::NODE_NAME) });
         if let Some(traceparent) = &message.traceparent {
-            headers = headers.insert(Header {
-                key: "traceparent",
-                value: Some(traceparent.as_str()),
-            });
+            headers = headers.insert(Header { key: "traceparent", value: Some(traceparent.as_str()) });
         }
         if let Some(id) = &message.correlation_id {
-            headers = headers.insert(Header {
-                key: "correlation_id",
-                value: Some(id.as_str()),
-            });
+            headers = headers.insert(Header { key: "correlation_id", value: Some(id.as_str()) });
         }
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&message.topic)
-            .payload(message.body.as_slice())
-            .headers(headers);
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&message.topic).payload(message.body.as_slice()).headers(headers);
         if let Some(key) = &message.key {
             record = record.key(key.as_slice());
         }

@@ -23,21 +23,12 @@ pub fn resolve(tree: &mut Value, lookup: &dyn Fn(&str) -> Option<String>) -> Vec
     problems
 }
 
-fn walk(
-    node: &mut Value,
-    field: String,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    problems: &mut Vec<Unresolved>,
-) {
+fn walk(node: &mut Value, field: String, lookup: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<Unresolved>) {
     match node {
         Value::Mapping(map) => {
             for (key, value) in map.iter_mut() {
                 let key = key.as_str().unwrap_or("?");
-                let child = if field.is_empty() {
-                    key.to_owned()
-                } else {
-                    format!("{field}.{key}")
-                };
+                let child = if field.is_empty() { key.to_owned() } else { format!("{field}.{key}") };
                 walk(value, child, lookup, problems);
             }
         }
@@ -48,14 +39,9 @@ fn walk(
         }
         Value::String(text) if text.contains("${") => match substitute(text, lookup) {
             Ok(resolved) => {
-                let whole = text.trim().starts_with("${")
-                    && text.trim().ends_with('}')
-                    && text.matches("${").count() == 1;
-                *node = if whole {
-                    typed_scalar(resolved)
-                } else {
-                    Value::String(resolved)
-                };
+                let whole =
+                    text.trim().starts_with("${") && text.trim().ends_with('}') && text.matches("${").count() == 1;
+                *node = if whole { typed_scalar(resolved) } else { Value::String(resolved) };
             }
             Err(problem) => problems.push(Unresolved { field, problem }),
         },
@@ -90,17 +76,15 @@ fn substitute(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Str
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| format!("unterminated placeholder in {text:?}"))?;
+        let end = after.find('}').ok_or_else(|| format!("unterminated placeholder in {text:?}"))?;
         let expr = &after[..end];
         let (name, default) = match expr.split_once(":-") {
             Some((name, default)) => (name, Some(default)),
             None => (expr, None),
         };
-        let name = name.strip_prefix("env.").ok_or_else(|| {
-            format!("unknown placeholder ${{{expr}}}: only ${{env.NAME}} is supported")
-        })?;
+        let name = name
+            .strip_prefix("env.")
+            .ok_or_else(|| format!("unknown placeholder ${{{expr}}}: only ${{env.NAME}} is supported"))?;
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(format!("invalid environment variable name {name:?}"));
         }
@@ -121,10 +105,7 @@ mod tests {
 
     fn run(yaml: &str, vars: &[(&str, &str)]) -> (Value, Vec<Unresolved>) {
         let mut tree: Value = serde_yaml::from_str(yaml).expect("test yaml");
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let lookup = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let problems = resolve(&mut tree, &lookup);
         (tree, problems)
@@ -132,10 +113,8 @@ mod tests {
 
     #[test]
     fn resolves_values_and_defaults_with_types() {
-        let (tree, problems) = run(
-            "a: ${env.A}\nb: ${env.B:-42}\nc: x-${env.A}-y\nd: ${env.D:-}\ne: ${env.E:-true}",
-            &[("A", "alpha")],
-        );
+        let (tree, problems) =
+            run("a: ${env.A}\nb: ${env.B:-42}\nc: x-${env.A}-y\nd: ${env.D:-}\ne: ${env.E:-true}", &[("A", "alpha")]);
         assert!(problems.is_empty());
         assert_eq!(tree["a"], Value::String("alpha".into()));
         assert_eq!(tree["b"], Value::Number(42.into()));
@@ -146,10 +125,7 @@ mod tests {
 
     #[test]
     fn fails_closed_naming_variable_and_field() {
-        let (_, problems) = run(
-            "vault:\n  address: ${env.VAULT_ADDR}\nlist: [\"${env.X}\"]",
-            &[],
-        );
+        let (_, problems) = run("vault:\n  address: ${env.VAULT_ADDR}\nlist: [\"${env.X}\"]", &[]);
         assert_eq!(
             problems,
             vec![
@@ -157,10 +133,7 @@ mod tests {
                     field: "vault.address".into(),
                     problem: "environment variable VAULT_ADDR is not set".into()
                 },
-                Unresolved {
-                    field: "list[0]".into(),
-                    problem: "environment variable X is not set".into()
-                },
+                Unresolved { field: "list[0]".into(), problem: "environment variable X is not set".into() },
             ]
         );
     }

@@ -101,6 +101,8 @@ pub struct PublishTopics {
     pub circuit_breaker: String,
     #[serde(deserialize_with = "scalar_string")]
     pub audit: String,
+    #[serde(deserialize_with = "scalar_string")]
+    pub lease_events: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -133,6 +135,22 @@ pub struct VaultSettings {
     pub default_mount: MountName,
     pub request_timeout_ms: u64,
     pub auth: VaultAuth,
+    #[serde(default)]
+    pub lease_keep_alive: LeaseKeepAlive,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseKeepAlive {
+    /// Leases kept alive at once; further `keep_alive` requests are renewed
+    /// once but not tracked.
+    pub max_tracked: usize,
+}
+
+impl Default for LeaseKeepAlive {
+    fn default() -> Self {
+        LeaseKeepAlive { max_tracked: 1000 }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,9 +259,7 @@ impl Contract {
             source_name: path.display().to_string(),
             problems: vec![format!("cannot read the file: {e}")],
         })?;
-        Contract::from_yaml(&text, &path.display().to_string(), &|name| {
-            std::env::var(name).ok()
-        })
+        Contract::from_yaml(&text, &path.display().to_string(), &|name| std::env::var(name).ok())
     }
 
     /// Parses, resolves and validates contract text; `lookup` reads variables.
@@ -252,28 +268,18 @@ impl Contract {
         source_name: &str,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Contract, ContractError> {
-        let fail = |problems: Vec<String>| ContractError {
-            source_name: source_name.to_owned(),
-            problems,
-        };
+        let fail = |problems: Vec<String>| ContractError { source_name: source_name.to_owned(), problems };
         let mut tree: serde_yaml::Value =
             serde_yaml::from_str(text).map_err(|e| fail(vec![format!("not valid YAML: {e}")]))?;
         let unresolved = interpolate::resolve(&mut tree, lookup);
         if !unresolved.is_empty() {
-            return Err(fail(
-                unresolved
-                    .into_iter()
-                    .map(|u| format!("{}: {}", u.field, u.problem))
-                    .collect(),
-            ));
+            return Err(fail(unresolved.into_iter().map(|u| format!("{}: {}", u.field, u.problem)).collect()));
         }
         let mut contract: Contract = serde_path_to_error::deserialize(tree).map_err(|e| {
             let field = e.path().to_string();
             fail(vec![format!("{field}: {}", e.into_inner())])
         })?;
-        contract
-            .read_credential_files()
-            .map_err(|p| fail(vec![p]))?;
+        contract.read_credential_files().map_err(|p| fail(vec![p]))?;
         let problems = contract.problems();
         if problems.is_empty() {
             Ok(contract)
@@ -302,16 +308,8 @@ impl Contract {
     /// Every rule the types do not express, as `field.path: problem` lines.
     fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
-        require(
-            &mut p,
-            self.name == onex_vault_models::NODE_NAME,
-            "name: must be node_vault_adapter_effect",
-        );
-        require(
-            &mut p,
-            self.node_type == "EFFECT_GENERIC",
-            "node_type: must be EFFECT_GENERIC",
-        );
+        require(&mut p, self.name == onex_vault_models::NODE_NAME, "name: must be node_vault_adapter_effect");
+        require(&mut p, self.node_type == "EFFECT_GENERIC", "node_type: must be EFFECT_GENERIC");
 
         let bus = &self.event_bus;
         require(
@@ -319,40 +317,18 @@ impl Contract {
             !bus.bootstrap_servers.trim().is_empty(),
             "event_bus.bootstrap_servers: must not be empty (set KAFKA_BOOTSTRAP_SERVERS)",
         );
-        require(
-            &mut p,
-            !bus.consumer_group.trim().is_empty(),
-            "event_bus.consumer_group: must not be empty",
-        );
-        require(
-            &mut p,
-            bus.session_timeout_ms >= 1000,
-            "event_bus.session_timeout_ms: must be ≥ 1000",
-        );
-        require(
-            &mut p,
-            bus.max_in_flight >= 1,
-            "event_bus.max_in_flight: must be ≥ 1",
-        );
-        require(
-            &mut p,
-            bus.max_record_bytes >= 1024,
-            "event_bus.max_record_bytes: must be ≥ 1024",
-        );
-        require(
-            &mut p,
-            bus.dlq_value_limit_bytes >= 1,
-            "event_bus.dlq_value_limit_bytes: must be ≥ 1",
-        );
-        require(
-            &mut p,
-            bus.shutdown_timeout_seconds >= 1,
-            "event_bus.shutdown_timeout_seconds: must be ≥ 1",
-        );
+        require(&mut p, !bus.consumer_group.trim().is_empty(), "event_bus.consumer_group: must not be empty");
+        require(&mut p, bus.session_timeout_ms >= 1000, "event_bus.session_timeout_ms: must be ≥ 1000");
+        require(&mut p, bus.max_in_flight >= 1, "event_bus.max_in_flight: must be ≥ 1");
+        require(&mut p, bus.max_record_bytes >= 1024, "event_bus.max_record_bytes: must be ≥ 1024");
+        require(&mut p, bus.dlq_value_limit_bytes >= 1, "event_bus.dlq_value_limit_bytes: must be ≥ 1");
+        require(&mut p, bus.shutdown_timeout_seconds >= 1, "event_bus.shutdown_timeout_seconds: must be ≥ 1");
         let mut seen = BTreeSet::new();
         for (field, topic) in self.topics_by_field() {
             if !is_onex_topic(topic) {
-                p.push(format!("{field}: {topic:?} does not match the ONEX topic pattern onex.<kind>.<domain>.<event>.v<N>"));
+                p.push(format!(
+                    "{field}: {topic:?} does not match the ONEX topic pattern onex.<kind>.<domain>.<event>.v<N>"
+                ));
             }
             if !seen.insert(topic) {
                 p.push(format!("{field}: {topic:?} is used for two roles"));
@@ -362,39 +338,20 @@ impl Contract {
         let mut names = BTreeSet::new();
         for (i, op) in self.io_operations.iter().enumerate() {
             if Operation::from_name(&op.operation).is_none() {
-                p.push(format!(
-                    "io_operations[{i}].operation: unknown operation {:?}",
-                    op.operation
-                ));
+                p.push(format!("io_operations[{i}].operation: unknown operation {:?}", op.operation));
             }
             if !names.insert(op.operation.as_str()) {
-                p.push(format!(
-                    "io_operations[{i}].operation: {:?} is listed twice",
-                    op.operation
-                ));
+                p.push(format!("io_operations[{i}].operation: {:?} is listed twice", op.operation));
             }
         }
-        require(
-            &mut p,
-            !self.io_operations.is_empty(),
-            "io_operations: must list at least one operation",
-        );
+        require(&mut p, !self.io_operations.is_empty(), "io_operations: must list at least one operation");
 
         let vault = &self.vault;
         let address_ok = reqwest::Url::parse(&vault.address)
             .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
-        require(
-            &mut p,
-            address_ok,
-            "vault.address: must be an http(s) URL with a host (set VAULT_ADDR)",
-        );
-        require(
-            &mut p,
-            vault.request_timeout_ms >= 1,
-            "vault.request_timeout_ms: must be ≥ 1",
-        );
-        let filled =
-            |s: &Option<SecretString>| s.as_ref().is_some_and(|s| !s.expose_secret().is_empty());
+        require(&mut p, address_ok, "vault.address: must be an http(s) URL with a host (set VAULT_ADDR)");
+        require(&mut p, vault.request_timeout_ms >= 1, "vault.request_timeout_ms: must be ≥ 1");
+        let filled = |s: &Option<SecretString>| s.as_ref().is_some_and(|s| !s.expose_secret().is_empty());
         match vault.auth.method {
             AuthMethod::Token => require(
                 &mut p,
@@ -408,21 +365,9 @@ impl Contract {
         }
 
         let retry = &self.error_handling.retry_policy;
-        require(
-            &mut p,
-            retry.max_attempts >= 1,
-            "error_handling.retry_policy.max_attempts: must be ≥ 1",
-        );
-        require(
-            &mut p,
-            retry.max_attempts <= 20,
-            "error_handling.retry_policy.max_attempts: must be ≤ 20",
-        );
-        require(
-            &mut p,
-            retry.initial_delay_ms >= 1,
-            "error_handling.retry_policy.initial_delay_ms: must be ≥ 1",
-        );
+        require(&mut p, retry.max_attempts >= 1, "error_handling.retry_policy.max_attempts: must be ≥ 1");
+        require(&mut p, retry.max_attempts <= 20, "error_handling.retry_policy.max_attempts: must be ≤ 20");
+        require(&mut p, retry.initial_delay_ms >= 1, "error_handling.retry_policy.initial_delay_ms: must be ≥ 1");
         require(
             &mut p,
             retry.max_delay_ms >= retry.initial_delay_ms,
@@ -439,11 +384,7 @@ impl Contract {
             breaker.failure_threshold >= 1,
             "error_handling.circuit_breaker.failure_threshold: must be ≥ 1",
         );
-        require(
-            &mut p,
-            breaker.reset_timeout_ms >= 1,
-            "error_handling.circuit_breaker.reset_timeout_ms: must be ≥ 1",
-        );
+        require(&mut p, breaker.reset_timeout_ms >= 1, "error_handling.circuit_breaker.reset_timeout_ms: must be ≥ 1");
         require(
             &mut p,
             breaker.half_open_max_probes >= 1,
@@ -455,26 +396,14 @@ impl Contract {
             "error_handling.circuit_breaker.success_threshold: must be ≥ 1",
         );
         let health = &self.health_check;
-        require(
-            &mut p,
-            health.endpoint.starts_with('/'),
-            "health_check.endpoint: must start with '/'",
-        );
+        require(&mut p, health.endpoint.starts_with('/'), "health_check.endpoint: must start with '/'");
         require(
             &mut p,
             (0.0..=1.0).contains(&health.degraded_fault_ratio),
             "health_check.degraded_fault_ratio: must be between 0 and 1",
         );
-        require(
-            &mut p,
-            health.degraded_p99_ms > 0.0,
-            "health_check.degraded_p99_ms: must be > 0",
-        );
-        require(
-            &mut p,
-            self.health_check.interval_seconds >= 1,
-            "health_check.interval_seconds: must be ≥ 1",
-        );
+        require(&mut p, health.degraded_p99_ms > 0.0, "health_check.degraded_p99_ms: must be > 0");
+        require(&mut p, self.health_check.interval_seconds >= 1, "health_check.interval_seconds: must be ≥ 1");
         p
     }
 
@@ -482,43 +411,20 @@ impl Contract {
     pub fn topics_by_field(&self) -> Vec<(&'static str, &str)> {
         let bus = &self.event_bus;
         vec![
-            (
-                "event_bus.subscribe_topics.requests",
-                bus.subscribe_topics.requests.as_str(),
-            ),
-            (
-                "event_bus.publish_topics.completed",
-                bus.publish_topics.completed.as_str(),
-            ),
-            (
-                "event_bus.publish_topics.failed",
-                bus.publish_topics.failed.as_str(),
-            ),
-            (
-                "event_bus.publish_topics.health",
-                bus.publish_topics.health.as_str(),
-            ),
-            (
-                "event_bus.publish_topics.circuit_breaker",
-                bus.publish_topics.circuit_breaker.as_str(),
-            ),
-            (
-                "event_bus.publish_topics.audit",
-                bus.publish_topics.audit.as_str(),
-            ),
-            (
-                "event_bus.dlq_topics.requests",
-                bus.dlq_topics.requests.as_str(),
-            ),
+            ("event_bus.subscribe_topics.requests", bus.subscribe_topics.requests.as_str()),
+            ("event_bus.publish_topics.completed", bus.publish_topics.completed.as_str()),
+            ("event_bus.publish_topics.failed", bus.publish_topics.failed.as_str()),
+            ("event_bus.publish_topics.health", bus.publish_topics.health.as_str()),
+            ("event_bus.publish_topics.circuit_breaker", bus.publish_topics.circuit_breaker.as_str()),
+            ("event_bus.publish_topics.audit", bus.publish_topics.audit.as_str()),
+            ("event_bus.publish_topics.lease_events", bus.publish_topics.lease_events.as_str()),
+            ("event_bus.dlq_topics.requests", bus.dlq_topics.requests.as_str()),
         ]
     }
 
     /// The operations this node instance serves (`io_operations`).
     pub fn enabled_operations(&self) -> BTreeSet<Operation> {
-        self.io_operations
-            .iter()
-            .filter_map(|op| Operation::from_name(&op.operation))
-            .collect()
+        self.io_operations.iter().filter_map(|op| Operation::from_name(&op.operation)).collect()
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -527,8 +433,7 @@ impl Contract {
 
     /// The resolved contract as YAML, every secret shown as `<redacted>`.
     pub fn to_redacted_yaml(&self) -> String {
-        serde_yaml::to_string(self)
-            .unwrap_or_else(|e| format!("# cannot render the contract: {e}\n"))
+        serde_yaml::to_string(self).unwrap_or_else(|e| format!("# cannot render the contract: {e}\n"))
     }
 }
 
@@ -543,8 +448,7 @@ fn require(problems: &mut Vec<String>, ok: bool, line: &str) {
 pub fn is_onex_topic(topic: &str) -> bool {
     let word = |s: &str| {
         s.starts_with(|c: char| c.is_ascii_lowercase())
-            && s.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
     };
     let parts: Vec<&str> = topic.split('.').collect();
     matches!(

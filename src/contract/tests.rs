@@ -5,10 +5,7 @@ use super::*;
 const SHIPPED: &str = include_str!("../../contract.yaml");
 
 fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-    let vars: Vec<(String, String)> = vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
 }
 
@@ -23,32 +20,24 @@ fn load(text: &str, vars: &[(&str, &str)]) -> Result<Contract, ContractError> {
 }
 
 fn problems(text: &str, vars: &[(&str, &str)]) -> Vec<String> {
-    load(text, vars)
-        .expect_err("contract should be refused")
-        .problems
+    load(text, vars).expect_err("contract should be refused").problems
 }
 
 #[test]
 fn shipped_contract_loads_with_its_defaults() {
     let contract = load(SHIPPED, BASE).expect("shipped contract is valid");
     assert_eq!(contract.event_bus.session_timeout_ms, 10000);
-    assert_eq!(
-        contract.event_bus.consumer_group,
-        "node-vault-adapter-effect"
-    );
+    assert_eq!(contract.event_bus.consumer_group, "node-vault-adapter-effect");
     assert_eq!(contract.vault.auth.method, AuthMethod::Token);
-    assert_eq!(contract.enabled_operations().len(), 6);
+    assert_eq!(contract.enabled_operations().len(), 8);
     assert_eq!(contract.health_check.http_port, 8085);
-    assert_eq!(contract.topics_by_field().len(), 7);
+    assert_eq!(contract.topics_by_field().len(), 8);
 }
 
 #[test]
 fn environment_overrides_numbers_and_names() {
     let mut vars = BASE.to_vec();
-    vars.extend([
-        ("KAFKA_SESSION_TIMEOUT_MS", "6000"),
-        ("ONEX_GROUP_ID", "12345"),
-    ]);
+    vars.extend([("KAFKA_SESSION_TIMEOUT_MS", "6000"), ("ONEX_GROUP_ID", "12345")]);
     let contract = load(SHIPPED, &vars).expect("valid");
     assert_eq!(contract.event_bus.session_timeout_ms, 6000);
     assert_eq!(contract.event_bus.consumer_group, "12345");
@@ -59,36 +48,23 @@ fn missing_variables_are_named() {
     let problems = problems(SHIPPED, &[("VAULT_TOKEN", "t")]);
     assert!(
         problems.contains(
-            &"event_bus.bootstrap_servers: environment variable KAFKA_BOOTSTRAP_SERVERS is not set"
-                .to_owned()
+            &"event_bus.bootstrap_servers: environment variable KAFKA_BOOTSTRAP_SERVERS is not set".to_owned()
         ),
         "{problems:?}"
     );
-    assert!(
-        problems.contains(&"vault.address: environment variable VAULT_ADDR is not set".to_owned()),
-        "{problems:?}"
-    );
+    assert!(problems.contains(&"vault.address: environment variable VAULT_ADDR is not set".to_owned()), "{problems:?}");
 }
 
 #[test]
 fn token_auth_needs_a_token_and_approle_needs_credentials() {
     let problems_token = problems(SHIPPED, &BASE[..2]);
-    assert_eq!(
-        problems_token,
-        vec!["vault.auth.token: required when vault.auth.method is token (set VAULT_TOKEN)"]
-    );
+    assert_eq!(problems_token, vec!["vault.auth.token: required when vault.auth.method is token (set VAULT_TOKEN)"]);
 
     let mut vars = BASE[..2].to_vec();
     vars.push(("VAULT_AUTH_METHOD", "approle"));
     let p = problems(SHIPPED, &vars);
-    assert!(
-        p.iter().any(|l| l.starts_with("vault.auth.role_id:")),
-        "{p:?}"
-    );
-    assert!(
-        p.iter().any(|l| l.starts_with("vault.auth.secret_id:")),
-        "{p:?}"
-    );
+    assert!(p.iter().any(|l| l.starts_with("vault.auth.role_id:")), "{p:?}");
+    assert!(p.iter().any(|l| l.starts_with("vault.auth.secret_id:")), "{p:?}");
 }
 
 #[test]
@@ -98,18 +74,9 @@ fn secret_id_comes_from_a_file() {
     std::fs::write(&file, "s3cret-id\n").expect("write");
     let file = file.display().to_string();
     let mut vars = BASE[..2].to_vec();
-    vars.extend([
-        ("VAULT_AUTH_METHOD", "approle"),
-        ("VAULT_ROLE_ID", "role"),
-        ("VAULT_SECRET_ID_FILE", file.as_str()),
-    ]);
+    vars.extend([("VAULT_AUTH_METHOD", "approle"), ("VAULT_ROLE_ID", "role"), ("VAULT_SECRET_ID_FILE", file.as_str())]);
     let contract = load(SHIPPED, &vars).expect("valid");
-    let secret_id = contract
-        .vault
-        .auth
-        .secret_id
-        .as_ref()
-        .expect("read from file");
+    let secret_id = contract.vault.auth.secret_id.as_ref().expect("read from file");
     assert_eq!(secret_id.expose_secret(), "s3cret-id");
 }
 
@@ -120,43 +87,21 @@ fn rule_violations_name_the_field_path() {
         .replace("failure_threshold: 5", "failure_threshold: 0")
         .replace("onex.evt.omnibase-infra.vault-audit.v1", "vault-audit");
     let p = problems(&text, BASE);
-    assert!(
-        p.contains(&"error_handling.retry_policy.max_attempts: must be ≥ 1".to_owned()),
-        "{p:?}"
-    );
-    assert!(
-        p.contains(&"error_handling.circuit_breaker.failure_threshold: must be ≥ 1".to_owned()),
-        "{p:?}"
-    );
-    assert!(
-        p.iter()
-            .any(|l| l.starts_with("event_bus.publish_topics.audit:")),
-        "{p:?}"
-    );
+    assert!(p.contains(&"error_handling.retry_policy.max_attempts: must be ≥ 1".to_owned()), "{p:?}");
+    assert!(p.contains(&"error_handling.circuit_breaker.failure_threshold: must be ≥ 1".to_owned()), "{p:?}");
+    assert!(p.iter().any(|l| l.starts_with("event_bus.publish_topics.audit:")), "{p:?}");
 }
 
 #[test]
 fn type_errors_and_typos_name_the_field_path() {
-    let p = problems(
-        &SHIPPED.replace("max_in_flight: 64", "max_in_flight: lots"),
-        BASE,
-    );
+    let p = problems(&SHIPPED.replace("max_in_flight: 64", "max_in_flight: lots"), BASE);
     assert!(p[0].starts_with("event_bus.max_in_flight:"), "{p:?}");
     let p = problems(&SHIPPED.replace("max_delay_ms:", "max_delay_msec:"), BASE);
     assert!(p[0].contains("unknown field `max_delay_msec`"), "{p:?}");
-    let p = problems(
-        &SHIPPED.replace("default_mount: secret", "default_mount: ../sys"),
-        BASE,
-    );
+    let p = problems(&SHIPPED.replace("default_mount: secret", "default_mount: ../sys"), BASE);
     assert!(p[0].starts_with("vault.default_mount:"), "{p:?}");
-    let p = problems(
-        &SHIPPED.replace("operation: renew_token", "operation: renew_everything"),
-        BASE,
-    );
-    assert!(
-        p[0].starts_with("io_operations[5].operation: unknown operation"),
-        "{p:?}"
-    );
+    let p = problems(&SHIPPED.replace("operation: renew_token", "operation: renew_everything"), BASE);
+    assert!(p[0].starts_with("io_operations[7].operation: unknown operation"), "{p:?}");
 }
 
 #[test]
@@ -172,14 +117,9 @@ fn printed_contract_redacts_secrets() {
 fn onex_topic_pattern() {
     assert!(is_onex_topic("onex.cmd.omnibase-infra.vault-request.v1"));
     assert!(is_onex_topic("onex.dlq.a.b1.v12"));
-    for bad in [
-        "onex.cmd.x.y",
-        "onex.foo.x.y.v1",
-        "onex.cmd.X.y.v1",
-        "onex.cmd.x.y.v",
-        "kafka.cmd.x.y.v1",
-        "onex.cmd.1x.y.v1",
-    ] {
+    for bad in
+        ["onex.cmd.x.y", "onex.foo.x.y.v1", "onex.cmd.X.y.v1", "onex.cmd.x.y.v", "kafka.cmd.x.y.v1", "onex.cmd.1x.y.v1"]
+    {
         assert!(!is_onex_topic(bad), "{bad}");
     }
 }

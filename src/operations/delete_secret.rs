@@ -3,8 +3,7 @@
 
 use onex_vault_models::{DeleteSecret, DeleteSecretResult, OperationResult};
 use vaultrs::api::kv2::requests::{
-    DeleteSecretMetadataRequest, DeleteSecretVersionsRequest, DestroySecretVersionsRequest,
-    ReadSecretMetadataRequest,
+    DeleteSecretMetadataRequest, DeleteSecretVersionsRequest, DestroySecretVersionsRequest, ReadSecretMetadataRequest,
 };
 
 use super::Context;
@@ -17,11 +16,7 @@ pub async fn run(cx: &Context<'_>, request: &DeleteSecret) -> Result<OperationRe
     let client = client.as_ref();
 
     if request.all_versions {
-        let endpoint = DeleteSecretMetadataRequest::builder()
-            .mount(mount)
-            .path(path)
-            .build()
-            .map_err(malformed)?;
+        let endpoint = DeleteSecretMetadataRequest::builder().mount(mount).path(path).build().map_err(malformed)?;
         vaultrs::api::exec_with_empty(client, endpoint).await?;
         return Ok(deleted(Vec::new()));
     }
@@ -31,11 +26,7 @@ pub async fn run(cx: &Context<'_>, request: &DeleteSecret) -> Result<OperationRe
     let versions = match &request.versions {
         Some(versions) => versions.clone(),
         None => {
-            let endpoint = ReadSecretMetadataRequest::builder()
-                .mount(mount)
-                .path(path)
-                .build()
-                .map_err(malformed)?;
+            let endpoint = ReadSecretMetadataRequest::builder().mount(mount).path(path).build().map_err(malformed)?;
             let metadata = vaultrs::api::exec_with_result(client, endpoint).await?;
             vec![metadata.current_version]
         }
@@ -66,8 +57,5 @@ fn malformed<E>(_: E) -> VaultError {
 }
 
 fn deleted(versions: Vec<u64>) -> OperationResult {
-    OperationResult::DeleteSecret(DeleteSecretResult {
-        deleted: true,
-        versions,
-    })
+    OperationResult::DeleteSecret(DeleteSecretResult { deleted: true, versions })
 }

@@ -1,8 +1,6 @@
 //! `get_secret`: read one version of a KV v2 secret with its metadata.
 
-use onex_vault_models::{
-    GetSecret, GetSecretResult, OperationResult, SecretData, SecretVersionMetadata,
-};
+use onex_vault_models::{GetSecret, GetSecretResult, OperationResult, SecretData, SecretVersionMetadata};
 use vaultrs::api::kv2::requests::ReadSecretRequest;
 use vaultrs::api::kv2::responses::ReadSecretResponse;
 
@@ -17,8 +15,7 @@ pub async fn run(cx: &Context<'_>, request: &GetSecret) -> Result<OperationResul
         .build()
         .map_err(|_| VaultError::Malformed)?;
     let client = cx.vault.client();
-    let ReadSecretResponse { data, metadata } =
-        vaultrs::api::exec_with_result(client.as_ref(), endpoint).await?;
+    let ReadSecretResponse { data, metadata } = vaultrs::api::exec_with_result(client.as_ref(), endpoint).await?;
     let serde_json::Value::Object(data) = data else {
         // A destroyed or deleted version reads as `data: null`.
         return Err(VaultError::status(404, &[]));

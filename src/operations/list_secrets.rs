@@ -18,10 +18,7 @@ pub async fn run(cx: &Context<'_>, request: &ListSecrets) -> Result<OperationRes
     let keys = match vaultrs::api::exec_with_result(client.as_ref(), endpoint).await {
         Ok(listed) => listed.keys,
         Err(error) => match VaultError::from(error) {
-            VaultError::Status {
-                status: 404,
-                hint: Hint::EmptyNotFound,
-            } => Vec::new(),
+            VaultError::Status { status: 404, hint: Hint::EmptyNotFound } => Vec::new(),
             other => return Err(other),
         },
     };

@@ -11,19 +11,20 @@
 mod delete_secret;
 mod get_secret;
 mod list_secrets;
+mod lookup_lease;
 mod renew_lease;
 mod renew_token;
+mod revoke_lease;
 mod set_secret;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use onex_vault_models::{
-    ErrorCode, MountName, Operation, OperationResult, ReplyError, VaultRequest,
-};
+use onex_vault_models::{ErrorCode, MountName, Operation, OperationResult, ReplyError, VaultRequest};
 
 use crate::contract::Contract;
+use crate::leases::LeaseKeeper;
 use crate::resilience::{guarded_call, BackoffPolicy, CircuitBreaker, Guarded};
 use crate::vault::{Vault, VaultError};
 
@@ -31,6 +32,7 @@ use crate::vault::{Vault, VaultError};
 pub struct Context<'a> {
     pub vault: &'a Vault,
     pub default_mount: &'a MountName,
+    pub leases: &'a Arc<LeaseKeeper>,
 }
 
 impl Context<'_> {
@@ -46,18 +48,25 @@ pub struct Dispatcher {
     default_mount: MountName,
     enabled: BTreeSet<Operation>,
     breaker: Arc<CircuitBreaker>,
+    leases: Arc<LeaseKeeper>,
     backoff: BackoffPolicy,
     timeout: Duration,
 }
 
 impl Dispatcher {
-    pub fn new(contract: &Contract, vault: Arc<Vault>, breaker: Arc<CircuitBreaker>) -> Dispatcher {
+    pub fn new(
+        contract: &Contract,
+        vault: Arc<Vault>,
+        breaker: Arc<CircuitBreaker>,
+        leases: Arc<LeaseKeeper>,
+    ) -> Dispatcher {
         let retry = &contract.error_handling.retry_policy;
         Dispatcher {
             vault,
             default_mount: contract.vault.default_mount.clone(),
             enabled: contract.enabled_operations(),
             breaker,
+            leases,
             backoff: BackoffPolicy {
                 max_attempts: retry.max_attempts,
                 initial_delay: Duration::from_millis(retry.initial_delay_ms),
@@ -86,16 +95,11 @@ impl Dispatcher {
                 format!("operation {operation} is not enabled in this node's contract"),
             ));
         }
-        let cx = Context {
-            vault: &self.vault,
-            default_mount: &self.default_mount,
-        };
+        let cx = Context { vault: &self.vault, default_mount: &self.default_mount, leases: &self.leases };
         let cx = &cx;
-        guarded_call(&self.breaker, &self.backoff, self.timeout, move || {
-            dispatch(cx, request)
-        })
-        .await
-        .map_err(|failure| self.reply_error(failure))
+        guarded_call(&self.breaker, &self.backoff, self.timeout, move || dispatch(cx, request))
+            .await
+            .map_err(|failure| self.reply_error(failure))
     }
 
     fn reply_error(&self, failure: Guarded<VaultError>) -> ReplyError {
@@ -109,11 +113,10 @@ impl Dispatcher {
                     self.backoff.max_attempts
                 ),
             ),
-            Guarded::CircuitOpen { retry_after } => ReplyError::new(
-                ErrorCode::ServiceUnavailable,
-                "circuit breaker open: Vault is failing, not calling it",
-            )
-            .with_retry_after_ms(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX)),
+            Guarded::CircuitOpen { retry_after } => {
+                ReplyError::new(ErrorCode::ServiceUnavailable, "circuit breaker open: Vault is failing, not calling it")
+                    .with_retry_after_ms(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX))
+            }
         }
     }
 }
@@ -127,6 +130,8 @@ async fn dispatch(cx: &Context<'_>, request: &VaultRequest) -> Result<OperationR
         VaultRequest::ListSecrets(r) => list_secrets::run(cx, r).await,
         VaultRequest::RenewLease(r) => renew_lease::run(cx, r).await,
         VaultRequest::RenewToken(r) => renew_token::run(cx, r).await,
+        VaultRequest::LookupLease(r) => lookup_lease::run(cx, r).await,
+        VaultRequest::RevokeLease(r) => revoke_lease::run(cx, r).await,
     }
 }
 
@@ -148,14 +153,10 @@ impl Target {
             VaultRequest::SetSecret(r) => kv(&r.mount, r.path.as_str()),
             VaultRequest::DeleteSecret(r) => kv(&r.mount, r.path.as_str()),
             VaultRequest::ListSecrets(r) => kv(&r.mount, r.path.as_str()),
-            VaultRequest::RenewLease(r) => Target {
-                mount: None,
-                path: Some(r.lease_id.clone()),
-            },
-            VaultRequest::RenewToken(_) => Target {
-                mount: None,
-                path: None,
-            },
+            VaultRequest::RenewLease(_) | VaultRequest::LookupLease(_) | VaultRequest::RevokeLease(_) => {
+                Target { mount: None, path: request.lease_id().map(str::to_owned) }
+            }
+            VaultRequest::RenewToken(_) => Target { mount: None, path: None },
         }
     }
 

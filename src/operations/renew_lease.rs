@@ -1,5 +1,8 @@
 //! `renew_lease`: extend the lease of a dynamic secret through
-//! `PUT sys/leases/renew` (vaultrs has no wrapper for it).
+//! `PUT sys/leases/renew` (vaultrs has no wrapper for it); with `keep_alive`,
+//! hand it to the lease keeper to keep renewing.
+
+use std::time::Duration;
 
 use onex_vault_models::{OperationResult, RenewLease, RenewLeaseResult};
 use reqwest::Method;
@@ -21,13 +24,14 @@ pub async fn run(cx: &Context<'_>, request: &RenewLease) -> Result<OperationResu
     if let Some(increment) = request.increment_seconds {
         body["increment"] = json!(increment);
     }
-    let renewed: Renewed = cx
-        .vault
-        .call(Method::PUT, "sys/leases/renew", Some(&body))
-        .await?;
+    let renewed: Renewed = cx.vault.call(Method::PUT, "sys/leases/renew", Some(&body)).await?;
+    let kept_alive = request.keep_alive
+        && renewed.renewable
+        && cx.leases.track(&renewed.lease_id, Duration::from_secs(renewed.lease_duration));
     Ok(OperationResult::RenewLease(RenewLeaseResult {
         lease_id: renewed.lease_id,
         lease_duration: renewed.lease_duration,
         renewable: renewed.renewable,
+        kept_alive,
     }))
 }

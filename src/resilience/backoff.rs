@@ -59,9 +59,7 @@ impl BackoffPolicy {
     fn capped_delay(&self, retry: u32) -> Duration {
         let secs = self.initial_delay.as_secs_f64() * self.multiplier.powf(f64::from(retry));
         // Overflow, a negative or a NaN factor all fall back to the cap.
-        Duration::try_from_secs_f64(secs)
-            .unwrap_or(self.max_delay)
-            .min(self.max_delay)
+        Duration::try_from_secs_f64(secs).unwrap_or(self.max_delay).min(self.max_delay)
     }
 }
 
@@ -95,26 +93,12 @@ mod tests {
     fn grows_exponentially_then_stays_at_cap() {
         let delays: Vec<_> = policy(8, false).delays().collect();
         let ms = |n| Duration::from_millis(n);
-        assert_eq!(
-            delays,
-            [
-                ms(100),
-                ms(200),
-                ms(400),
-                ms(800),
-                ms(1000),
-                ms(1000),
-                ms(1000)
-            ]
-        );
+        assert_eq!(delays, [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000), ms(1000)]);
     }
 
     #[test]
     fn cap_holds_for_huge_growth() {
-        let wild = BackoffPolicy {
-            multiplier: 1e300,
-            ..policy(6, true)
-        };
+        let wild = BackoffPolicy { multiplier: 1e300, ..policy(6, true) };
         assert!(wild.delays().all(|d| d <= wild.max_delay));
     }
 
@@ -123,18 +107,14 @@ mod tests {
         let plain: Vec<_> = policy(8, false).delays().collect();
         for _ in 0..200 {
             for (jittered, full) in policy(8, true).delays().zip(&plain) {
-                assert!(
-                    jittered >= *full / 2 && jittered <= *full,
-                    "{jittered:?} vs {full:?}"
-                );
+                assert!(jittered >= *full / 2 && jittered <= *full, "{jittered:?} vs {full:?}");
             }
         }
     }
 
     #[test]
     fn jitter_actually_varies() {
-        let draws: std::collections::HashSet<_> =
-            (0..50).map(|_| policy(2, true).delays().next()).collect();
+        let draws: std::collections::HashSet<_> = (0..50).map(|_| policy(2, true).delays().next()).collect();
         assert!(draws.len() > 1);
     }
 }

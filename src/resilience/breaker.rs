@@ -81,9 +81,7 @@ pub struct Rejected {
 
 impl<E> From<Rejected> for Guarded<E> {
     fn from(rejected: Rejected) -> Self {
-        Guarded::CircuitOpen {
-            retry_after: rejected.retry_after,
-        }
+        Guarded::CircuitOpen { retry_after: rejected.retry_after }
     }
 }
 
@@ -166,12 +164,7 @@ impl CircuitBreaker {
             ..config
         };
         let inner = Mutex::new(Inner::default());
-        Self {
-            config,
-            clock,
-            inner,
-            transitions: None,
-        }
+        Self { config, clock, inner, transitions: None }
     }
 
     /// Sends every transition to `sender`. Unbounded on purpose: the state
@@ -190,20 +183,12 @@ impl CircuitBreaker {
         let mut inner = self.lock();
         if let Phase::Open { until } = inner.phase {
             if now < until {
-                return Err(Rejected {
-                    retry_after: until - now,
-                });
+                return Err(Rejected { retry_after: until - now });
             }
-            let half_open = Phase::HalfOpen {
-                probes_in_flight: 0,
-                successes: 0,
-            };
+            let half_open = Phase::HalfOpen { probes_in_flight: 0, successes: 0 };
             self.transition(&mut inner, half_open);
         }
-        if let Phase::HalfOpen {
-            probes_in_flight, ..
-        } = &mut inner.phase
-        {
+        if let Phase::HalfOpen { probes_in_flight, .. } = &mut inner.phase {
             if *probes_in_flight >= self.config.half_open_max_probes {
                 let retry_after = PROBE_WAIT_HINT.min(self.config.open_duration);
                 return Err(Rejected { retry_after });
@@ -211,11 +196,7 @@ impl CircuitBreaker {
             *probes_in_flight += 1;
         }
         let epoch = inner.epoch;
-        Ok(Permit {
-            breaker: self,
-            epoch,
-            settled: false,
-        })
+        Ok(Permit { breaker: self, epoch, settled: false })
     }
 
     pub fn snapshot(&self) -> BreakerSnapshot {
@@ -241,10 +222,7 @@ impl CircuitBreaker {
             return;
         }
         // Every permit of a half-open epoch is a probe: free its slot.
-        if let Phase::HalfOpen {
-            probes_in_flight, ..
-        } = &mut inner.phase
-        {
+        if let Phase::HalfOpen { probes_in_flight, .. } = &mut inner.phase {
             *probes_in_flight = probes_in_flight.saturating_sub(1);
         }
         match outcome {
@@ -304,10 +282,7 @@ impl CircuitBreaker {
 
 impl fmt::Debug for CircuitBreaker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CircuitBreaker")
-            .field("config", &self.config)
-            .field("snapshot", &self.snapshot())
-            .finish()
+        f.debug_struct("CircuitBreaker").field("config", &self.config).field("snapshot", &self.snapshot()).finish()
     }
 }
 
@@ -390,13 +365,8 @@ mod tests {
         fn new(config: BreakerConfig) -> Self {
             let clock = Arc::new(ManualClock(Mutex::new(Instant::now())));
             let (sender, events) = mpsc::unbounded_channel();
-            let breaker =
-                CircuitBreaker::with_clock(config, clock.clone()).report_transitions(sender);
-            Self {
-                clock,
-                breaker,
-                events,
-            }
+            let breaker = CircuitBreaker::with_clock(config, clock.clone()).report_transitions(sender);
+            Self { clock, breaker, events }
         }
 
         fn fail(&self, times: u32) {
@@ -410,18 +380,12 @@ mod tests {
         }
     }
 
-    fn next_event(
-        events: &mut mpsc::UnboundedReceiver<Transition>,
-    ) -> (BreakerState, BreakerState) {
+    fn next_event(events: &mut mpsc::UnboundedReceiver<Transition>) -> (BreakerState, BreakerState) {
         let event = events.try_recv().expect("a transition was reported");
         (event.from, event.to)
     }
 
-    fn config(
-        failure_threshold: u32,
-        half_open_max_probes: u32,
-        success_threshold: u32,
-    ) -> BreakerConfig {
+    fn config(failure_threshold: u32, half_open_max_probes: u32, success_threshold: u32) -> BreakerConfig {
         BreakerConfig {
             failure_threshold,
             open_duration: Duration::from_secs(30),
@@ -450,10 +414,7 @@ mod tests {
         h.fail(1);
         assert_eq!(h.state(), BreakerState::Open);
         let event = h.events.try_recv().unwrap();
-        assert_eq!(
-            (event.from, event.to),
-            (BreakerState::Closed, BreakerState::Open)
-        );
+        assert_eq!((event.from, event.to), (BreakerState::Closed, BreakerState::Open));
         assert_eq!((event.failure_count, event.threshold), (3, 3));
     }
 
@@ -474,19 +435,10 @@ mod tests {
         h.clock.advance(Duration::from_secs(29));
         assert!(h.breaker.acquire().is_err());
         h.clock.advance(Duration::from_secs(1));
-        let _probe = h
-            .breaker
-            .acquire()
-            .expect("first call after the open period is a probe");
+        let _probe = h.breaker.acquire().expect("first call after the open period is a probe");
         assert_eq!(h.state(), BreakerState::HalfOpen);
-        assert_eq!(
-            next_event(&mut h.events),
-            (BreakerState::Closed, BreakerState::Open)
-        );
-        assert_eq!(
-            next_event(&mut h.events),
-            (BreakerState::Open, BreakerState::HalfOpen)
-        );
+        assert_eq!(next_event(&mut h.events), (BreakerState::Closed, BreakerState::Open));
+        assert_eq!(next_event(&mut h.events), (BreakerState::Open, BreakerState::HalfOpen));
     }
 
     #[test]
@@ -501,10 +453,7 @@ mod tests {
         }
         drop(first); // a cancelled probe frees its slot without a verdict
         assert_eq!(h.state(), BreakerState::HalfOpen);
-        let _third = h
-            .breaker
-            .acquire()
-            .expect("freed slot admits another probe");
+        let _third = h.breaker.acquire().expect("freed slot admits another probe");
         assert!(h.breaker.acquire().is_err());
     }
 
@@ -523,11 +472,7 @@ mod tests {
                     })
                 })
                 .collect();
-            threads
-                .into_iter()
-                .map(|t| t.join().unwrap())
-                .filter(|admitted| *admitted)
-                .count()
+            threads.into_iter().map(|t| t.join().unwrap()).filter(|admitted| *admitted).count()
         });
         assert_eq!(admitted, 1);
     }
@@ -539,14 +484,8 @@ mod tests {
         h.breaker.acquire().unwrap().success();
         assert_eq!(h.state(), BreakerState::Closed);
         assert_eq!(h.breaker.snapshot().consecutive_failures, 0);
-        assert_eq!(
-            next_event(&mut h.events),
-            (BreakerState::Open, BreakerState::HalfOpen)
-        );
-        assert_eq!(
-            next_event(&mut h.events),
-            (BreakerState::HalfOpen, BreakerState::Closed)
-        );
+        assert_eq!(next_event(&mut h.events), (BreakerState::Open, BreakerState::HalfOpen));
+        assert_eq!(next_event(&mut h.events), (BreakerState::HalfOpen, BreakerState::Closed));
     }
 
     #[test]
@@ -565,21 +504,12 @@ mod tests {
         half_open(&mut h);
         h.clock.advance(Duration::from_secs(5));
         h.breaker.acquire().unwrap().failure();
-        assert_eq!(
-            next_event(&mut h.events),
-            (BreakerState::Open, BreakerState::HalfOpen)
-        );
-        assert_eq!(
-            next_event(&mut h.events),
-            (BreakerState::HalfOpen, BreakerState::Open)
-        );
+        assert_eq!(next_event(&mut h.events), (BreakerState::Open, BreakerState::HalfOpen));
+        assert_eq!(next_event(&mut h.events), (BreakerState::HalfOpen, BreakerState::Open));
         let snapshot = h.breaker.snapshot();
         assert_eq!(snapshot.state, BreakerState::Open);
         assert_eq!(snapshot.seconds_until_half_open, Some(30.0));
-        assert_eq!(
-            h.breaker.acquire().unwrap_err().retry_after,
-            Duration::from_secs(30)
-        );
+        assert_eq!(h.breaker.acquire().unwrap_err().retry_after, Duration::from_secs(30));
     }
 
     #[test]
@@ -589,24 +519,13 @@ mod tests {
         h.breaker.acquire().unwrap().ignore();
         drop(h.breaker.acquire().unwrap());
         let snapshot = h.breaker.snapshot();
-        assert_eq!(
-            (snapshot.state, snapshot.consecutive_failures),
-            (BreakerState::Closed, 2)
-        );
+        assert_eq!((snapshot.state, snapshot.consecutive_failures), (BreakerState::Closed, 2));
         h.fail(1);
-        assert_eq!(
-            h.state(),
-            BreakerState::Open,
-            "ignores neither reset nor add"
-        );
+        assert_eq!(h.state(), BreakerState::Open, "ignores neither reset nor add");
 
         h.clock.advance(Duration::from_secs(30));
         h.breaker.acquire().unwrap().ignore();
-        assert_eq!(
-            h.state(),
-            BreakerState::HalfOpen,
-            "an ignored probe decides nothing"
-        );
+        assert_eq!(h.state(), BreakerState::HalfOpen, "an ignored probe decides nothing");
         assert!(h.breaker.acquire().is_ok(), "and frees its slot");
     }
 
@@ -624,9 +543,7 @@ mod tests {
         let h = Harness::new(config(1, 1, 1));
         h.breaker.acquire().unwrap().record(&Err::<(), _>(NotFound));
         assert_eq!(h.state(), BreakerState::Closed);
-        let timeout: Result<(), Guarded<NotFound>> = Err(Guarded::TimedOut {
-            after: Duration::ZERO,
-        });
+        let timeout: Result<(), Guarded<NotFound>> = Err(Guarded::TimedOut { after: Duration::ZERO });
         h.breaker.acquire().unwrap().record(&timeout);
         assert_eq!(h.state(), BreakerState::Open);
     }
@@ -637,11 +554,7 @@ mod tests {
         let slow = h.breaker.acquire().unwrap();
         h.fail(1);
         slow.success();
-        assert_eq!(
-            h.state(),
-            BreakerState::Open,
-            "a stale success does not close"
-        );
+        assert_eq!(h.state(), BreakerState::Open, "a stale success does not close");
 
         h.clock.advance(Duration::from_secs(30));
         let probe = h.breaker.acquire().unwrap();
@@ -651,11 +564,7 @@ mod tests {
         let closed_epoch_call = h.breaker.acquire().unwrap();
         h.fail(1);
         closed_epoch_call.failure();
-        assert_eq!(
-            h.breaker.snapshot().opened_total,
-            2,
-            "the stale failure did not reopen"
-        );
+        assert_eq!(h.breaker.snapshot().opened_total, 2, "the stale failure did not reopen");
     }
 
     #[test]

@@ -15,8 +15,7 @@ use std::time::Duration;
 
 pub use backoff::BackoffPolicy;
 pub use breaker::{
-    BreakerConfig, BreakerSnapshot, BreakerState, CircuitBreaker, Clock, Permit, Rejected,
-    TokioClock, Transition,
+    BreakerConfig, BreakerSnapshot, BreakerState, CircuitBreaker, Clock, Permit, Rejected, TokioClock, Transition,
 };
 pub use classify::{Failure, Guarded};
 pub use retry::retry;
@@ -104,23 +103,14 @@ mod tests {
 
         let start = Instant::now();
         let result = guarded_call(&breaker, &policy(5), TIMEOUT, failing).await;
-        assert!(
-            matches!(result, Err(Guarded::CircuitOpen { .. })),
-            "{result:?}"
-        );
-        assert_eq!(
-            attempts.get(),
-            3,
-            "the 4th attempt was refused by the open breaker"
-        );
+        assert!(matches!(result, Err(Guarded::CircuitOpen { .. })), "{result:?}");
+        assert_eq!(attempts.get(), 3, "the 4th attempt was refused by the open breaker");
         assert_eq!(start.elapsed(), Duration::from_millis(700));
         assert_eq!(breaker.snapshot().state, BreakerState::Open);
 
         let start = Instant::now();
         let result = guarded_call(&breaker, &policy(5), TIMEOUT, failing).await;
-        assert!(
-            matches!(result, Err(Guarded::CircuitOpen { retry_after }) if retry_after > Duration::from_secs(29))
-        );
+        assert!(matches!(result, Err(Guarded::CircuitOpen { retry_after }) if retry_after > Duration::from_secs(29)));
         assert_eq!(attempts.get(), 3, "no call reached the backend");
         assert_eq!(start.elapsed(), Duration::ZERO);
     }
@@ -128,21 +118,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn recovers_through_a_half_open_probe() {
         let breaker = breaker(1);
-        let failed = guarded_call(&breaker, &policy(1), TIMEOUT, || async {
-            Err::<(), _>(VaultLike::Unavailable)
-        })
-        .await;
-        assert!(matches!(
-            failed,
-            Err(Guarded::Inner(VaultLike::Unavailable))
-        ));
+        let failed =
+            guarded_call(&breaker, &policy(1), TIMEOUT, || async { Err::<(), _>(VaultLike::Unavailable) }).await;
+        assert!(matches!(failed, Err(Guarded::Inner(VaultLike::Unavailable))));
         assert_eq!(breaker.snapshot().state, BreakerState::Open);
 
         tokio::time::advance(Duration::from_secs(30)).await;
-        let probed = guarded_call(&breaker, &policy(1), TIMEOUT, || async {
-            Ok::<_, VaultLike>(42)
-        })
-        .await;
+        let probed = guarded_call(&breaker, &policy(1), TIMEOUT, || async { Ok::<_, VaultLike>(42) }).await;
         assert!(matches!(probed, Ok(42)));
         assert_eq!(breaker.snapshot().state, BreakerState::Closed);
     }
@@ -160,10 +142,7 @@ mod tests {
             }
         })
         .await;
-        assert!(
-            matches!(result, Err(Guarded::TimedOut { after: TIMEOUT })),
-            "{result:?}"
-        );
+        assert!(matches!(result, Err(Guarded::TimedOut { after: TIMEOUT })), "{result:?}");
         assert_eq!(attempts.get(), 2);
         assert_eq!(start.elapsed(), Duration::from_millis(2100));
         assert_eq!(breaker.snapshot().state, BreakerState::Open);
@@ -181,10 +160,7 @@ mod tests {
         assert!(matches!(result, Err(Guarded::Inner(VaultLike::NotFound))));
         assert_eq!(attempts.get(), 1);
         let snapshot = breaker.snapshot();
-        assert_eq!(
-            (snapshot.state, snapshot.consecutive_failures),
-            (BreakerState::Closed, 0)
-        );
+        assert_eq!((snapshot.state, snapshot.consecutive_failures), (BreakerState::Closed, 0));
     }
 
     #[tokio::test(start_paused = true)]

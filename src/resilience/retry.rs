@@ -142,29 +142,13 @@ mod tests {
     async fn retry_after_hint_is_honoured_but_capped() {
         let start = Instant::now();
         let hint = Duration::from_millis(300);
-        let _: Result<(), _> = retry(
-            &policy(2),
-            || async move { Err(FakeError::RateLimited(hint)) },
-        )
-        .await;
-        assert_eq!(
-            start.elapsed(),
-            hint,
-            "300 ms hint beats the 100 ms schedule"
-        );
+        let _: Result<(), _> = retry(&policy(2), || async move { Err(FakeError::RateLimited(hint)) }).await;
+        assert_eq!(start.elapsed(), hint, "300 ms hint beats the 100 ms schedule");
 
         let start = Instant::now();
         let huge = Duration::from_secs(60);
-        let _: Result<(), _> = retry(
-            &policy(2),
-            || async move { Err(FakeError::RateLimited(huge)) },
-        )
-        .await;
-        assert_eq!(
-            start.elapsed(),
-            Duration::from_secs(1),
-            "capped at max_delay"
-        );
+        let _: Result<(), _> = retry(&policy(2), || async move { Err(FakeError::RateLimited(huge)) }).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(1), "capped at max_delay");
     }
 
     #[tokio::test(start_paused = true)]
@@ -172,11 +156,7 @@ mod tests {
         let attempts = Cell::new(0);
         let result: Result<(), Guarded<FakeError>> = retry(&policy(5), || {
             attempts.set(attempts.get() + 1);
-            async {
-                Err(Guarded::CircuitOpen {
-                    retry_after: Duration::from_secs(30),
-                })
-            }
+            async { Err(Guarded::CircuitOpen { retry_after: Duration::from_secs(30) }) }
         })
         .await;
         assert!(matches!(result, Err(Guarded::CircuitOpen { .. })));

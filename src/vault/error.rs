@@ -47,15 +47,11 @@ impl Hint {
         match status {
             404 if errors.is_empty() => Hint::EmptyNotFound,
             404 if text.contains("no handler for route") => Hint::NoSuchMount,
-            400 if text.contains("check-and-set")
-                || text.contains("cas") && text.contains("did not match") =>
-            {
+            400 if text.contains("check-and-set") || text.contains("cas") && text.contains("did not match") => {
                 Hint::CasMismatch
             }
             400 if text.contains("not renewable") => Hint::NotRenewable,
-            400 if text.contains("lease not found") || text.contains("invalid lease") => {
-                Hint::LeaseNotFound
-            }
+            400 if text.contains("lease not found") || text.contains("invalid lease") => Hint::LeaseNotFound,
             _ => Hint::None,
         }
     }
@@ -63,10 +59,7 @@ impl Hint {
 
 impl VaultError {
     pub fn status(status: u16, errors: &[String]) -> VaultError {
-        VaultError::Status {
-            status,
-            hint: Hint::from_errors(status, errors),
-        }
+        VaultError::Status { status, hint: Hint::from_errors(status, errors) }
     }
 
     /// The wire-contract code for this error.
@@ -94,10 +87,9 @@ impl fmt::Display for VaultError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             VaultError::Status { status, hint } => match hint {
-                Hint::CasMismatch => write!(
-                    f,
-                    "check-and-set version did not match the current version (Vault {status})"
-                ),
+                Hint::CasMismatch => {
+                    write!(f, "check-and-set version did not match the current version (Vault {status})")
+                }
                 Hint::NotRenewable => write!(f, "not renewable (Vault {status})"),
                 Hint::LeaseNotFound => write!(f, "lease not found (Vault {status})"),
                 Hint::NoSuchMount => write!(f, "no such mount (Vault {status})"),
@@ -111,9 +103,9 @@ impl fmt::Display for VaultError {
                 },
             },
             VaultError::Transport => f.write_str("Vault is unreachable"),
-            VaultError::Malformed => f.write_str(
-                "Vault sent an answer the node could not read (a bug or an incompatible server)",
-            ),
+            VaultError::Malformed => {
+                f.write_str("Vault sent an answer the node could not read (a bug or an incompatible server)")
+            }
             VaultError::Login { status: Some(s) } => {
                 write!(f, "the node's Vault login failed (Vault {s})")
             }
@@ -187,53 +179,20 @@ mod tests {
     fn classification_follows_the_wire_contract() {
         let cases = [
             (
-                status(
-                    400,
-                    &["check-and-set parameter did not match the current version"],
-                ),
+                status(400, &["check-and-set parameter did not match the current version"]),
                 ErrorCode::Conflict,
                 false,
                 false,
             ),
-            (
-                status(400, &["invalid request"]),
-                ErrorCode::InvalidRequest,
-                false,
-                false,
-            ),
-            (
-                status(403, &["permission denied"]),
-                ErrorCode::PermissionDenied,
-                false,
-                false,
-            ),
+            (status(400, &["invalid request"]), ErrorCode::InvalidRequest, false, false),
+            (status(403, &["permission denied"]), ErrorCode::PermissionDenied, false, false),
             (status(404, &[]), ErrorCode::ResourceNotFound, false, false),
             (status(429, &[]), ErrorCode::RateLimited, true, true),
             (status(412, &[]), ErrorCode::ServiceUnavailable, true, false),
-            (
-                status(500, &["internal"]),
-                ErrorCode::ServiceUnavailable,
-                true,
-                true,
-            ),
-            (
-                status(503, &["Vault is sealed"]),
-                ErrorCode::ServiceUnavailable,
-                true,
-                true,
-            ),
-            (
-                VaultError::Transport,
-                ErrorCode::ServiceUnavailable,
-                true,
-                true,
-            ),
-            (
-                status(400, &["lease not found"]),
-                ErrorCode::ResourceNotFound,
-                false,
-                false,
-            ),
+            (status(500, &["internal"]), ErrorCode::ServiceUnavailable, true, true),
+            (status(503, &["Vault is sealed"]), ErrorCode::ServiceUnavailable, true, true),
+            (VaultError::Transport, ErrorCode::ServiceUnavailable, true, true),
+            (status(400, &["lease not found"]), ErrorCode::ResourceNotFound, false, false),
         ];
         for (error, code, retryable, breaker) in cases {
             assert_eq!(error.code(), code, "{error:?}");
@@ -244,23 +203,14 @@ mod tests {
 
     #[test]
     fn messages_never_repeat_vaults_text() {
-        let error = status(
-            403,
-            &["permission denied on secret/data/billing/stripe token=hvs.canary"],
-        );
+        let error = status(403, &["permission denied on secret/data/billing/stripe token=hvs.canary"]);
         let text = error.to_string();
-        assert!(
-            !text.contains("billing") && !text.contains("canary"),
-            "{text}"
-        );
+        assert!(!text.contains("billing") && !text.contains("canary"), "{text}");
     }
 
     #[test]
     fn empty_list_and_missing_mount_are_told_apart() {
         assert_eq!(Hint::from_errors(404, &[]), Hint::EmptyNotFound);
-        assert_eq!(
-            Hint::from_errors(404, &["no handler for route \"nope/metadata\"".into()]),
-            Hint::NoSuchMount
-        );
+        assert_eq!(Hint::from_errors(404, &["no handler for route \"nope/metadata\"".into()]), Hint::NoSuchMount);
     }
 }

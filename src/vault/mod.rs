@@ -57,10 +57,7 @@ impl Vault {
         let timeout = Duration::from_millis(settings.request_timeout_ms);
         let namespace = (!settings.namespace.is_empty()).then(|| settings.namespace.clone());
         let address = settings.address.trim_end_matches('/').to_owned();
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|_| VaultError::Malformed)?;
+        let http = reqwest::Client::builder().timeout(timeout).build().map_err(|_| VaultError::Malformed)?;
         let placeholder = SecretString::from(String::new());
         let client = build_client(&address, namespace.as_deref(), timeout, &placeholder)?;
         let vault = Vault {
@@ -73,24 +70,17 @@ impl Vault {
         };
         let auth = &settings.auth;
         let token = match auth.method {
-            AuthMethod::Token => auth
-                .token
-                .clone()
-                .ok_or(VaultError::Login { status: None })?,
+            AuthMethod::Token => auth.token.clone().ok_or(VaultError::Login { status: None })?,
             AuthMethod::Approle => {
                 let (Some(role_id), Some(secret_id)) = (&auth.role_id, &auth.secret_id) else {
                     return Err(VaultError::Login { status: None });
                 };
-                vault
-                    .approle_login(&auth.approle_mount, role_id, secret_id)
-                    .await?
+                vault.approle_login(&auth.approle_mount, role_id, secret_id).await?
             }
         };
         vault.use_token(token)?;
         vault.lookup_self().await.map_err(|e| match e {
-            VaultError::Status { status, .. } => VaultError::Login {
-                status: Some(status),
-            },
+            VaultError::Status { status, .. } => VaultError::Login { status: Some(status) },
             other => other,
         })?;
         Ok(vault)
@@ -103,30 +93,19 @@ impl Vault {
         secret_id: &SecretString,
     ) -> Result<SecretString, VaultError> {
         let client = self.client();
-        let auth = vaultrs::auth::approle::login(
-            client.as_ref(),
-            mount,
-            role_id.expose_secret(),
-            secret_id.expose_secret(),
-        )
-        .await
-        .map_err(|e| match VaultError::from(e) {
-            VaultError::Status { status, .. } => VaultError::Login {
-                status: Some(status),
-            },
-            other => other,
-        })?;
+        let auth =
+            vaultrs::auth::approle::login(client.as_ref(), mount, role_id.expose_secret(), secret_id.expose_secret())
+                .await
+                .map_err(|e| match VaultError::from(e) {
+                    VaultError::Status { status, .. } => VaultError::Login { status: Some(status) },
+                    other => other,
+                })?;
         Ok(SecretString::from(auth.client_token))
     }
 
     /// Makes `token` the one every later call uses.
     fn use_token(&self, token: SecretString) -> Result<(), VaultError> {
-        let client = build_client(
-            &self.address,
-            self.namespace.as_deref(),
-            self.timeout,
-            &token,
-        )?;
+        let client = build_client(&self.address, self.namespace.as_deref(), self.timeout, &token)?;
         *self.client.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(client);
         *self.token.write().unwrap_or_else(|p| p.into_inner()) = token;
         Ok(())
@@ -134,10 +113,7 @@ impl Vault {
 
     /// The current `vaultrs` client, for the typed KV v2 and token endpoints.
     pub fn client(&self) -> Arc<VaultClient> {
-        self.client
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.client.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// `auth/token/lookup-self`: the node's token's TTL and renewability.
@@ -197,7 +173,9 @@ impl Vault {
             #[serde(flatten)]
             top: serde_json::Map<String, Value>,
         }
-        let answer: Answer = serde_json::from_str(&text).map_err(|_| VaultError::Malformed)?;
+        // 204 No Content (e.g. `sys/leases/revoke`) reads as an empty object.
+        let text = if text.trim().is_empty() { "{}" } else { text.as_str() };
+        let answer: Answer = serde_json::from_str(text).map_err(|_| VaultError::Malformed)?;
         let data = answer.data.unwrap_or(Value::Object(answer.top));
         serde_json::from_value(data).map_err(|_| VaultError::Malformed)
     }
@@ -210,10 +188,7 @@ fn build_client(
     token: &SecretString,
 ) -> Result<VaultClient, VaultError> {
     let mut settings = VaultClientSettingsBuilder::default();
-    settings
-        .address(address)
-        .token(token.expose_secret())
-        .timeout(Some(timeout));
+    settings.address(address).token(token.expose_secret()).timeout(Some(timeout));
     if let Some(namespace) = namespace {
         settings.namespace(Some(namespace.to_owned()));
     }

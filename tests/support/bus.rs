@@ -37,9 +37,7 @@ const TOPIC_TIMEOUT: Duration = Duration::from_secs(15);
 /// Base client settings for the test broker.
 pub fn client_config(bootstrap: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", bootstrap)
-        .set("socket.connection.setup.timeout.ms", "3000");
+    config.set("bootstrap.servers", bootstrap).set("socket.connection.setup.timeout.ms", "3000");
     config
 }
 
@@ -59,16 +57,11 @@ pub fn group_consumer_config(bootstrap: &str, group_id: &str) -> ClientConfig {
 /// Creates `topics` with `partitions` partitions each (replication 1) and waits
 /// until the broker's metadata lists all their partitions. Existing topics are fine.
 pub async fn create_topics(bootstrap: &str, topics: &[&str], partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap)
-        .create()
-        .expect("creating the Kafka admin client");
-    let new_topics: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|topic| NewTopic::new(topic, partitions, TopicReplication::Fixed(1)))
-        .collect();
-    let options = AdminOptions::new()
-        .operation_timeout(Some(TOPIC_TIMEOUT))
-        .request_timeout(Some(TOPIC_TIMEOUT));
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(bootstrap).create().expect("creating the Kafka admin client");
+    let new_topics: Vec<NewTopic<'_>> =
+        topics.iter().map(|topic| NewTopic::new(topic, partitions, TopicReplication::Fixed(1))).collect();
+    let options = AdminOptions::new().operation_timeout(Some(TOPIC_TIMEOUT)).request_timeout(Some(TOPIC_TIMEOUT));
     let results = admin
         .create_topics(&new_topics, &options)
         .await
@@ -84,9 +77,7 @@ pub async fn create_topics(bootstrap: &str, topics: &[&str], partitions: i32) {
     let bootstrap = bootstrap.to_owned();
     let topics: Vec<String> = topics.iter().map(|topic| (*topic).to_owned()).collect();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = client_config(&bootstrap)
-            .create()
-            .expect("creating a Kafka metadata client");
+        let consumer: BaseConsumer = client_config(&bootstrap).create().expect("creating a Kafka metadata client");
         let deadline = std::time::Instant::now() + TOPIC_TIMEOUT;
         for topic in &topics {
             loop {
@@ -147,21 +138,10 @@ impl BusClient {
     }
 
     /// Produces one record and waits until it is delivered. Returns `(partition, offset)`.
-    pub async fn produce(
-        &self,
-        topic: &str,
-        key: Option<&[u8]>,
-        value: &[u8],
-        headers: &[(&str, &str)],
-    ) -> (i32, i64) {
+    pub async fn produce(&self, topic: &str, key: Option<&[u8]>, value: &[u8], headers: &[(&str, &str)]) -> (i32, i64) {
         let headers = headers
             .iter()
-            .fold(OwnedHeaders::new(), |all, (name, value)| {
-                all.insert(Header {
-                    key: name,
-                    value: Some(*value),
-                })
-            });
+            .fold(OwnedHeaders::new(), |all, (name, value)| all.insert(Header { key: name, value: Some(*value) }));
         let mut record = FutureRecord::to(topic).payload(value).headers(headers);
         if let Some(key) = key {
             record = record.key(key);
@@ -204,12 +184,8 @@ impl Record {
 
     /// The `correlation_id` header, else the JSON body's top-level `correlation_id`.
     pub fn correlation_id(&self) -> Option<&str> {
-        self.header("correlation_id").or_else(|| {
-            self.json
-                .as_ref()
-                .and_then(|json| json.get("correlation_id"))
-                .and_then(Value::as_str)
-        })
+        self.header("correlation_id")
+            .or_else(|| self.json.as_ref().and_then(|json| json.get("correlation_id")).and_then(Value::as_str))
     }
 }
 
@@ -226,11 +202,7 @@ impl fmt::Debug for Record {
             self.key.as_deref().map(String::from_utf8_lossy),
             self.headers,
             shown,
-            if value.chars().count() > 300 {
-                "…"
-            } else {
-                ""
-            }
+            if value.chars().count() > 300 { "…" } else { "" }
         )
     }
 }
@@ -260,10 +232,7 @@ impl ReplyWatcher {
         // wants a group.id for `assign()` ("Unknown group" without one), so it gets a
         // unique one that the broker never hears of.
         let consumer: BaseConsumer = client_config(bootstrap)
-            .set(
-                "group.id",
-                format!("onex-reply-watcher-{}", uuid::Uuid::new_v4().simple()),
-            )
+            .set("group.id", format!("onex-reply-watcher-{}", uuid::Uuid::new_v4().simple()))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("fetch.wait.max.ms", "50")
@@ -274,19 +243,14 @@ impl ReplyWatcher {
             let partitions = partitions_of(&consumer, topic).unwrap_or_else(|e| {
                 panic!("ReplyWatcher: cannot watch {topic} (create it first with create_topics): {e:#}")
             });
-            assert!(
-                !partitions.is_empty(),
-                "ReplyWatcher: topic {topic} has no partitions"
-            );
+            assert!(!partitions.is_empty(), "ReplyWatcher: topic {topic} has no partitions");
             for partition in partitions {
                 assignment
                     .add_partition_offset(topic, partition, Offset::Beginning)
                     .expect("adding a partition to the watcher's assignment");
             }
         }
-        consumer
-            .assign(&assignment)
-            .expect("assigning the watched partitions");
+        consumer.assign(&assignment).expect("assigning the watched partitions");
 
         let seen = Arc::new(Seen {
             records: Mutex::new(Vec::new()),
@@ -302,21 +266,12 @@ impl ReplyWatcher {
                 .spawn(move || collect(consumer, &seen, &stop))
                 .expect("starting the reply-watcher thread")
         };
-        ReplyWatcher {
-            topics: topics.to_vec(),
-            seen,
-            stop,
-            thread: Some(thread),
-        }
+        ReplyWatcher { topics: topics.to_vec(), seen, stop, thread: Some(thread) }
     }
 
     /// Waits until a record (already seen or arriving later) satisfies `predicate`.
     /// On timeout the error lists the topics, consumer errors and the last records seen.
-    pub async fn wait_for(
-        &self,
-        predicate: impl Fn(&Record) -> bool,
-        timeout: Duration,
-    ) -> anyhow::Result<Record> {
+    pub async fn wait_for(&self, predicate: impl Fn(&Record) -> bool, timeout: Duration) -> anyhow::Result<Record> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut changes = self.seen.count.subscribe();
         let mut checked = 0;
@@ -340,11 +295,7 @@ impl ReplyWatcher {
     }
 
     /// Waits for a record whose `correlation_id` header or JSON field equals `correlation_id`.
-    pub async fn wait_for_correlation(
-        &self,
-        correlation_id: &str,
-        timeout: Duration,
-    ) -> anyhow::Result<Record> {
+    pub async fn wait_for_correlation(&self, correlation_id: &str, timeout: Duration) -> anyhow::Result<Record> {
         self.wait_for(|r| r.correlation_id() == Some(correlation_id), timeout)
             .await
             .with_context(|| format!("waiting for correlation_id {correlation_id}"))
@@ -352,21 +303,14 @@ impl ReplyWatcher {
 
     /// Every record seen so far, in arrival order.
     pub fn all_records(&self) -> Vec<Record> {
-        self.seen
-            .records
-            .lock()
-            .expect("watcher records poisoned")
-            .clone()
+        self.seen.records.lock().expect("watcher records poisoned").clone()
     }
 
     fn timeout_report(&self, timeout: Duration) -> String {
         let records = self.all_records();
         let errors = self.seen.errors.lock().expect("watcher errors poisoned");
-        let mut report = format!(
-            "no matching record on {:?} within {timeout:?}; {} record(s) seen",
-            self.topics,
-            records.len()
-        );
+        let mut report =
+            format!("no matching record on {:?} within {timeout:?}; {} record(s) seen", self.topics, records.len());
         if !errors.is_empty() {
             report.push_str(&format!("; consumer errors: {:?}", &*errors));
         }
@@ -391,11 +335,7 @@ fn collect(consumer: BaseConsumer, seen: &Seen, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
-            Some(Err(e)) => seen
-                .errors
-                .lock()
-                .expect("watcher errors poisoned")
-                .push(e.to_string()),
+            Some(Err(e)) => seen.errors.lock().expect("watcher errors poisoned").push(e.to_string()),
             Some(Ok(message)) => {
                 let value = message.payload().unwrap_or_default().to_vec();
                 let headers = message
@@ -404,10 +344,8 @@ fn collect(consumer: BaseConsumer, seen: &Seen, stop: &AtomicBool) {
                         headers
                             .iter()
                             .map(|header| {
-                                let value = header
-                                    .value
-                                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                                    .unwrap_or_default();
+                                let value =
+                                    header.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
                                 (header.key.to_owned(), value)
                             })
                             .collect()

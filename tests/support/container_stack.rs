@@ -39,8 +39,8 @@ use testcontainers::{
 use super::{
     faults::VaultProcess,
     servers::{
-        free_port, kafka_metadata_probe, parse_unseal_key, parse_unseal_keys, poll_until_ready,
-        probe_tcp, probe_vault_health, random_secret, PostgresEndpoint, Servers, Stack,
+        free_port, kafka_metadata_probe, parse_unseal_key, parse_unseal_keys, poll_until_ready, probe_tcp,
+        probe_vault_health, random_secret, PostgresEndpoint, Servers, Stack,
     },
 };
 
@@ -117,10 +117,7 @@ pub(super) fn start() -> Servers {
         vault_addr: format!("http://127.0.0.1:{}", started.vault_port),
         root_token: plan.root_token,
         unseal_key: Mutex::new(started.unseal_key),
-        vault_process: VaultProcess::Container(ContainerVault {
-            requests,
-            running: AtomicBool::new(true),
-        }),
+        vault_process: VaultProcess::Container(ContainerVault { requests, running: AtomicBool::new(true) }),
         vault_generation: AtomicU64::new(0),
         bootstrap_servers: format!("127.0.0.1:{}", started.kafka_port),
         postgres: PostgresEndpoint {
@@ -187,19 +184,10 @@ fn own_containers(
 
 /// Starts the stopped Vault container again, waits until it answers, and returns
 /// the unseal key its new dev server printed.
-async fn restart_vault(
-    vault: &ContainerAsync<GenericImage>,
-    vault_port: u16,
-) -> Result<Option<String>, String> {
+async fn restart_vault(vault: &ContainerAsync<GenericImage>, vault_port: u16) -> Result<Option<String>, String> {
     let keys_before = unseal_keys(vault).await.len();
-    vault
-        .start()
-        .await
-        .map_err(|e| format!("starting the Vault container again: {e}"))?;
-    wait_ready(vault, "restarted Vault container", || {
-        probe_vault_health(&format!("127.0.0.1:{vault_port}"))
-    })
-    .await?;
+    vault.start().await.map_err(|e| format!("starting the Vault container again: {e}"))?;
+    wait_ready(vault, "restarted Vault container", || probe_vault_health(&format!("127.0.0.1:{vault_port}"))).await?;
     // The container's output keeps the earlier runs' banners; wait for the new one.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -250,23 +238,16 @@ impl ContainerVault {
         Ok(unseal_key)
     }
 
-    fn ask<T>(
-        &self,
-        request: impl FnOnce(mpsc::Sender<Result<T, String>>) -> Request,
-    ) -> Result<T, String> {
+    fn ask<T>(&self, request: impl FnOnce(mpsc::Sender<Result<T, String>>) -> Request) -> Result<T, String> {
         let (reply, answer) = mpsc::channel();
-        self.requests
-            .send(request(reply))
-            .map_err(|_| "the test-containers thread is gone".to_owned())?;
+        self.requests.send(request(reply)).map_err(|_| "the test-containers thread is gone".to_owned())?;
         answer
             .recv_timeout(VAULT_CONTROL_TIMEOUT)
             .map_err(|e| format!("no answer from the test-containers thread: {e}"))?
     }
 }
 
-async fn start_containers(
-    plan: &Plan,
-) -> Result<(Vec<ContainerAsync<GenericImage>>, Started), String> {
+async fn start_containers(plan: &Plan) -> Result<(Vec<ContainerAsync<GenericImage>>, Started), String> {
     // Vault reaches PostgreSQL over a network of their own, by container name.
     let network = format!("onex-test-{}", plan.run_id);
     let postgres_name = format!("onex-test-postgres-{}", plan.run_id);
@@ -288,15 +269,10 @@ async fn start_containers(
         .start()
         .await
         .map_err(|e| format!("starting the PostgreSQL container: {e}"))?;
-    let postgres_port = postgres
-        .get_host_port_ipv4(5432.tcp())
-        .await
-        .map_err(|e| format!("PostgreSQL host port: {e}"))?;
+    let postgres_port =
+        postgres.get_host_port_ipv4(5432.tcp()).await.map_err(|e| format!("PostgreSQL host port: {e}"))?;
     let mut containers = vec![postgres];
-    wait_ready(&containers[0], "PostgreSQL container", || {
-        probe_tcp(&format!("127.0.0.1:{postgres_port}"))
-    })
-    .await?;
+    wait_ready(&containers[0], "PostgreSQL container", || probe_tcp(&format!("127.0.0.1:{postgres_port}"))).await?;
 
     let (name, tag) = image_from_env("ONEX_VAULT_IMAGE", "hashicorp/vault:1.17");
     let vault = GenericImage::new(name, tag)
@@ -314,10 +290,8 @@ async fn start_containers(
         .map_err(|e| format!("starting the Vault container: {e}"))?;
     let vault_port = plan.vault_port;
     containers.push(vault);
-    wait_ready(&containers[VAULT_INDEX], "Vault container", || {
-        probe_vault_health(&format!("127.0.0.1:{vault_port}"))
-    })
-    .await?;
+    wait_ready(&containers[VAULT_INDEX], "Vault container", || probe_vault_health(&format!("127.0.0.1:{vault_port}")))
+        .await?;
     let unseal_key = containers[VAULT_INDEX]
         .stdout_to_vec()
         .await
@@ -335,19 +309,10 @@ async fn start_containers(
         .with_env_var("CLUSTER_ID", "5L6g3nShT-eMCtK--X86sw")
         .with_env_var("KAFKA_NODE_ID", "1")
         .with_env_var("KAFKA_PROCESS_ROLES", "broker,controller")
-        .with_env_var(
-            "KAFKA_LISTENERS",
-            "PLAINTEXT://0.0.0.0:9092,CONTROLLER://0.0.0.0:9093",
-        )
-        .with_env_var(
-            "KAFKA_ADVERTISED_LISTENERS",
-            format!("PLAINTEXT://127.0.0.1:{}", plan.kafka_port),
-        )
+        .with_env_var("KAFKA_LISTENERS", "PLAINTEXT://0.0.0.0:9092,CONTROLLER://0.0.0.0:9093")
+        .with_env_var("KAFKA_ADVERTISED_LISTENERS", format!("PLAINTEXT://127.0.0.1:{}", plan.kafka_port))
         .with_env_var("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER")
-        .with_env_var(
-            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
-            "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        )
+        .with_env_var("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT")
         .with_env_var("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093")
         .with_env_var("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1")
         .with_env_var("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
@@ -380,8 +345,7 @@ async fn wait_ready(
     what: &str,
     probe: impl FnMut() -> Result<(), String>,
 ) -> Result<(), String> {
-    let outcome =
-        tokio::task::block_in_place(|| poll_until_ready(what, READY_TIMEOUT, || Ok(()), probe));
+    let outcome = tokio::task::block_in_place(|| poll_until_ready(what, READY_TIMEOUT, || Ok(()), probe));
     match outcome {
         Ok(()) => Ok(()),
         Err(failure) => {
@@ -410,10 +374,7 @@ fn image_from_env(var: &str, default: &str) -> (String, String) {
     match reference[name_start..].rfind(':') {
         Some(colon) => {
             let colon = name_start + colon;
-            (
-                reference[..colon].to_owned(),
-                reference[colon + 1..].to_owned(),
-            )
+            (reference[..colon].to_owned(), reference[colon + 1..].to_owned())
         }
         None => (reference, "latest".to_owned()),
     }
@@ -423,9 +384,7 @@ fn image_from_env(var: &str, default: &str) -> (String, String) {
 static STOP_CONTAINERS: OnceLock<Mutex<Option<UnboundedSender<Request>>>> = OnceLock::new();
 
 fn remove_containers_at_exit(stop: UnboundedSender<Request>) {
-    STOP_CONTAINERS
-        .set(Mutex::new(Some(stop)))
-        .expect("the containers stack is started only once per process");
+    STOP_CONTAINERS.set(Mutex::new(Some(stop))).expect("the containers stack is started only once per process");
     // SAFETY: registers a plain `extern "C"` function with no arguments; it does not
     // unwind (it never panics).
     let registered = unsafe { libc::atexit(stop_containers) };
@@ -440,9 +399,7 @@ fn remove_containers_at_exit(stop: UnboundedSender<Request>) {
 /// Runs when the test binary exits: asks the container thread to remove the
 /// containers and waits (bounded) until it has.
 extern "C" fn stop_containers() {
-    let stop = STOP_CONTAINERS
-        .get()
-        .and_then(|slot| slot.lock().ok().and_then(|mut stop| stop.take()));
+    let stop = STOP_CONTAINERS.get().and_then(|slot| slot.lock().ok().and_then(|mut stop| stop.take()));
     if let Some(stop) = stop {
         let (done, finished) = mpsc::channel();
         if stop.send(Request::RemoveAll(done)).is_ok() {

@@ -89,46 +89,30 @@ impl Servers {
     /// brings it back.
     pub async fn vault_seal(&self) {
         let response = vault::request(Method::PUT, "sys/seal", None).await;
-        assert!(
-            response.is_success(),
-            "PUT /v1/sys/seal answered {}: {}",
-            response.status,
-            response.body
-        );
-        wait_for_health("sealed", |status| {
-            status == Some(StatusCode::SERVICE_UNAVAILABLE)
-        })
-        .await;
+        assert!(response.is_success(), "PUT /v1/sys/seal answered {}: {}", response.status, response.body);
+        wait_for_health("sealed", |status| status == Some(StatusCode::SERVICE_UNAVAILABLE)).await;
     }
 
     /// Unseals Vault with the dev server's unseal key (`PUT /v1/sys/unseal`) and
     /// returns once `sys/health` answers 200.
     pub async fn vault_unseal(&self) {
-        let key = self.unseal_key().expect(
-            "the Vault dev server's unseal key is unknown (it was not found in its output)",
-        );
-        let response =
-            vault::request_with_token("", Method::PUT, "sys/unseal", Some(&json!({ "key": key })))
-                .await;
+        let key =
+            self.unseal_key().expect("the Vault dev server's unseal key is unknown (it was not found in its output)");
+        let response = vault::request_with_token("", Method::PUT, "sys/unseal", Some(&json!({ "key": key }))).await;
         assert!(
             response.is_success() && response.body["sealed"] == false,
             "PUT /v1/sys/unseal answered {}: {}",
             response.status,
             response.body
         );
-        wait_for_health("unsealed and active", |status| {
-            status == Some(StatusCode::OK)
-        })
-        .await;
+        wait_for_health("unsealed and active", |status| status == Some(StatusCode::OK)).await;
     }
 
     /// Kills Vault (SIGKILL; `docker stop -t 0` on containers) and returns once its
     /// port refuses connections. Blocks for that long (normally well under a second
     /// locally). Panics if Vault is already stopped.
     pub fn vault_stop(&self) {
-        self.vault_process
-            .stop()
-            .unwrap_or_else(|failure| panic!("vault_stop: {failure}"));
+        self.vault_process.stop().unwrap_or_else(|failure| panic!("vault_stop: {failure}"));
         let host_port = self.vault_socket_addr().to_string();
         poll_until_ready(
             "Vault to go away after vault_stop",
@@ -155,10 +139,7 @@ impl Servers {
         *self.unseal_key.lock().expect("unseal key lock poisoned") = unseal_key;
         self.vault_generation.fetch_add(1, Ordering::SeqCst);
         // The process answers 200 already; check it through the HTTP client too.
-        wait_for_health("active after restart", |status| {
-            status == Some(StatusCode::OK)
-        })
-        .await;
+        wait_for_health("active after restart", |status| status == Some(StatusCode::OK)).await;
     }
 
     /// False between [`Self::vault_stop`] and [`Self::vault_start`] (or when the

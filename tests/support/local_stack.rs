@@ -32,8 +32,8 @@ use std::{
 use super::{
     faults::VaultProcess,
     servers::{
-        free_port, free_port_pair, kafka_metadata_probe, parse_unseal_key, poll_until_ready,
-        probe_vault_health, random_secret, PostgresEndpoint, Servers, Stack,
+        free_port, free_port_pair, kafka_metadata_probe, parse_unseal_key, poll_until_ready, probe_vault_health,
+        random_secret, PostgresEndpoint, Servers, Stack,
     },
 };
 
@@ -127,19 +127,12 @@ impl Binaries {
     /// that says how to install them.
     fn locate() -> Binaries {
         let env_file = servers_env_file();
-        let from_file = fs::read_to_string(&env_file)
-            .map(|text| parse_env_file(&text))
-            .unwrap_or_default();
+        let from_file = fs::read_to_string(&env_file).map(|text| parse_env_file(&text)).unwrap_or_default();
         let lookup = |name: &str| -> Option<PathBuf> {
             std::env::var_os(name)
                 .filter(|value| !value.is_empty())
                 .map(PathBuf::from)
-                .or_else(|| {
-                    from_file
-                        .iter()
-                        .find(|(key, _)| key == name)
-                        .map(|(_, value)| PathBuf::from(value))
-                })
+                .or_else(|| from_file.iter().find(|(key, _)| key == name).map(|(_, value)| PathBuf::from(value)))
         };
         let missing = |what: &str| -> ! {
             panic!(
@@ -153,8 +146,7 @@ impl Binaries {
         let binaries = Binaries {
             bao: lookup("ONEX_BAO_BIN").unwrap_or_else(|| missing("the OpenBao binary")),
             tansu: lookup("ONEX_TANSU_BIN").unwrap_or_else(|| missing("the Tansu binary")),
-            pg_bindir: lookup("ONEX_PG_BINDIR")
-                .unwrap_or_else(|| missing("the PostgreSQL bin directory")),
+            pg_bindir: lookup("ONEX_PG_BINDIR").unwrap_or_else(|| missing("the PostgreSQL bin directory")),
         };
         let pg = &binaries.pg_bindir;
         for file in [
@@ -192,10 +184,7 @@ fn parse_env_file(text: &str) -> Vec<(String, String)> {
 
 /// Undoes the simple quoting `printf %q` produces for paths: `'...'` or backslash escapes.
 fn unquote_shell(value: &str) -> String {
-    if let Some(inner) = value
-        .strip_prefix('\'')
-        .and_then(|rest| rest.strip_suffix('\''))
-    {
+    if let Some(inner) = value.strip_prefix('\'').and_then(|rest| rest.strip_suffix('\'')) {
         return inner.to_owned();
     }
     let mut out = String::with_capacity(value.len());
@@ -224,10 +213,7 @@ fn create_run_dir() -> PathBuf {
     let _ = fs::set_permissions(&base, fs::Permissions::from_mode(0o755));
     prune_finished_runs(&base);
 
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis())
-        .unwrap_or_default();
+    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis()).unwrap_or_default();
     let dir = base.join(format!("run-{}-{millis}", std::process::id()));
     fs::create_dir(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))
@@ -243,10 +229,8 @@ fn prune_finished_runs(base: &Path) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix("run-")
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
+        let Some(pid) =
+            name.strip_prefix("run-").and_then(|rest| rest.split('-').next()).and_then(|pid| pid.parse::<u32>().ok())
         else {
             continue;
         };
@@ -304,18 +288,11 @@ impl ServerProcess {
     /// Starts `command` with stdout and stderr going to `log_path`.
     fn spawn(name: &'static str, command: Command, log_path: PathBuf) -> ServerProcess {
         let child = spawn_logged(command, &log_path);
-        ServerProcess {
-            name,
-            child: Some(child),
-            log_path,
-        }
+        ServerProcess { name, child: Some(child), log_path }
     }
 
     fn still_running(&mut self) -> Result<(), String> {
-        let child = self
-            .child
-            .as_mut()
-            .expect("server process already released");
+        let child = self.child.as_mut().expect("server process already released");
         match child.try_wait() {
             Ok(None) => Ok(()),
             Ok(Some(status)) => Err(format!("exited with {status}")),
@@ -358,12 +335,7 @@ fn ensure_ready(
     loop {
         let mut probe = make_probe(spawned.port);
         let process = &mut spawned.process;
-        let outcome = poll_until_ready(
-            process.name,
-            READY_TIMEOUT,
-            || process.still_running(),
-            &mut probe,
-        );
+        let outcome = poll_until_ready(process.name, READY_TIMEOUT, || process.still_running(), &mut probe);
         let failure = match outcome {
             Ok(()) => return spawned,
             Err(failure) => failure,
@@ -376,27 +348,17 @@ fn ensure_ready(
             spawned = respawn(attempt);
             continue;
         }
-        panic!(
-            "{failure}\n--- last lines of {} ---\n{tail}\n---",
-            spawned.process.log_path.display()
-        );
+        panic!("{failure}\n--- last lines of {} ---\n{tail}\n---", spawned.process.log_path.display());
     }
 }
 
 /// Spawns `command` (tied to the test process) with stdout and stderr to `log_path`.
 fn spawn_logged(mut command: Command, log_path: &Path) -> Child {
-    let log = File::create(log_path)
-        .unwrap_or_else(|e| panic!("creating log file {}: {e}", log_path.display()));
-    let log_for_stderr = log
-        .try_clone()
-        .unwrap_or_else(|e| panic!("duplicating a log file handle: {e}"));
-    command
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_for_stderr);
+    let log = File::create(log_path).unwrap_or_else(|e| panic!("creating log file {}: {e}", log_path.display()));
+    let log_for_stderr = log.try_clone().unwrap_or_else(|e| panic!("duplicating a log file handle: {e}"));
+    command.stdin(Stdio::null()).stdout(log).stderr(log_for_stderr);
     let program = command.get_program().to_owned();
-    spawn_tied_to_test_process(command)
-        .unwrap_or_else(|e| panic!("spawning {}: {e}", Path::new(&program).display()))
+    spawn_tied_to_test_process(command).unwrap_or_else(|e| panic!("spawning {}: {e}", Path::new(&program).display()))
 }
 
 struct SpawnRequest {
@@ -414,9 +376,7 @@ fn spawn_tied_to_test_process(command: Command) -> io::Result<Child> {
             .name("test-server-spawner".to_owned())
             .spawn(move || {
                 for request in incoming {
-                    let _ = request
-                        .reply
-                        .send(spawn_with_parent_death_signal(request.command));
+                    let _ = request.reply.send(spawn_with_parent_death_signal(request.command));
                 }
                 // The sender lives in a static, so this is never reached; if it were,
                 // this thread must still not exit (its exit would kill the children).
@@ -428,12 +388,8 @@ fn spawn_tied_to_test_process(command: Command) -> io::Result<Child> {
         requests
     });
     let (reply, answer) = mpsc::channel();
-    spawner
-        .send(SpawnRequest { command, reply })
-        .expect("the test-server spawner thread is gone");
-    answer
-        .recv()
-        .expect("the test-server spawner thread dropped a request")
+    spawner.send(SpawnRequest { command, reply }).expect("the test-server spawner thread is gone");
+    answer.recv().expect("the test-server spawner thread dropped a request")
 }
 
 fn spawn_with_parent_death_signal(mut command: Command) -> io::Result<Child> {
@@ -470,13 +426,7 @@ fn spawn_bao(binaries: &Binaries, run_dir: &Path, root_token: &str, attempt: u32
 }
 
 /// Starts an OpenBao dev server on `127.0.0.1:<port>` (and `port + 1`).
-fn spawn_bao_on(
-    bao: &Path,
-    run_dir: &Path,
-    root_token: &str,
-    port: u16,
-    log_path: PathBuf,
-) -> ServerProcess {
+fn spawn_bao_on(bao: &Path, run_dir: &Path, root_token: &str, port: u16, log_path: PathBuf) -> ServerProcess {
     let mut command = Command::new(bao);
     command
         .args([
@@ -517,20 +467,11 @@ impl LocalVault {
     /// returns (the caller still checks that the port refuses connections).
     pub(super) fn kill(&self) -> Result<(), String> {
         let mut slot = self.process.lock().expect("OpenBao process lock poisoned");
-        let mut process = slot
-            .take()
-            .ok_or("OpenBao is not running (already stopped with vault_stop)")?;
-        let child = process
-            .child
-            .as_mut()
-            .expect("the OpenBao process handle is kept");
+        let mut process = slot.take().ok_or("OpenBao is not running (already stopped with vault_stop)")?;
+        let child = process.child.as_mut().expect("the OpenBao process handle is kept");
         // std's `Child::kill` sends SIGKILL.
-        child
-            .kill()
-            .map_err(|e| format!("killing OpenBao (pid {}): {e}", child.id()))?;
-        child
-            .wait()
-            .map_err(|e| format!("reaping OpenBao (pid {}): {e}", child.id()))?;
+        child.kill().map_err(|e| format!("killing OpenBao (pid {}): {e}", child.id()))?;
+        child.wait().map_err(|e| format!("reaping OpenBao (pid {}): {e}", child.id()))?;
         Ok(())
     }
 
@@ -546,13 +487,7 @@ impl LocalVault {
         }
         let restart = self.restarts.fetch_add(1, Ordering::Relaxed) + 1;
         let log_path = self.run_dir.join(format!("bao.restart{restart}.log"));
-        let mut process = spawn_bao_on(
-            &self.bao,
-            &self.run_dir,
-            &self.root_token,
-            self.port,
-            log_path,
-        );
+        let mut process = spawn_bao_on(&self.bao, &self.run_dir, &self.root_token, self.port, log_path);
         let host_port = format!("127.0.0.1:{}", self.port);
         let ready = poll_until_ready(
             "restarted OpenBao",
@@ -583,12 +518,8 @@ fn read_unseal_key(log_path: &Path) -> Option<String> {
         Duration::from_secs(3),
         || Ok(()),
         || {
-            key = fs::read_to_string(log_path)
-                .ok()
-                .and_then(|log| parse_unseal_key(&log));
-            key.as_ref()
-                .map(drop)
-                .ok_or_else(|| "not printed yet".to_owned())
+            key = fs::read_to_string(log_path).ok().and_then(|log| parse_unseal_key(&log));
+            key.as_ref().map(drop).ok_or_else(|| "not printed yet".to_owned())
         },
     );
     key
@@ -644,12 +575,7 @@ fn postgres_account() -> Option<(u32, u32)> {
 
 /// Runs initdb into `<run dir>/postgres/data` with the superuser `postgres` and
 /// `password` (scram-sha-256). Returns the data directory.
-fn init_postgres_cluster(
-    binaries: &Binaries,
-    run_dir: &Path,
-    password: &str,
-    account: Option<(u32, u32)>,
-) -> PathBuf {
+fn init_postgres_cluster(binaries: &Binaries, run_dir: &Path, password: &str, account: Option<(u32, u32)>) -> PathBuf {
     let pg_dir = run_dir.join("postgres");
     fs::create_dir(&pg_dir).unwrap_or_else(|e| panic!("creating {}: {e}", pg_dir.display()));
     let password_file = pg_dir.join("pwfile");
@@ -675,9 +601,7 @@ fn init_postgres_cluster(
         .current_dir(&pg_dir);
     run_as(&mut command, account);
     let log_path = run_dir.join("initdb.log");
-    let status = spawn_logged(command, &log_path)
-        .wait()
-        .expect("waiting for initdb");
+    let status = spawn_logged(command, &log_path).wait().expect("waiting for initdb");
     let _ = fs::remove_file(&password_file);
     if !status.success() {
         panic!(
@@ -718,11 +642,7 @@ fn spawn_postgres(
         ])
         .current_dir(data_dir);
     run_as(&mut command, account);
-    let process = ServerProcess::spawn(
-        "PostgreSQL",
-        command,
-        log_file(run_dir, "postgres", attempt),
-    );
+    let process = ServerProcess::spawn("PostgreSQL", command, log_file(run_dir, "postgres", attempt));
     Spawned { process, port }
 }
 
@@ -741,10 +661,7 @@ fn pg_isready(bindir: &Path, port: u16) -> Result<(), String> {
     if output.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "pg_isready: {}",
-            String::from_utf8_lossy(&output.stdout).trim()
-        ))
+        Err(format!("pg_isready: {}", String::from_utf8_lossy(&output.stdout).trim()))
     }
 }
 

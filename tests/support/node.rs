@@ -29,6 +29,7 @@ pub struct Topics {
     pub health: String,
     pub circuit_breaker: String,
     pub audit: String,
+    pub lease_events: String,
     pub dlq: String,
 }
 
@@ -44,11 +45,12 @@ impl Topics {
             health: name("evt", "vault-health"),
             circuit_breaker: name("evt", "circuit-breaker"),
             audit: name("evt", "vault-audit"),
+            lease_events: name("evt", "vault-lease"),
             dlq: name("dlq", "vault-request"),
         }
     }
 
-    fn all(&self) -> [&str; 7] {
+    fn all(&self) -> [&str; 8] {
         [
             &self.requests,
             &self.completed,
@@ -56,6 +58,7 @@ impl Topics {
             &self.health,
             &self.circuit_breaker,
             &self.audit,
+            &self.lease_events,
             &self.dlq,
         ]
     }
@@ -116,15 +119,13 @@ impl Node {
         publish["health"] = topics.health.clone().into();
         publish["circuit_breaker"] = topics.circuit_breaker.clone().into();
         publish["audit"] = topics.audit.clone().into();
+        publish["lease_events"] = topics.lease_events.clone().into();
         bus_section["dlq_topics"]["requests"] = topics.dlq.clone().into();
         for edit in options.contract_edits {
             edit(&mut contract);
         }
-        std::fs::write(
-            &contract_path,
-            serde_yaml::to_string(&contract).expect("contract YAML"),
-        )
-        .expect("write the test contract");
+        std::fs::write(&contract_path, serde_yaml::to_string(&contract).expect("contract YAML"))
+            .expect("write the test contract");
 
         let http_port = free_port();
         let log_path = dir.path().join("node.log");
@@ -137,10 +138,7 @@ impl Node {
             .env("ONEX_CONTRACT", &contract_path)
             .env("KAFKA_BOOTSTRAP_SERVERS", stack.bootstrap_servers())
             .env("VAULT_ADDR", stack.vault_addr())
-            .env(
-                "ONEX_GROUP_ID",
-                format!("group-{}", Uuid::new_v4().simple()),
-            )
+            .env("ONEX_GROUP_ID", format!("group-{}", Uuid::new_v4().simple()))
             .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
             .env("ONEX_HTTP_PORT", http_port.to_string())
             .env("ONEX_LOG_FORMAT", "json")
@@ -152,48 +150,23 @@ impl Node {
             command.env(key, value);
         }
         let child = command.spawn().expect("start onex-vault-adapter");
-        let mut node = Node {
-            child: Some(child),
-            topics,
-            http_port,
-            log_path,
-            _dir: dir,
-        };
+        let mut node = Node { child: Some(child), topics, http_port, log_path, _dir: dir };
         node.wait_until_alive().await;
         node
     }
 
     async fn wait_until_alive(&mut self) {
         let url = format!("http://127.0.0.1:{}/health", self.http_port);
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("http client");
+        let client = reqwest::Client::builder().no_proxy().build().expect("http client");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!(
-                    "the node exited ({status}) during start-up; log:\n{}",
-                    self.log()
-                );
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("the node exited ({status}) during start-up; log:\n{}", self.log());
             }
-            if client
-                .get(&url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
+            if client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
                 return;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "node not alive after 30 s; log:\n{}",
-                self.log()
-            );
+            assert!(tokio::time::Instant::now() < deadline, "node not alive after 30 s; log:\n{}", self.log());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -239,15 +212,11 @@ impl Drop for Node {
 /// The repository's `contract.yaml` as a YAML tree.
 pub fn shipped_contract() -> serde_yaml::Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contract.yaml");
-    serde_yaml::from_str(&std::fs::read_to_string(path).expect("read contract.yaml"))
-        .expect("contract.yaml parses")
+    serde_yaml::from_str(&std::fs::read_to_string(path).expect("read contract.yaml")).expect("contract.yaml parses")
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 /// Another ONEX node's view of the adapter: send envelopes, await replies.
@@ -260,12 +229,8 @@ pub struct Requester {
 impl Requester {
     pub fn new(topics: &Topics) -> Requester {
         let bootstrap = servers().bootstrap_servers();
-        let watch = vec![
-            topics.completed.clone(),
-            topics.failed.clone(),
-            topics.dlq.clone(),
-            topics.circuit_breaker.clone(),
-        ];
+        let watch =
+            vec![topics.completed.clone(), topics.failed.clone(), topics.dlq.clone(), topics.circuit_breaker.clone()];
         Requester {
             topics: topics.clone(),
             client: BusClient::new(&bootstrap),
@@ -288,35 +253,19 @@ impl Requester {
 
     /// Sends raw bytes to the request topic.
     pub async fn send_raw(&self, key: Option<&[u8]>, value: &[u8]) {
-        self.client
-            .produce(&self.topics.requests, key, value, &[])
-            .await;
+        self.client.produce(&self.topics.requests, key, value, &[]).await;
     }
 
     /// Sends raw bytes with record headers to the request topic.
-    pub async fn send_raw_with_headers(
-        &self,
-        key: Option<&[u8]>,
-        value: &[u8],
-        headers: &[(&str, &str)],
-    ) {
-        self.client
-            .produce(&self.topics.requests, key, value, headers)
-            .await;
+    pub async fn send_raw_with_headers(&self, key: Option<&[u8]>, value: &[u8], headers: &[(&str, &str)]) {
+        self.client.produce(&self.topics.requests, key, value, headers).await;
     }
 
     /// Sends `envelope` keyed by its payload path and waits for its reply.
     pub async fn send(&self, envelope: &Value) -> Record {
-        let key = envelope
-            .pointer("/payload/path")
-            .and_then(Value::as_str)
-            .unwrap_or("no-path");
-        self.send_raw(Some(key.as_bytes()), envelope.to_string().as_bytes())
-            .await;
-        let correlation_id = envelope["correlation_id"]
-            .as_str()
-            .expect("correlation_id")
-            .to_owned();
+        let key = envelope.pointer("/payload/path").and_then(Value::as_str).unwrap_or("no-path");
+        self.send_raw(Some(key.as_bytes()), envelope.to_string().as_bytes()).await;
+        let correlation_id = envelope["correlation_id"].as_str().expect("correlation_id").to_owned();
         self.reply_to(&correlation_id).await
     }
 
@@ -326,10 +275,7 @@ impl Requester {
         let id = correlation_id.to_owned();
         self.watcher
             .wait_for(
-                move |r| {
-                    (r.topic == completed || r.topic == failed)
-                        && r.correlation_id() == Some(id.as_str())
-                },
+                move |r| (r.topic == completed || r.topic == failed) && r.correlation_id() == Some(id.as_str()),
                 REPLY_WAIT,
             )
             .await

@@ -89,15 +89,10 @@ impl Proxy {
     /// Starts a proxy to `upstream` (a loopback address) on a free `127.0.0.1` port,
     /// in [`Mode::Pass`]. It accepts connections as soon as this returns.
     pub fn start(upstream: SocketAddr) -> Proxy {
-        assert!(
-            upstream.ip().is_loopback(),
-            "the test proxy only forwards to loopback, not to {upstream}"
-        );
-        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .expect("binding the test proxy to 127.0.0.1:0");
-        listener
-            .set_nonblocking(true)
-            .expect("making the test proxy's listener non-blocking");
+        assert!(upstream.ip().is_loopback(), "the test proxy only forwards to loopback, not to {upstream}");
+        let listener =
+            std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding the test proxy to 127.0.0.1:0");
+        listener.set_nonblocking(true).expect("making the test proxy's listener non-blocking");
         let addr = listener.local_addr().expect("the test proxy's address");
         let shared = Arc::new(Shared {
             mode: watch::Sender::new(Mode::Pass),
@@ -111,13 +106,7 @@ impl Proxy {
             .name(format!("test-proxy-{}", addr.port()))
             .spawn(move || run(listener, upstream, thread_shared, stopped))
             .expect("starting the test proxy thread");
-        Proxy {
-            addr,
-            upstream,
-            shared,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
+        Proxy { addr, upstream, shared, stop: Some(stop), thread: Some(thread) }
     }
 
     /// Where clients connect: `127.0.0.1:<port>`.
@@ -187,19 +176,13 @@ impl Drop for Proxy {
 
 /// Body of the proxy thread: accept until told to stop. Dropping the runtime then
 /// cancels every connection task, which closes their sockets.
-fn run(
-    listener: std::net::TcpListener,
-    upstream: SocketAddr,
-    shared: Arc<Shared>,
-    stopped: oneshot::Receiver<()>,
-) {
+fn run(listener: std::net::TcpListener, upstream: SocketAddr, shared: Arc<Shared>, stopped: oneshot::Receiver<()>) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("building the test proxy's Tokio runtime");
     runtime.block_on(async move {
-        let listener =
-            TcpListener::from_std(listener).expect("registering the test proxy's listener");
+        let listener = TcpListener::from_std(listener).expect("registering the test proxy's listener");
         tokio::select! {
             _ = stopped => {}
             () = accept_loop(listener, upstream, shared) => {}
@@ -251,12 +234,7 @@ async fn relay(mut client: TcpStream, upstream: SocketAddr, shared: Arc<Shared>)
     let cut = {
         let (client_read, client_write) = client.split();
         let (server_read, server_write) = server.split();
-        let up = forward(
-            client_read,
-            server_write,
-            &shared,
-            &shared.bytes_to_upstream,
-        );
+        let up = forward(client_read, server_write, &shared, &shared.bytes_to_upstream);
         let down = forward(server_read, client_write, &shared, &shared.bytes_to_client);
         tokio::select! {
             _ = async { tokio::join!(up, down) } => false,

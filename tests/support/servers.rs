@@ -108,10 +108,7 @@ impl Servers {
     /// Unseal key printed by the running dev server, for tests that seal and unseal
     /// on purpose (see also `vault_seal` / `vault_unseal` in `faults.rs`).
     pub fn unseal_key(&self) -> Option<String> {
-        self.unseal_key
-            .lock()
-            .expect("unseal key lock poisoned")
-            .clone()
+        self.unseal_key.lock().expect("unseal key lock poisoned").clone()
     }
 
     /// Kafka `bootstrap.servers` value, e.g. `127.0.0.1:41236`.
@@ -158,9 +155,8 @@ impl Servers {
 /// of each test retrying a slow, doomed start.
 pub fn servers() -> &'static Servers {
     static SERVERS: OnceLock<Result<Servers, String>> = OnceLock::new();
-    let started = SERVERS.get_or_init(|| {
-        panic::catch_unwind(start_chosen_stack).map_err(|payload| panic_message(&*payload))
-    });
+    let started =
+        SERVERS.get_or_init(|| panic::catch_unwind(start_chosen_stack).map_err(|payload| panic_message(&*payload)));
     match started {
         Ok(servers) => servers,
         Err(message) => {
@@ -181,11 +177,7 @@ fn start_chosen_stack() -> Servers {
         servers.vault_addr,
         servers.bootstrap_servers,
         servers.postgres.port,
-        servers
-            .log_dir
-            .as_ref()
-            .map(|dir| format!(", logs in {}", dir.display()))
-            .unwrap_or_default(),
+        servers.log_dir.as_ref().map(|dir| format!(", logs in {}", dir.display())).unwrap_or_default(),
     ));
     servers
 }
@@ -237,10 +229,7 @@ fn docker_engine_answers() -> bool {
         sockets.push(Path::new(&home).join(".docker/run/docker.sock"));
         sockets.push(Path::new(&home).join(".docker/desktop/docker.sock"));
     }
-    sockets
-        .iter()
-        .filter(|socket| socket.exists())
-        .any(|socket| unix_stream(socket, timeout).is_some_and(answered_ok))
+    sockets.iter().filter(|socket| socket.exists()).any(|socket| unix_stream(socket, timeout).is_some_and(answered_ok))
 }
 
 trait ReadWrite: Read + Write {}
@@ -254,9 +243,7 @@ fn unix_stream(path: &Path, timeout: Duration) -> Option<Box<dyn ReadWrite>> {
 }
 
 fn tcp_stream(addr: &str, timeout: Duration) -> Option<Box<dyn ReadWrite>> {
-    let addr: SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(addr)
-        .ok()?
-        .next()?;
+    let addr: SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(addr).ok()?.next()?;
     let stream = TcpStream::connect_timeout(&addr, timeout).ok()?;
     stream.set_read_timeout(Some(timeout)).ok()?;
     stream.set_write_timeout(Some(timeout)).ok()?;
@@ -287,9 +274,7 @@ pub(super) fn poll_until_ready(
             Err(failure) => failure,
         };
         if started.elapsed() >= timeout {
-            return Err(format!(
-                "{what} was not ready after {timeout:?}; last probe: {last_failure}"
-            ));
+            return Err(format!("{what} was not ready after {timeout:?}; last probe: {last_failure}"));
         }
         thread::sleep(POLL_INTERVAL);
     }
@@ -320,27 +305,19 @@ pub(super) fn probe_vault_down(host_port: &str) -> Result<(), String> {
 /// without an answer.
 fn vault_health_status_line(host_port: &str) -> Result<Option<String>, String> {
     use std::io::ErrorKind::{BrokenPipe, ConnectionRefused, ConnectionReset};
-    let addr: SocketAddr = host_port
-        .parse()
-        .map_err(|e| format!("bad address {host_port}: {e}"))?;
+    let addr: SocketAddr = host_port.parse().map_err(|e| format!("bad address {host_port}: {e}"))?;
     let mut stream = match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
         Ok(stream) => stream,
         Err(e) if e.kind() == ConnectionRefused => return Ok(None),
         Err(e) => return Err(format!("connect {host_port}: {e}")),
     };
-    stream
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
     let request = format!("GET /v1/sys/health HTTP/1.0\r\nHost: {host_port}\r\n\r\n");
     let mut answer = Vec::new();
-    let exchanged = stream
-        .write_all(request.as_bytes())
-        .and_then(|()| stream.read_to_end(&mut answer));
+    let exchanged = stream.write_all(request.as_bytes()).and_then(|()| stream.read_to_end(&mut answer));
     match exchanged {
         Ok(_) => {}
-        Err(e) if matches!(e.kind(), ConnectionReset | BrokenPipe) && answer.is_empty() => {
-            return Ok(None)
-        }
+        Err(e) if matches!(e.kind(), ConnectionReset | BrokenPipe) && answer.is_empty() => return Ok(None),
         Err(e) => return Err(format!("GET sys/health from {host_port}: {e}")),
     }
     let answer = String::from_utf8_lossy(&answer);
@@ -356,9 +333,8 @@ pub(super) fn kafka_metadata_probe(bootstrap: &str) -> impl FnMut() -> Result<()
         .create()
         .expect("creating the Kafka readiness-probe client (bad bootstrap.servers?)");
     move || {
-        let metadata = consumer
-            .fetch_metadata(None, Duration::from_millis(1000))
-            .map_err(|e| format!("metadata request: {e}"))?;
+        let metadata =
+            consumer.fetch_metadata(None, Duration::from_millis(1000)).map_err(|e| format!("metadata request: {e}"))?;
         if metadata.brokers().is_empty() {
             Err("metadata lists no broker".to_owned())
         } else {
@@ -369,9 +345,7 @@ pub(super) fn kafka_metadata_probe(bootstrap: &str) -> impl FnMut() -> Result<()
 
 /// Probe: a TCP connection to `host:port` is accepted.
 pub(super) fn probe_tcp(host_port: &str) -> Result<(), String> {
-    let addr: SocketAddr = host_port
-        .parse()
-        .map_err(|e| format!("bad address {host_port}: {e}"))?;
+    let addr: SocketAddr = host_port.parse().map_err(|e| format!("bad address {host_port}: {e}"))?;
     TcpStream::connect_timeout(&addr, Duration::from_millis(500))
         .map(drop)
         .map_err(|e| format!("connect {host_port}: {e}"))
@@ -414,10 +388,7 @@ fn free_ports(consecutive: u16) -> u16 {
             continue;
         };
         let ports = first..=last;
-        if ports
-            .clone()
-            .all(|port| !taken.contains(&port) && bindable(port))
-        {
+        if ports.clone().all(|port| !taken.contains(&port) && bindable(port)) {
             taken.extend(ports);
             return first;
         }
@@ -446,11 +417,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 pub(super) fn parse_unseal_keys(output: &str) -> Vec<String> {
     output
         .lines()
-        .filter_map(|line| {
-            line.trim()
-                .strip_prefix("Unseal Key: ")
-                .map(|key| key.trim().to_owned())
-        })
+        .filter_map(|line| line.trim().strip_prefix("Unseal Key: ").map(|key| key.trim().to_owned()))
         .collect()
 }
 

@@ -50,11 +50,7 @@ impl VaultResponse {
             .map(|errors| {
                 errors
                     .iter()
-                    .map(|e| {
-                        e.as_str()
-                            .map(str::to_owned)
-                            .unwrap_or_else(|| e.to_string())
-                    })
+                    .map(|e| e.as_str().map(str::to_owned).unwrap_or_else(|| e.to_string()))
                     .collect::<Vec<_>>()
                     .join("; ")
             })
@@ -85,32 +81,15 @@ pub async fn request(method: Method, path: &str, body: Option<&Value>) -> VaultR
 
 /// Like [`request`], with another token (e.g. one made by [`create_token`]).
 /// `path` is relative to `/v1/`. Use `Method::from_bytes(b"LIST")` for LIST.
-pub async fn request_with_token(
-    token: &str,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-) -> VaultResponse {
-    let url = format!(
-        "{}/v1/{}",
-        servers().vault_addr(),
-        path.trim_start_matches('/')
-    );
-    let mut builder = http()
-        .request(method.clone(), &url)
-        .header("X-Vault-Token", token);
+pub async fn request_with_token(token: &str, method: Method, path: &str, body: Option<&Value>) -> VaultResponse {
+    let url = format!("{}/v1/{}", servers().vault_addr(), path.trim_start_matches('/'));
+    let mut builder = http().request(method.clone(), &url).header("X-Vault-Token", token);
     if let Some(body) = body {
         builder = builder.json(body);
     }
-    let response = builder
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{method} {url}: no answer from Vault: {e}"));
+    let response = builder.send().await.unwrap_or_else(|e| panic!("{method} {url}: no answer from Vault: {e}"));
     let status = response.status();
-    let text = response
-        .text()
-        .await
-        .unwrap_or_else(|e| panic!("{method} {url}: reading the body: {e}"));
+    let text = response.text().await.unwrap_or_else(|e| panic!("{method} {url}: reading the body: {e}"));
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
     VaultResponse { status, body }
 }
@@ -118,12 +97,7 @@ pub async fn request_with_token(
 /// Sends the request and panics unless Vault answers 2xx. Returns the body.
 async fn expect_success(method: Method, path: &str, body: Option<&Value>) -> Value {
     let response = request(method.clone(), path, body).await;
-    assert!(
-        response.is_success(),
-        "{method} /v1/{path} answered {}: {}",
-        response.status,
-        response.body
-    );
+    assert!(response.is_success(), "{method} /v1/{path} answered {}: {}", response.status, response.body);
     response.body
 }
 
@@ -131,12 +105,7 @@ async fn expect_success(method: Method, path: &str, body: Option<&Value>) -> Val
 /// nothing answers (Vault stopped). Never panics.
 pub async fn health_status() -> Result<StatusCode, String> {
     let url = format!("{}/v1/sys/health", servers().vault_addr());
-    http()
-        .get(&url)
-        .send()
-        .await
-        .map(|response| response.status())
-        .map_err(|e| format!("GET {url}: {e}"))
+    http().get(&url).send().await.map(|response| response.status()).map_err(|e| format!("GET {url}: {e}"))
 }
 
 /// Runs `setup` for `key` once per Vault server: parallel callers wait for the one
@@ -151,13 +120,8 @@ where
     static DONE: OnceLock<Mutex<Done>> = OnceLock::new();
     let generation = servers().vault_generation();
     let once = {
-        let mut done = DONE
-            .get_or_init(Default::default)
-            .lock()
-            .expect("one-time setup registry poisoned");
-        let entry = done
-            .entry(key.to_owned())
-            .or_insert_with(|| (generation, Arc::default()));
+        let mut done = DONE.get_or_init(Default::default).lock().expect("one-time setup registry poisoned");
+        let entry = done.entry(key.to_owned()).or_insert_with(|| (generation, Arc::default()));
         if entry.0 < generation {
             *entry = (generation, Arc::default());
         }
@@ -169,14 +133,8 @@ where
 /// Enables a secrets engine or auth method, treating "already in use" as done.
 async fn enable(sys_path: &str, config: Value) {
     let response = request(Method::POST, sys_path, Some(&config)).await;
-    let already = response.status == StatusCode::BAD_REQUEST
-        && response.errors().contains("path is already in use");
-    assert!(
-        response.is_success() || already,
-        "POST /v1/{sys_path} answered {}: {}",
-        response.status,
-        response.body
-    );
+    let already = response.status == StatusCode::BAD_REQUEST && response.errors().contains("path is already in use");
+    assert!(response.is_success() || already, "POST /v1/{sys_path} answered {}: {}", response.status, response.body);
 }
 
 // ---------------------------------------------------------------------------
@@ -187,11 +145,7 @@ async fn enable(sys_path: &str, config: Value) {
 /// on a dev server) and waits until it serves requests.
 pub async fn enable_kv2(mount: &str) {
     once_per_vault_server(&format!("kv2 mount {mount}"), || async {
-        enable(
-            &format!("sys/mounts/{mount}"),
-            json!({ "type": "kv", "options": { "version": "2" } }),
-        )
-        .await;
+        enable(&format!("sys/mounts/{mount}"), json!({ "type": "kv", "options": { "version": "2" } })).await;
         // A fresh KV v2 mount may briefly answer "upgrading" before it serves.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -214,15 +168,8 @@ pub async fn enable_kv2(mount: &str) {
 /// Writes `data` (a JSON object) as the new version of `<mount>/<path>`.
 /// Returns the version number Vault assigned.
 pub async fn write_kv(mount: &str, path: &str, data: &Value) -> u64 {
-    let body = expect_success(
-        Method::POST,
-        &format!("{mount}/data/{path}"),
-        Some(&json!({ "data": data })),
-    )
-    .await;
-    body["data"]["version"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("KV write of {mount}/{path} returned no version: {body}"))
+    let body = expect_success(Method::POST, &format!("{mount}/data/{path}"), Some(&json!({ "data": data }))).await;
+    body["data"]["version"].as_u64().unwrap_or_else(|| panic!("KV write of {mount}/{path} returned no version: {body}"))
 }
 
 /// The key/value data of the latest version of `<mount>/<path>`, or `None` when
@@ -232,10 +179,7 @@ pub async fn read_kv(mount: &str, path: &str) -> Option<Value> {
     match response.status {
         StatusCode::NOT_FOUND => None,
         status if status.is_success() => Some(response.body["data"]["data"].clone()),
-        status => panic!(
-            "GET {mount}/data/{path} answered {status}: {}",
-            response.body
-        ),
+        status => panic!("GET {mount}/data/{path} answered {status}: {}", response.body),
     }
 }
 
@@ -245,10 +189,7 @@ pub async fn kv_metadata(mount: &str, path: &str) -> Option<Value> {
     match response.status {
         StatusCode::NOT_FOUND => None,
         status if status.is_success() => Some(response.body["data"].clone()),
-        status => panic!(
-            "GET {mount}/metadata/{path} answered {status}: {}",
-            response.body
-        ),
+        status => panic!("GET {mount}/metadata/{path} answered {status}: {}", response.body),
     }
 }
 
@@ -258,12 +199,7 @@ pub async fn kv_metadata(mount: &str, path: &str) -> Option<Value> {
 
 /// Creates or replaces the ACL policy `name`.
 pub async fn put_policy(name: &str, hcl: &str) {
-    expect_success(
-        Method::PUT,
-        &format!("sys/policies/acl/{name}"),
-        Some(&json!({ "policy": hcl })),
-    )
-    .await;
+    expect_success(Method::PUT, &format!("sys/policies/acl/{name}"), Some(&json!({ "policy": hcl }))).await;
 }
 
 /// Creates a child token of the root token. `ttl` is a Vault duration ("1h", "30s").
@@ -282,15 +218,8 @@ pub async fn create_token(policies: &[&str], ttl: &str, renewable: bool) -> Stri
 
 /// Creates (or updates) the AppRole `role` with `policies` and `token_ttl`, enabling
 /// the `approle` auth method once per Vault server. Returns a fresh `(role_id, secret_id)`.
-pub async fn enable_approle_role(
-    role: &str,
-    policies: &[&str],
-    token_ttl: &str,
-) -> (String, String) {
-    once_per_vault_server("approle auth", || {
-        enable("sys/auth/approle", json!({ "type": "approle" }))
-    })
-    .await;
+pub async fn enable_approle_role(role: &str, policies: &[&str], token_ttl: &str) -> (String, String) {
+    once_per_vault_server("approle auth", || enable("sys/auth/approle", json!({ "type": "approle" }))).await;
 
     expect_success(
         Method::POST,
@@ -298,22 +227,10 @@ pub async fn enable_approle_role(
         Some(&json!({ "token_policies": policies, "token_ttl": token_ttl })),
     )
     .await;
-    let body = expect_success(
-        Method::GET,
-        &format!("auth/approle/role/{role}/role-id"),
-        None,
-    )
-    .await;
-    let role_id = body["data"]["role_id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no role_id for AppRole {role}: {body}"))
-        .to_owned();
-    let body = expect_success(
-        Method::POST,
-        &format!("auth/approle/role/{role}/secret-id"),
-        None,
-    )
-    .await;
+    let body = expect_success(Method::GET, &format!("auth/approle/role/{role}/role-id"), None).await;
+    let role_id =
+        body["data"]["role_id"].as_str().unwrap_or_else(|| panic!("no role_id for AppRole {role}: {body}")).to_owned();
+    let body = expect_success(Method::POST, &format!("auth/approle/role/{role}/secret-id"), None).await;
     let secret_id = body["data"]["secret_id"]
         .as_str()
         .unwrap_or_else(|| panic!("no secret_id for AppRole {role}: {body}"))
@@ -331,12 +248,7 @@ pub async fn approle_login(role_id: &str, secret_id: &str) -> Value {
         Some(&json!({ "role_id": role_id, "secret_id": secret_id })),
     )
     .await;
-    assert!(
-        response.is_success(),
-        "AppRole login answered {}: {}",
-        response.status,
-        response.body
-    );
+    assert!(response.is_success(), "AppRole login answered {}: {}", response.status, response.body);
     response.body["auth"].clone()
 }
 
@@ -349,40 +261,41 @@ pub async fn approle_login(role_id: &str, secret_id: &str) -> Value {
 /// creds path to read for a new lease, e.g. `database/creds/app`.
 pub async fn database_lease_role() -> String {
     once_per_vault_server("database engine", || async {
-            enable("sys/mounts/database", json!({ "type": "database" })).await;
-            let servers = servers();
-            let connection_url = format!(
-                "postgresql://{{{{username}}}}:{{{{password}}}}@{}/postgres?sslmode=disable",
-                servers.postgres_addr_for_vault()
-            );
-            expect_success(
-                Method::POST,
-                &format!("database/config/{DB_CONNECTION}"),
-                Some(&json!({
-                    "plugin_name": "postgresql-database-plugin",
-                    "connection_url": connection_url,
-                    "username": "postgres",
-                    "password": servers.postgres_password(),
-                    "allowed_roles": [DB_ROLE],
-                    "verify_connection": true,
-                })),
-            )
-            .await;
-            expect_success(
-                Method::POST,
-                &format!("database/roles/{DB_ROLE}"),
-                Some(&json!({
-                    "db_name": DB_CONNECTION,
-                    "creation_statements": [
-                        "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"
-                    ],
-                    "default_ttl": "1h",
-                    "max_ttl": "24h",
-                })),
-            )
-            .await;
-        })
+        enable("sys/mounts/database", json!({ "type": "database" })).await;
+        let servers = servers();
+        let connection_url = format!(
+            "postgresql://{{{{username}}}}:{{{{password}}}}@{}/postgres?sslmode=disable",
+            servers.postgres_addr_for_vault()
+        );
+        expect_success(
+            Method::POST,
+            &format!("database/config/{DB_CONNECTION}"),
+            Some(&json!({
+                "plugin_name": "postgresql-database-plugin",
+                "connection_url": connection_url,
+                "username": "postgres",
+                "password": servers.postgres_password(),
+                // Any role: tests add short-lived ones (`short_database_lease`).
+                    "allowed_roles": ["*"],
+                "verify_connection": true,
+            })),
+        )
         .await;
+        expect_success(
+            Method::POST,
+            &format!("database/roles/{DB_ROLE}"),
+            Some(&json!({
+                "db_name": DB_CONNECTION,
+                "creation_statements": [
+                    "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"
+                ],
+                "default_ttl": "1h",
+                "max_ttl": "24h",
+            })),
+        )
+        .await;
+    })
+    .await;
     format!("database/creds/{DB_ROLE}")
 }
 
@@ -395,9 +308,8 @@ pub async fn new_database_lease() -> (String, u64) {
         .filter(|id| !id.is_empty())
         .unwrap_or_else(|| panic!("{creds_path} returned no lease_id: {body}"))
         .to_owned();
-    let duration = body["lease_duration"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{creds_path} returned no lease_duration: {body}"));
+    let duration =
+        body["lease_duration"].as_u64().unwrap_or_else(|| panic!("{creds_path} returned no lease_duration: {body}"));
     (lease_id, duration)
 }
 
@@ -406,11 +318,7 @@ pub async fn new_database_lease() -> (String, u64) {
 /// Enables `pki` with a root CA and the role once per Vault server.
 pub async fn pki_nonrenewable_lease() -> String {
     once_per_vault_server("pki engine", || async {
-        enable(
-            "sys/mounts/pki",
-            json!({ "type": "pki", "config": { "max_lease_ttl": "87600h" } }),
-        )
-        .await;
+        enable("sys/mounts/pki", json!({ "type": "pki", "config": { "max_lease_ttl": "87600h" } })).await;
         expect_success(
             Method::POST,
             "pki/root/generate/internal",
@@ -447,12 +355,7 @@ pub async fn pki_nonrenewable_lease() -> String {
 
 /// `PUT sys/leases/lookup`: the lease's `id`, `ttl`, `renewable`, `expire_time`, ...
 pub async fn lease_lookup(lease_id: &str) -> Value {
-    let body = expect_success(
-        Method::PUT,
-        "sys/leases/lookup",
-        Some(&json!({ "lease_id": lease_id })),
-    )
-    .await;
+    let body = expect_success(Method::PUT, "sys/leases/lookup", Some(&json!({ "lease_id": lease_id }))).await;
     body["data"].clone()
 }
 
@@ -464,4 +367,28 @@ pub async fn renew_lease(lease_id: &str, increment_secs: Option<u64>) -> VaultRe
         body["increment"] = json!(increment);
     }
     request(Method::PUT, "sys/leases/renew", Some(&body)).await
+}
+
+/// A renewable database lease from a role with short TTLs (e.g. "3s" and "9s"),
+/// for tests of lease keep-alive. Returns `(lease_id, lease_duration_secs)`.
+pub async fn short_database_lease(default_ttl: &str, max_ttl: &str) -> (String, u64) {
+    database_lease_role().await;
+    let role = format!("short-{}-{}", default_ttl, max_ttl);
+    expect_success(
+        Method::POST,
+        &format!("database/roles/{role}"),
+        Some(&json!({
+            "db_name": DB_CONNECTION,
+            "creation_statements": [
+                "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"
+            ],
+            "default_ttl": default_ttl,
+            "max_ttl": max_ttl,
+        })),
+    )
+    .await;
+    let body = expect_success(Method::GET, &format!("database/creds/{role}"), None).await;
+    let lease_id = body["lease_id"].as_str().unwrap_or_else(|| panic!("no lease_id: {body}")).to_owned();
+    let duration = body["lease_duration"].as_u64().unwrap_or_else(|| panic!("no lease_duration: {body}"));
+    (lease_id, duration)
 }

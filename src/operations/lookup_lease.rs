@@ -1,0 +1,36 @@
+//! `lookup_lease`: a lease's TTL, expiry and renewability
+//! (`PUT sys/leases/lookup`), and whether this node keeps it alive.
+
+use onex_vault_models::{LookupLease, LookupLeaseResult, OperationResult};
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Context;
+use crate::vault::VaultError;
+
+#[derive(Deserialize)]
+struct Lease {
+    id: String,
+    issue_time: Option<String>,
+    expire_time: Option<String>,
+    last_renewal: Option<String>,
+    #[serde(default)]
+    renewable: bool,
+    #[serde(default)]
+    ttl: u64,
+}
+
+pub async fn run(cx: &Context<'_>, request: &LookupLease) -> Result<OperationResult, VaultError> {
+    let body = json!({ "lease_id": request.lease_id });
+    let lease: Lease = cx.vault.call(Method::PUT, "sys/leases/lookup", Some(&body)).await?;
+    Ok(OperationResult::LookupLease(LookupLeaseResult {
+        kept_alive: cx.leases.is_tracked(&lease.id),
+        lease_id: lease.id,
+        issue_time: lease.issue_time,
+        expire_time: lease.expire_time,
+        last_renewal: lease.last_renewal,
+        renewable: lease.renewable,
+        ttl_seconds: lease.ttl,
+    }))
+}
