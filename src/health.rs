@@ -139,6 +139,8 @@ impl Reporter {
                 renewable: token_info.map(|t| t.renewable),
                 renewals_total: renewals,
                 renewal_failures_total: renewal_failures,
+                last_renewal: telemetry.last_token_renewal(),
+                logins_total: vault.logins_total(),
             },
             circuit_breaker: CircuitBreakerStatus {
                 state: breaker_state,

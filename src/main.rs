@@ -12,7 +12,7 @@ use onex_vault_adapter::operations::Dispatcher;
 use onex_vault_adapter::resilience::{BreakerConfig, CircuitBreaker};
 use onex_vault_adapter::runtime::{self, Node};
 use onex_vault_adapter::telemetry::Telemetry;
-use onex_vault_adapter::vault::Vault;
+use onex_vault_adapter::vault::{keep_token_alive, Vault};
 use onex_vault_adapter::{http, logging, requester, shutdown};
 
 #[derive(Parser)]
@@ -206,6 +206,11 @@ async fn start(contract: Contract) -> anyhow::Result<()> {
 
     tokio::spawn(runtime::publish_breaker_transitions(node.clone(), transitions, stop.clone()));
     tokio::spawn(runtime::publish_lease_events(node.clone(), lease_events, stop.clone()));
+    let renewal = &node.contract.vault.token_renewal;
+    if renewal.enabled {
+        let vault = node.dispatcher.vault_handle();
+        tokio::spawn(keep_token_alive(vault, node.telemetry.clone(), renewal.renew_at_fraction, stop.clone()));
+    }
     let reporter = node
         .contract
         .health_check

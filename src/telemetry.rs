@@ -55,6 +55,7 @@ pub struct Telemetry {
     token_renewals: Counter,
     token_renewal_failures: Counter,
     vault_health_checks: Counter,
+    last_token_renewal: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
     interval: Mutex<IntervalStats>,
     lag: Mutex<BTreeMap<String, i64>>,
     last_breaker_opened: AtomicU64,
@@ -133,6 +134,7 @@ impl Telemetry {
             token_renewals: Counter::default(),
             token_renewal_failures: Counter::default(),
             vault_health_checks: Counter::default(),
+            last_token_renewal: Mutex::default(),
             interval: Mutex::default(),
             lag: Mutex::default(),
             last_breaker_opened: AtomicU64::new(0),
@@ -175,10 +177,7 @@ impl Telemetry {
         let seconds = duration.as_secs_f64();
         self.durations.get_or_create(&OperationLabel { operation: operation.clone() }).observe(seconds);
         if operation == "renew_token" {
-            match error {
-                None => self.token_renewals.inc(),
-                Some(_) => self.token_renewal_failures.inc(),
-            };
+            self.record_token_renewal(error.is_none());
         }
         let mut stats = self.interval.lock().unwrap_or_else(|p| p.into_inner());
         let window = stats.operations.entry(operation).or_default();
@@ -221,6 +220,20 @@ impl Telemetry {
             window.insert(name.clone(), std::mem::take(&mut op.window));
         }
         IntervalReport { operations, window }
+    }
+
+    /// A renewal of the node's own token, by request or in the background.
+    pub fn record_token_renewal(&self, success: bool) {
+        if success {
+            self.token_renewals.inc();
+            *self.last_token_renewal.lock().unwrap_or_else(|p| p.into_inner()) = Some(chrono::Utc::now());
+        } else {
+            self.token_renewal_failures.inc();
+        }
+    }
+
+    pub fn last_token_renewal(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        *self.last_token_renewal.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn record_consumed(&self) {

@@ -86,8 +86,8 @@ pub struct VaultStatus {
     pub latency_ms: Option<f64>,
 }
 
-/// The node's own Vault token (never the token itself). Renewals count the
-/// node's `renew_token` operations (and, later, its own background renewals).
+/// The node's own Vault token (never the token itself). Renewals count both
+/// the background renewals and `renew_token` operations.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct TokenStatus {
     /// Remaining time to live; null for a token without expiry.
@@ -95,6 +95,12 @@ pub struct TokenStatus {
     pub renewable: Option<bool>,
     pub renewals_total: u64,
     pub renewal_failures_total: u64,
+    /// When the node last renewed its token.
+    #[serde(default)]
+    pub last_renewal: Option<DateTime<Utc>>,
+    /// Logins after the first: the token could not be renewed or was revoked.
+    #[serde(default)]
+    pub logins_total: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -136,7 +136,23 @@ pub struct VaultSettings {
     pub request_timeout_ms: u64,
     pub auth: VaultAuth,
     #[serde(default)]
+    pub token_renewal: TokenRenewal,
+    #[serde(default)]
     pub lease_keep_alive: LeaseKeepAlive,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRenewal {
+    pub enabled: bool,
+    /// Renew when this fraction of the token's TTL has passed.
+    pub renew_at_fraction: f64,
+}
+
+impl Default for TokenRenewal {
+    fn default() -> Self {
+        TokenRenewal { enabled: true, renew_at_fraction: 0.667 }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -394,6 +410,17 @@ impl Contract {
             &mut p,
             breaker.success_threshold >= 1,
             "error_handling.circuit_breaker.success_threshold: must be ≥ 1",
+        );
+        let renewal = &self.vault.token_renewal;
+        require(
+            &mut p,
+            renewal.renew_at_fraction > 0.0 && renewal.renew_at_fraction < 1.0,
+            "vault.token_renewal.renew_at_fraction: must be between 0 and 1 (exclusive)",
+        );
+        require(
+            &mut p,
+            self.vault.lease_keep_alive.max_tracked >= 1,
+            "vault.lease_keep_alive.max_tracked: must be ≥ 1",
         );
         let health = &self.health_check;
         require(&mut p, health.endpoint.starts_with('/'), "health_check.endpoint: must start with '/'");

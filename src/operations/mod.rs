@@ -82,6 +82,10 @@ impl Dispatcher {
         &self.vault
     }
 
+    pub fn vault_handle(&self) -> Arc<Vault> {
+        self.vault.clone()
+    }
+
     pub fn breaker(&self) -> &CircuitBreaker {
         &self.breaker
     }
@@ -97,9 +101,25 @@ impl Dispatcher {
         }
         let cx = Context { vault: &self.vault, default_mount: &self.default_mount, leases: &self.leases };
         let cx = &cx;
-        guarded_call(&self.breaker, &self.backoff, self.timeout, move || dispatch(cx, request))
-            .await
-            .map_err(|failure| self.reply_error(failure))
+        let generation = self.vault.token_generation();
+        let outcome = guarded_call(&self.breaker, &self.backoff, self.timeout, move || dispatch(cx, request)).await;
+        let outcome = match outcome {
+            // A 403 may be policy, or the node's own token expired or revoked:
+            // only in the second case, log in again and try once more.
+            Err(Guarded::Inner(VaultError::Status { status: 403, .. }))
+                if self.vault.can_log_in_again() && self.vault.token_is_dead().await =>
+            {
+                tracing::warn!("the node's Vault token is no longer valid; logging in again");
+                match self.vault.log_in_again(generation).await {
+                    Ok(_) => {
+                        guarded_call(&self.breaker, &self.backoff, self.timeout, move || dispatch(cx, request)).await
+                    }
+                    Err(error) => Err(Guarded::Inner(error)),
+                }
+            }
+            other => other,
+        };
+        outcome.map_err(|failure| self.reply_error(failure))
     }
 
     fn reply_error(&self, failure: Guarded<VaultError>) -> ReplyError {

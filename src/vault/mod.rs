@@ -7,7 +7,9 @@
 //! token changes, so calls in flight keep the client they started with.
 
 mod error;
+mod renewal;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use serde_json::Value;
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 
 pub use error::{Hint, VaultError};
+pub use renewal::keep_token_alive;
 
 use crate::contract::{AuthMethod, VaultSettings};
 
@@ -29,6 +32,9 @@ pub struct TokenInfo {
     pub ttl: u64,
     #[serde(default)]
     pub renewable: bool,
+    /// The TTL the token was created with.
+    #[serde(default)]
+    pub creation_ttl: u64,
 }
 
 /// What `sys/health` says. Every field is optional: OpenBao omits some that
@@ -49,6 +55,21 @@ pub struct Vault {
     token: RwLock<SecretString>,
     client: RwLock<Arc<VaultClient>>,
     http: reqwest::Client,
+    /// AppRole credentials, kept to log in again when the token can no
+    /// longer be renewed or was revoked; `None` with token auth.
+    approle: Option<AppRole>,
+    /// Bumped at every login, so concurrent callers that saw the same dead
+    /// token log in once, not once each.
+    generation: AtomicU64,
+    /// Logins after the first, for the health event.
+    logins: AtomicU64,
+    login_lock: tokio::sync::Mutex<()>,
+}
+
+struct AppRole {
+    mount: String,
+    role_id: SecretString,
+    secret_id: SecretString,
 }
 
 impl Vault {
@@ -60,6 +81,16 @@ impl Vault {
         let http = reqwest::Client::builder().timeout(timeout).build().map_err(|_| VaultError::Malformed)?;
         let placeholder = SecretString::from(String::new());
         let client = build_client(&address, namespace.as_deref(), timeout, &placeholder)?;
+        let auth = &settings.auth;
+        let approle = match (auth.method, &auth.role_id, &auth.secret_id) {
+            (AuthMethod::Approle, Some(role_id), Some(secret_id)) => Some(AppRole {
+                mount: auth.approle_mount.clone(),
+                role_id: role_id.clone(),
+                secret_id: secret_id.clone(),
+            }),
+            (AuthMethod::Approle, _, _) => return Err(VaultError::Login { status: None }),
+            (AuthMethod::Token, _, _) => None,
+        };
         let vault = Vault {
             address,
             namespace,
@@ -67,16 +98,14 @@ impl Vault {
             token: RwLock::new(placeholder),
             client: RwLock::new(Arc::new(client)),
             http,
+            approle,
+            generation: AtomicU64::new(0),
+            logins: AtomicU64::new(0),
+            login_lock: tokio::sync::Mutex::new(()),
         };
-        let auth = &settings.auth;
-        let token = match auth.method {
-            AuthMethod::Token => auth.token.clone().ok_or(VaultError::Login { status: None })?,
-            AuthMethod::Approle => {
-                let (Some(role_id), Some(secret_id)) = (&auth.role_id, &auth.secret_id) else {
-                    return Err(VaultError::Login { status: None });
-                };
-                vault.approle_login(&auth.approle_mount, role_id, secret_id).await?
-            }
+        let token = match &vault.approle {
+            Some(approle) => vault.approle_login(approle).await?,
+            None => auth.token.clone().ok_or(VaultError::Login { status: None })?,
         };
         vault.use_token(token)?;
         vault.lookup_self().await.map_err(|e| match e {
@@ -86,29 +115,63 @@ impl Vault {
         Ok(vault)
     }
 
-    async fn approle_login(
-        &self,
-        mount: &str,
-        role_id: &SecretString,
-        secret_id: &SecretString,
-    ) -> Result<SecretString, VaultError> {
+    async fn approle_login(&self, approle: &AppRole) -> Result<SecretString, VaultError> {
         let client = self.client();
+        let (role_id, secret_id) = (approle.role_id.expose_secret(), approle.secret_id.expose_secret());
         let auth =
-            vaultrs::auth::approle::login(client.as_ref(), mount, role_id.expose_secret(), secret_id.expose_secret())
-                .await
-                .map_err(|e| match VaultError::from(e) {
+            vaultrs::auth::approle::login(client.as_ref(), &approle.mount, role_id, secret_id).await.map_err(|e| {
+                match VaultError::from(e) {
                     VaultError::Status { status, .. } => VaultError::Login { status: Some(status) },
                     other => other,
-                })?;
+                }
+            })?;
         Ok(SecretString::from(auth.client_token))
     }
 
-    /// Makes `token` the one every later call uses.
+    /// Makes `token` the one every later call uses. Calls in flight keep the
+    /// client (and token) they started with.
     fn use_token(&self, token: SecretString) -> Result<(), VaultError> {
         let client = build_client(&self.address, self.namespace.as_deref(), self.timeout, &token)?;
         *self.client.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(client);
         *self.token.write().unwrap_or_else(|p| p.into_inner()) = token;
+        self.generation.fetch_add(1, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Whether the node can get itself a new token (AppRole auth).
+    pub fn can_log_in_again(&self) -> bool {
+        self.approle.is_some()
+    }
+
+    /// Logins after the first.
+    pub fn logins_total(&self) -> u64 {
+        self.logins.load(Ordering::Relaxed)
+    }
+
+    /// Which token is in use: changes at every login.
+    pub fn token_generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Logs in again with AppRole, unless someone already did since the
+    /// caller saw `generation` in use. Returns whether a login happened.
+    pub async fn log_in_again(&self, generation: u64) -> Result<bool, VaultError> {
+        let Some(approle) = &self.approle else { return Ok(false) };
+        let _one_at_a_time = self.login_lock.lock().await;
+        if self.token_generation() != generation {
+            return Ok(false);
+        }
+        let token = self.approle_login(approle).await?;
+        self.use_token(token)?;
+        self.logins.fetch_add(1, Ordering::Relaxed);
+        tracing::info!("logged in to Vault again with AppRole");
+        Ok(true)
+    }
+
+    /// Whether the current token is dead (expired or revoked): Vault refuses
+    /// even to describe it. A 403 on a path with a live token is policy.
+    pub async fn token_is_dead(&self) -> bool {
+        matches!(self.lookup_self().await, Err(VaultError::Status { status: 403, .. }))
     }
 
     /// The current `vaultrs` client, for the typed KV v2 and token endpoints.
