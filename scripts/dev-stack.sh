@@ -2,7 +2,7 @@
 # Runs the node against a local dev stack, without Docker:
 #   - OpenBao dev server (Vault API) on 127.0.0.1:${DEV_VAULT_PORT:-8200}, in memory
 #   - Tansu (Kafka protocol) on 127.0.0.1:${DEV_KAFKA_PORT:-9092}, in memory,
-#     with the seven topics of contract.yaml (3 partitions each)
+#     with the topics of contract.yaml (3 partitions each)
 #   - the node itself (target/debug/onex-vault-adapter run), logging in via
 #     AppRole with the least-privilege policy deploy/vault/onex-vault-adapter-policy.hcl
 #     (never with the root token), health on 127.0.0.1:${ONEX_HTTP_PORT:-8085}/health

@@ -11,6 +11,7 @@ pub mod bus;
 pub mod contract;
 pub mod decode;
 pub mod health;
+pub mod health_view;
 pub mod http;
 pub mod leases;
 pub mod logging;

@@ -52,6 +52,10 @@ enum Command {
         #[arg(long, default_value_t = 15)]
         timeout_seconds: u64,
     },
+    /// Show one row per node instance from the health topic, like `kubectl top`.
+    ///
+    /// Exit 0 after printing, 2 when Kafka is unreachable, 1 on other failures.
+    Health(onex_vault_adapter::health_view::HealthArgs),
     /// Print the JSON Schemas of the node's messages (all, or the one named).
     Schema {
         /// e.g. vault-request, vault-reply, vault-dead-letter, vault-health, circuit-breaker
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Schema { name } => print_schemas(name.as_deref()),
+        Command::Health(args) => onex_vault_adapter::health_view::run(args),
         Command::Send { file, bootstrap_servers, request_topic, completed_topic, failed_topic, timeout_seconds } => {
             let topics = requester::Topics { requests: request_topic, replies: vec![completed_topic, failed_topic] };
             send(&file, &bootstrap_servers, &topics, timeout_seconds)
