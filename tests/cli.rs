@@ -97,3 +97,13 @@ fn approle_without_credentials_names_both_settings() {
     let log = text(&out.stderr);
     assert!(log.contains("VAULT_ROLE_ID") && log.contains("VAULT_SECRET_ID"), "{log}");
 }
+
+#[test]
+fn a_taken_http_port_is_a_clear_start_up_error() {
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").expect("bind a port");
+    let port = taken.local_addr().expect("address").port().to_string();
+    let out = adapter(&["run"], &[ENV[0], ENV[1], ENV[2], ("ONEX_HTTP_PORT", &port)]);
+    assert_eq!(out.status.code(), Some(1));
+    let log = text(&out.stderr);
+    assert!(log.contains("cannot listen on") && log.contains("ONEX_HTTP_PORT"), "{log}");
+}
