@@ -156,6 +156,7 @@ impl Reporter {
                 assigned_partitions: telemetry.assigned_partitions(),
                 consumer_lag: telemetry.consumer_lag(),
             },
+            read_cache: node.dispatcher.cache().map(|cache| cache.stats()),
             vault_metrics: vault_metrics(
                 &report,
                 elapsed,

@@ -8,6 +8,7 @@
 //! `bus` (Kafka settings, publishing, offsets).
 
 pub mod bus;
+pub mod cache;
 pub mod contract;
 pub mod decode;
 pub mod health;

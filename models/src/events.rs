@@ -72,7 +72,20 @@ pub struct HealthEvent {
     /// Per operation name (`get_secret`, ...).
     pub operations: BTreeMap<String, OperationStats>,
     pub bus: BusStats,
+    /// The read cache, when the contract enables it.
+    #[serde(default)]
+    pub read_cache: Option<CacheStats>,
     pub vault_metrics: VaultMetrics,
+}
+
+/// The node's read cache for `get_secret` (never its contents).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct CacheStats {
+    pub entries: u64,
+    pub bytes: u64,
+    pub hits_total: u64,
+    pub misses_total: u64,
+    pub evictions_total: u64,
 }
 
 /// What `sys/health` said; null fields were not reported.

@@ -28,19 +28,19 @@ pub use dlq::{DeadLetter, DEAD_LETTER_PAYLOAD_TYPE};
 pub use envelope::{Envelope, EnvelopeMetadata, ENVELOPE_VERSION, NODE_NAME};
 pub use error::{ErrorCode, ReplyError};
 pub use events::{
-    BreakerState, BusStats, CircuitBreakerEvent, CircuitBreakerStatus, HealthEvent, HealthPhase, HealthStatus,
-    LeaseEvent, LeaseEventKind, OperationStats, TokenStatus, VaultMetrics, VaultStatus, CIRCUIT_BREAKER_PAYLOAD_TYPE,
-    HEALTH_PAYLOAD_TYPE, LEASE_EVENT_PAYLOAD_TYPE,
+    BreakerState, BusStats, CacheStats, CircuitBreakerEvent, CircuitBreakerStatus, HealthEvent, HealthPhase,
+    HealthStatus, LeaseEvent, LeaseEventKind, OperationStats, TokenStatus, VaultMetrics, VaultStatus,
+    CIRCUIT_BREAKER_PAYLOAD_TYPE, HEALTH_PAYLOAD_TYPE, LEASE_EVENT_PAYLOAD_TYPE,
 };
 pub use path::{mask_path, FolderPath, MountName, PathError, SecretPath, MAX_PATH_BYTES};
 pub use reply::{
-    DeleteSecretResult, GetSecretResult, ListSecretsResult, LookupLeaseResult, OperationResult, RenewLeaseResult,
-    RenewTokenResult, ReplyStatus, RevokeLeaseResult, SecretVersionMetadata, SetSecretResult, VaultReply,
-    REPLY_PAYLOAD_TYPE,
+    BatchItem, DeleteSecretResult, GetSecretResult, GetSecretsBatchResult, ListSecretsResult, LookupLeaseResult,
+    OperationResult, RenewLeaseResult, RenewTokenResult, ReplyStatus, RevokeLeaseResult, SecretVersionMetadata,
+    SetSecretResult, VaultReply, REPLY_PAYLOAD_TYPE,
 };
 pub use request::{
-    DeleteSecret, GetSecret, ListSecrets, LookupLease, Operation, RenewLease, RenewToken, RevokeLease, SetSecret,
-    VaultRequest, MAX_SECRET_DATA_BYTES,
+    Consistency, DeleteSecret, GetSecret, GetSecretsBatch, ListSecrets, LookupLease, Operation, RenewLease, RenewToken,
+    RevokeLease, SetSecret, VaultRequest, MAX_BATCH_PATHS, MAX_SECRET_DATA_BYTES,
 };
 pub use schema::{schemas, MessageSchema};
 pub use secret::SecretData;

@@ -74,6 +74,28 @@ pub enum OperationResult {
     RenewToken(RenewTokenResult),
     LookupLease(LookupLeaseResult),
     RevokeLease(RevokeLeaseResult),
+    GetSecretsBatch(GetSecretsBatchResult),
+}
+
+/// One result per requested path, in request order.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetSecretsBatchResult {
+    pub results: Vec<BatchItem>,
+}
+
+/// One path of a batch: its data, or why it could not be read.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchItem {
+    pub path: String,
+    pub status: ReplyStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<SecretData>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<SecretVersionMetadata>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ReplyError>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -38,6 +38,41 @@ pub enum VaultRequest {
     LookupLease(LookupLease),
     /// Revoke a lease now (and stop keeping it alive).
     RevokeLease(RevokeLease),
+    /// Read several secrets in one request; one result per path.
+    GetSecretsBatch(GetSecretsBatch),
+}
+
+/// Whether a read may be served from the node's read cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Consistency {
+    /// From the cache when the node has one and the entry is fresh enough.
+    #[default]
+    Cached,
+    /// Always from Vault (the result refreshes the cache).
+    Fresh,
+}
+
+impl Consistency {
+    fn is_default(&self) -> bool {
+        *self == Consistency::Cached
+    }
+}
+
+/// Most paths one batch may name (the contract may set a lower limit).
+pub const MAX_BATCH_PATHS: usize = 256;
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetSecretsBatch {
+    /// KV v2 mount of every path; the contract's default mount when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount: Option<MountName>,
+    /// The secrets to read (latest versions), at least one.
+    #[schemars(length(min = 1, max = 256))]
+    pub paths: Vec<SecretPath>,
+    #[serde(default, skip_serializing_if = "Consistency::is_default")]
+    pub consistency: Consistency,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -51,6 +86,9 @@ pub struct GetSecret {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub version: Option<u64>,
+    /// `fresh` bypasses the node's read cache.
+    #[serde(default, skip_serializing_if = "Consistency::is_default")]
+    pub consistency: Consistency,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -147,10 +185,11 @@ pub enum Operation {
     RenewToken,
     LookupLease,
     RevokeLease,
+    GetSecretsBatch,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 8] = [
+    pub const ALL: [Operation; 9] = [
         Operation::GetSecret,
         Operation::SetSecret,
         Operation::DeleteSecret,
@@ -159,6 +198,7 @@ impl Operation {
         Operation::RenewToken,
         Operation::LookupLease,
         Operation::RevokeLease,
+        Operation::GetSecretsBatch,
     ];
 
     /// The wire name, e.g. `get_secret`.
@@ -172,6 +212,7 @@ impl Operation {
             Operation::RenewToken => "renew_token",
             Operation::LookupLease => "lookup_lease",
             Operation::RevokeLease => "revoke_lease",
+            Operation::GetSecretsBatch => "get_secrets_batch",
         }
     }
 
@@ -197,6 +238,7 @@ impl VaultRequest {
             VaultRequest::RenewToken(_) => Operation::RenewToken,
             VaultRequest::LookupLease(_) => Operation::LookupLease,
             VaultRequest::RevokeLease(_) => Operation::RevokeLease,
+            VaultRequest::GetSecretsBatch(_) => Operation::GetSecretsBatch,
         }
     }
 
@@ -241,6 +283,9 @@ impl VaultRequest {
                 if id.chars().any(char::is_control) {
                     return Err("payload.lease_id: must not contain control characters".into());
                 }
+            }
+            VaultRequest::GetSecretsBatch(batch) if batch.paths.is_empty() || batch.paths.len() > MAX_BATCH_PATHS => {
+                return Err(format!("payload.paths: must name 1 to {MAX_BATCH_PATHS} paths"));
             }
             VaultRequest::GetSecret(get) if get.version == Some(0) => {
                 return Err("payload.version: must be ≥ 1".into());

@@ -139,6 +139,42 @@ pub struct VaultSettings {
     pub token_renewal: TokenRenewal,
     #[serde(default)]
     pub lease_keep_alive: LeaseKeepAlive,
+    #[serde(default)]
+    pub read_cache: ReadCacheSettings,
+    #[serde(default)]
+    pub batch: BatchLimits,
+}
+
+/// The optional `get_secret` cache (see `cache.rs`).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadCacheSettings {
+    pub enabled: bool,
+    pub ttl_seconds: u64,
+    pub max_entries: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for ReadCacheSettings {
+    fn default() -> Self {
+        ReadCacheSettings { enabled: false, ttl_seconds: 300, max_entries: 10_000, max_bytes: 16 << 20 }
+    }
+}
+
+/// `get_secrets_batch` limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchLimits {
+    /// Most paths one batch may name.
+    pub max_paths: usize,
+    /// Paths of one batch read at once.
+    pub concurrency: usize,
+}
+
+impl Default for BatchLimits {
+    fn default() -> Self {
+        BatchLimits { max_paths: 64, concurrency: 8 }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]

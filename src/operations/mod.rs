@@ -21,9 +21,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use onex_vault_models::{ErrorCode, MountName, Operation, OperationResult, ReplyError, VaultRequest};
+use onex_vault_models::{
+    BatchItem, Consistency, DeleteSecret, ErrorCode, GetSecret, GetSecretsBatch, GetSecretsBatchResult, MountName,
+    Operation, OperationResult, ReplyError, ReplyStatus, SetSecret, VaultRequest,
+};
 
-use crate::contract::Contract;
+use crate::cache::ReadCache;
+use crate::contract::{BatchLimits, Contract};
 use crate::leases::LeaseKeeper;
 use crate::resilience::{guarded_call, BackoffPolicy, CircuitBreaker, Guarded};
 use crate::vault::{Vault, VaultError};
@@ -49,6 +53,8 @@ pub struct Dispatcher {
     enabled: BTreeSet<Operation>,
     breaker: Arc<CircuitBreaker>,
     leases: Arc<LeaseKeeper>,
+    cache: Option<ReadCache>,
+    batch_limits: BatchLimits,
     backoff: BackoffPolicy,
     timeout: Duration,
 }
@@ -67,6 +73,11 @@ impl Dispatcher {
             enabled: contract.enabled_operations(),
             breaker,
             leases,
+            cache: contract.vault.read_cache.enabled.then(|| {
+                let settings = &contract.vault.read_cache;
+                ReadCache::new(Duration::from_secs(settings.ttl_seconds), settings.max_entries, settings.max_bytes)
+            }),
+            batch_limits: contract.vault.batch.clone(),
             backoff: BackoffPolicy {
                 max_attempts: retry.max_attempts,
                 initial_delay: Duration::from_millis(retry.initial_delay_ms),
@@ -90,6 +101,11 @@ impl Dispatcher {
         &self.breaker
     }
 
+    /// The read cache, when the contract enables it.
+    pub fn cache(&self) -> Option<&ReadCache> {
+        self.cache.as_ref()
+    }
+
     /// Performs `request`; every failure comes back as the reply's error.
     pub async fn handle(&self, request: &VaultRequest) -> Result<OperationResult, ReplyError> {
         let operation = request.operation();
@@ -99,6 +115,96 @@ impl Dispatcher {
                 format!("operation {operation} is not enabled in this node's contract"),
             ));
         }
+        match request {
+            VaultRequest::GetSecret(get) => self.read(get).await,
+            VaultRequest::GetSecretsBatch(batch) => self.read_batch(batch).await,
+            VaultRequest::SetSecret(SetSecret { mount, path, .. })
+            | VaultRequest::DeleteSecret(DeleteSecret { mount, path, .. }) => {
+                let outcome = self.call(request).await;
+                if let Some(cache) = &self.cache {
+                    // Even a failed write may have reached Vault: forget the path.
+                    cache.invalidate(mount.as_ref().unwrap_or(&self.default_mount).as_str(), path.as_str());
+                }
+                outcome
+            }
+            _ => self.call(request).await,
+        }
+    }
+
+    /// A read, from the cache when allowed and fresh, else from Vault.
+    async fn read(&self, get: &GetSecret) -> Result<OperationResult, ReplyError> {
+        let mount = get.mount.as_ref().unwrap_or(&self.default_mount).as_str();
+        let path = get.path.as_str();
+        let Some(cache) = &self.cache else { return self.call_get(get).await };
+        if get.consistency == Consistency::Cached {
+            if let Some(hit) = cache.get(mount, path, get.version) {
+                return Ok(OperationResult::GetSecret(hit));
+            }
+        }
+        let outcome = self.call_get(get).await;
+        if let Ok(OperationResult::GetSecret(result)) = &outcome {
+            cache.insert(mount, path, get.version, result);
+        }
+        outcome
+    }
+
+    async fn call_get(&self, get: &GetSecret) -> Result<OperationResult, ReplyError> {
+        self.call(&VaultRequest::GetSecret(get.clone())).await
+    }
+
+    /// Reads every path of a batch, `batch.concurrency` at a time, each like
+    /// a `get_secret`; one failing path does not fail the batch.
+    async fn read_batch(&self, batch: &GetSecretsBatch) -> Result<OperationResult, ReplyError> {
+        if batch.paths.len() > self.batch_limits.max_paths {
+            return Err(ReplyError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "payload.paths: at most {} paths per batch (vault.batch.max_paths)",
+                    self.batch_limits.max_paths
+                ),
+            ));
+        }
+        let slots = tokio::sync::Semaphore::new(self.batch_limits.concurrency);
+        let reads: Vec<_> = batch.paths.iter().map(|path| self.read_in_batch(&slots, batch, path)).collect();
+        let results = futures_util::future::join_all(reads).await;
+        Ok(OperationResult::GetSecretsBatch(GetSecretsBatchResult { results }))
+    }
+
+    /// One path of a batch, read when one of the batch's slots is free.
+    async fn read_in_batch(
+        &self,
+        slots: &tokio::sync::Semaphore,
+        batch: &GetSecretsBatch,
+        path: &onex_vault_models::SecretPath,
+    ) -> BatchItem {
+        let _slot = slots.acquire().await;
+        let get =
+            GetSecret { mount: batch.mount.clone(), path: path.clone(), version: None, consistency: batch.consistency };
+        let path = path.to_string();
+        match self.read(&get).await {
+            Ok(OperationResult::GetSecret(found)) => BatchItem {
+                path,
+                status: ReplyStatus::Success,
+                data: Some(found.data),
+                metadata: Some(found.metadata),
+                error: None,
+            },
+            Ok(_) => BatchItem {
+                path,
+                status: ReplyStatus::Error,
+                data: None,
+                metadata: None,
+                error: Some(ReplyError::new(ErrorCode::InternalError, "a bug: a read returned another result")),
+            },
+            Err(error) => {
+                BatchItem { path, status: ReplyStatus::Error, data: None, metadata: None, error: Some(error) }
+            }
+        }
+    }
+
+    /// One request through the resilience layers, with one new login and
+    /// retry if the node's own token turns out to be dead.
+    async fn call(&self, request: &VaultRequest) -> Result<OperationResult, ReplyError> {
         let cx = Context { vault: &self.vault, default_mount: &self.default_mount, leases: &self.leases };
         let cx = &cx;
         let generation = self.vault.token_generation();
@@ -152,6 +258,8 @@ async fn dispatch(cx: &Context<'_>, request: &VaultRequest) -> Result<OperationR
         VaultRequest::RenewToken(r) => renew_token::run(cx, r).await,
         VaultRequest::LookupLease(r) => lookup_lease::run(cx, r).await,
         VaultRequest::RevokeLease(r) => revoke_lease::run(cx, r).await,
+        // Composite: `Dispatcher::read_batch` runs it as single reads.
+        VaultRequest::GetSecretsBatch(_) => Err(VaultError::Malformed),
     }
 }
 
@@ -177,6 +285,10 @@ impl Target {
                 Target { mount: None, path: request.lease_id().map(str::to_owned) }
             }
             VaultRequest::RenewToken(_) => Target { mount: None, path: None },
+            VaultRequest::GetSecretsBatch(r) => {
+                let paths: Vec<&str> = r.paths.iter().map(|p| p.as_str()).collect();
+                kv(&r.mount, &paths.join(","))
+            }
         }
     }
 

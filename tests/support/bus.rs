@@ -171,6 +171,8 @@ pub struct Record {
     pub value: Vec<u8>,
     /// The value parsed as JSON, when it is JSON.
     pub json: Option<Value>,
+    /// When the watcher received it (fault tests measure reply latency with it).
+    pub received_at: std::time::Instant,
 }
 
 impl Record {
@@ -359,6 +361,7 @@ fn collect(consumer: BaseConsumer, seen: &Seen, stop: &AtomicBool) {
                     headers,
                     json: serde_json::from_slice(&value).ok(),
                     value,
+                    received_at: std::time::Instant::now(),
                 };
                 let mut records = seen.records.lock().expect("watcher records poisoned");
                 records.push(record);

@@ -548,6 +548,71 @@ fn spawn_tansu(binaries: &Binaries, run_dir: &Path, attempt: u32) -> Spawned {
     Spawned { process, port }
 }
 
+/// A Tansu *proxy* (`tansu proxy`): a Kafka-protocol relay in front of the test
+/// broker that rewrites the broker addresses in its answers (metadata, group
+/// coordinator) to `advertised`. See `kafka_link.rs` for why fault tests need it.
+#[derive(Debug)]
+pub(super) struct KafkaRelay {
+    process: ServerProcess,
+    /// Where the relay listens, on 127.0.0.1.
+    pub port: u16,
+}
+
+impl KafkaRelay {
+    pub(super) fn still_running(&mut self) -> Result<(), String> {
+        self.process.still_running()
+    }
+
+    pub(super) fn log_path(&self) -> &Path {
+        &self.process.log_path
+    }
+}
+
+/// Starts `tansu proxy` on `127.0.0.1:<port>`, forwarding to `origin`
+/// (`host:port` of a Kafka broker) and advertising `advertised` (`host:port`)
+/// as the broker's address. Does not wait for it to be ready. The process dies
+/// with the test process, or when the returned value is dropped.
+pub(super) fn spawn_kafka_relay(
+    port: u16,
+    advertised: &str,
+    origin: &str,
+    log_dir: &Path,
+) -> Result<KafkaRelay, String> {
+    let tansu = locate_binary("ONEX_TANSU_BIN").ok_or_else(|| {
+        format!(
+            "no Tansu binary (ONEX_TANSU_BIN, or {}); run scripts/install-test-servers.sh",
+            servers_env_file().display()
+        )
+    })?;
+    let mut command = Command::new(&tansu);
+    command
+        .args([
+            "proxy",
+            "--listener-url",
+            &format!("tcp://127.0.0.1:{port}"),
+            "--advertised-listener-url",
+            &format!("tcp://{advertised}"),
+            "--origin-url",
+            &format!("tcp://{origin}"),
+        ])
+        .current_dir(log_dir);
+    let log_path = log_dir.join(format!("tansu-proxy-{port}.log"));
+    let process = ServerProcess::spawn("Tansu proxy", command, log_path);
+    Ok(KafkaRelay { process, port })
+}
+
+/// One server binary from its environment variable, else from `servers.env`.
+fn locate_binary(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|value| !value.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            let text = fs::read_to_string(servers_env_file()).ok()?;
+            parse_env_file(&text).into_iter().find(|(key, _)| key == name).map(|(_, value)| PathBuf::from(value))
+        })
+        .filter(|path| is_executable(path))
+}
+
 // ---------------------------------------------------------------------------
 // PostgreSQL
 // ---------------------------------------------------------------------------

@@ -7,6 +7,8 @@
 //! - [`faults`] seals, unseals, kills and restarts the shared Vault server; fault
 //!   tests live in their own test binaries (see there why).
 //! - [`proxy`] is a loopback TCP proxy that can delay, stall or cut a link.
+//! - [`kafka_link`] puts such a proxy between the node and the broker, for the node only.
+//! - [`load`] sends many requests and accounts for their replies (lost, duplicated, latency).
 //!
 //! Every test binary compiles this module separately and uses only part of it.
 #![allow(dead_code)]
@@ -14,6 +16,8 @@
 pub mod bus;
 mod container_stack;
 pub mod faults;
+pub mod kafka_link;
+pub mod load;
 mod local_stack;
 pub mod node;
 pub mod proxy;

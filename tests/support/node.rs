@@ -6,6 +6,7 @@
 //! [`Requester`] talks to it exactly as another ONEX node would: it produces
 //! request envelopes and waits for the reply with the same `correlation_id`.
 
+use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -70,16 +71,41 @@ pub type ContractEdit = Box<dyn FnOnce(&mut serde_yaml::Value)>;
 /// How to start the node; `NodeOptions::default()` uses the root token.
 #[derive(Default)]
 pub struct NodeOptions {
-    /// Environment for the node on top of the stack's addresses.
+    /// Environment for the node on top of the stack's addresses (a key set here
+    /// wins over the harness's own, e.g. `VAULT_ADDR` to point the node at a
+    /// `proxy::Proxy`, or `KAFKA_BOOTSTRAP_SERVERS`).
     pub env: Vec<(String, String)>,
     /// Edits to the contract before it is written (a YAML tree).
     pub contract_edits: Vec<ContractEdit>,
+    /// Topics to use instead of fresh unique ones (see [`NodeOptions::join`]).
+    pub topics: Option<Topics>,
+    /// Consumer group to use instead of a fresh unique one.
+    pub group_id: Option<String>,
 }
 
 impl NodeOptions {
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
         self
+    }
+
+    /// Uses `node`'s topics and consumer group: a second instance beside it, or
+    /// its successor after a kill or stop (the restarted node resumes from the
+    /// offsets the group committed).
+    pub fn join(mut self, node: &Node) -> Self {
+        self.topics = Some(node.topics.clone());
+        self.group_id = Some(node.group_id.clone());
+        self
+    }
+
+    /// Points the node at another Vault address, e.g. `http://<proxy addr>`.
+    pub fn vault_addr(self, addr: &str) -> Self {
+        self.env("VAULT_ADDR", addr)
+    }
+
+    /// Points the node at other Kafka bootstrap servers (e.g. a proxied link).
+    pub fn bootstrap_servers(self, servers: &str) -> Self {
+        self.env("KAFKA_BOOTSTRAP_SERVERS", servers)
     }
 
     pub fn edit(mut self, edit: impl FnOnce(&mut serde_yaml::Value) + 'static) -> Self {
@@ -91,6 +117,8 @@ impl NodeOptions {
 pub struct Node {
     child: Option<Child>,
     pub topics: Topics,
+    /// The node's Kafka consumer group.
+    pub group_id: String,
     pub http_port: u16,
     pub log_path: PathBuf,
     _dir: tempfile::TempDir,
@@ -105,8 +133,15 @@ impl Node {
     /// Starts a node with `options`, and waits until its HTTP endpoint answers.
     pub async fn start_with(options: NodeOptions) -> Node {
         let stack = servers();
-        let topics = Topics::unique();
-        bus::create_topics(&stack.bootstrap_servers(), &topics.all(), 3).await;
+        let topics = match options.topics {
+            Some(topics) => topics,
+            None => {
+                let topics = Topics::unique();
+                bus::create_topics(&stack.bootstrap_servers(), &topics.all(), 3).await;
+                topics
+            }
+        };
+        let group_id = options.group_id.unwrap_or_else(|| format!("group-{}", Uuid::new_v4().simple()));
 
         let dir = tempfile::tempdir().expect("temp dir for the node");
         let contract_path = dir.path().join("contract.yaml");
@@ -138,7 +173,7 @@ impl Node {
             .env("ONEX_CONTRACT", &contract_path)
             .env("KAFKA_BOOTSTRAP_SERVERS", stack.bootstrap_servers())
             .env("VAULT_ADDR", stack.vault_addr())
-            .env("ONEX_GROUP_ID", format!("group-{}", Uuid::new_v4().simple()))
+            .env("ONEX_GROUP_ID", &group_id)
             .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
             .env("ONEX_HTTP_PORT", http_port.to_string())
             .env("ONEX_LOG_FORMAT", "json")
@@ -150,7 +185,7 @@ impl Node {
             command.env(key, value);
         }
         let child = command.spawn().expect("start onex-vault-adapter");
-        let mut node = Node { child: Some(child), topics, http_port, log_path, _dir: dir };
+        let mut node = Node { child: Some(child), topics, group_id, http_port, log_path, _dir: dir };
         node.wait_until_alive().await;
         node
     }
@@ -193,6 +228,98 @@ impl Node {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// SIGKILL: the process dies at once, with whatever it had in flight
+    /// (nothing flushed, committed or left). Returns once it is reaped.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // std's `Child::kill` sends SIGKILL.
+            child.kill().expect("SIGKILL the node");
+            child.wait().expect("reap the killed node");
+        }
+    }
+
+    /// Sends SIGTERM without waiting for the exit (see [`Node::wait_exit`]).
+    pub fn terminate(&self) {
+        let child = self.child.as_ref().expect("the node is running");
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    }
+
+    /// Waits (at most `limit`) for the node to exit; returns its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("node still running {limit:?} after SIGTERM; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The process id while the node runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `GET /metrics`, every sample summed per metric name over its labels
+    /// (e.g. `onex_vault_adapter_in_flight`). Empty when the node does not answer.
+    pub async fn metrics(&self) -> HashMap<String, f64> {
+        let client =
+            reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().expect("http client");
+        let url = format!("http://127.0.0.1:{}/metrics", self.http_port);
+        let Ok(response) = client.get(&url).send().await else {
+            return HashMap::new();
+        };
+        let text = response.text().await.unwrap_or_default();
+        let mut metrics = HashMap::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let name = series.split('{').next().unwrap_or(series);
+            if let Ok(value) = value.parse::<f64>() {
+                *metrics.entry(name.to_owned()).or_insert(0.0) += value;
+            }
+        }
+        metrics
+    }
+
+    /// One metric from [`Node::metrics`] (0 when absent).
+    pub async fn metric(&self, name: &str) -> f64 {
+        self.metrics().await.get(name).copied().unwrap_or(0.0)
+    }
+
+    /// Polls `/metrics` until `metric` satisfies `want`, failing after `limit`.
+    /// Returns the value seen.
+    pub async fn wait_for_metric(&self, metric: &str, want: impl Fn(f64) -> bool, limit: Duration) -> f64 {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let value = self.metric(metric).await;
+            if want(value) {
+                return value;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{metric} was {value} after {limit:?}; log tail:\n{}",
+                self.log_tail(40)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The last `lines` lines of the node's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     pub fn requester(&self) -> Requester {
