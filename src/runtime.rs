@@ -98,8 +98,8 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) -> anyhow::Result<()>
                     turn.wait().await;
                     let delivered = handle_record(&node, &record, &abandon).await;
                     let ticket = turn.finish();
-                    drop(slot);
-                    let _ = done.send(Finished { record, delivered, ticket });
+                    // The slot goes back in `finish`, with the in-flight count.
+                    let _ = done.send(Finished { record, delivered, ticket, slot });
                 });
             }
         }
@@ -147,6 +147,7 @@ struct Finished {
     record: OwnedMessage,
     delivered: bool,
     ticket: Option<Ticket>,
+    slot: OwnedSemaphorePermit,
 }
 
 /// A record is done: release its key and store the offset it allows, if its
@@ -177,6 +178,7 @@ fn finish(
         }
     }
     node.telemetry.set_in_flight(offsets.in_flight());
+    drop(finished.slot);
 }
 
 /// Handles one record end to end; returns whether all it caused was delivered.

@@ -127,6 +127,8 @@ async fn outage_under_load(outage: Outage) {
     vault::write_kv("secret", &path, &json!({"k": "v"})).await;
     let node = Node::start_with(NodeOptions::default().env("VAULT_TOKEN", servers().root_token()).edit(|c| {
         c["vault"]["request_timeout_ms"] = VAULT_TIMEOUT_MS.into();
+        // Every read must reach Vault (a cached read is answered without it).
+        c["vault"]["read_cache"]["enabled"] = false.into();
         let breaker = &mut c["error_handling"]["circuit_breaker"];
         breaker["failure_threshold"] = FAILURE_THRESHOLD.into();
         breaker["reset_timeout_ms"] = OPEN_MS.into();
@@ -342,6 +344,7 @@ async fn vault_slow_and_stalled_times_out_with_bounded_in_flight() {
                 .edit(|c| {
                     c["event_bus"]["max_in_flight"] = MAX_IN_FLIGHT.into();
                     c["vault"]["request_timeout_ms"] = TIMEOUT_MS.into();
+                    c["vault"]["read_cache"]["enabled"] = false.into();
                     let retry = &mut c["error_handling"]["retry_policy"];
                     retry["max_attempts"] = ATTEMPTS.into();
                     retry["initial_delay_ms"] = 50.into();

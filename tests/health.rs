@@ -129,6 +129,10 @@ async fn health_metrics_and_audit_match_a_known_workload() {
     assert_eq!(bus["replied_total"], envelopes.len() as u64, "{bus}");
     assert_eq!(bus["in_flight"], 0);
     assert!(bus["assigned_partitions"].as_u64().is_some_and(|p| p == 3), "{bus}");
+    let lag = bus["consumer_lag"].as_object().expect("consumer_lag map");
+    // librdkafka reports a partition's lag once it has fetched from it.
+    assert!(!lag.is_empty() && lag.len() <= 3, "lag per assigned partition: {bus}");
+    assert!(lag.values().all(|l| l.as_i64().is_some_and(|l| l >= 0)), "{bus}");
     let metrics = &health["vault_metrics"];
     assert!(metrics["memory_usage_mb"].as_f64().is_some_and(|mb| mb > 1.0), "{metrics}");
     assert!(metrics["seal_status_checks"].as_u64().is_some_and(|n| n >= 1));

@@ -24,7 +24,9 @@ fn client_config(contract: &Contract) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &contract.event_bus.bootstrap_servers)
-        .set("client.id", onex_vault_models::NODE_NAME);
+        .set("client.id", onex_vault_models::NODE_NAME)
+        // Reconnect within a second of a broker coming back (default: up to 10 s).
+        .set("reconnect.backoff.max.ms", "1000");
     config
 }
 
@@ -45,7 +47,10 @@ pub fn consumer_config(contract: &Contract) -> ClientConfig {
         .set("enable.partition.eof", "false")
         .set("queued.max.messages.kbytes", "4096")
         .set("fetch.max.bytes", (bus.max_record_bytes.max(1 << 20) * 2).to_string())
-        .set("max.partition.fetch.bytes", (bus.max_record_bytes.max(1 << 20) + 1024).to_string());
+        .set("max.partition.fetch.bytes", (bus.max_record_bytes.max(1 << 20) + 1024).to_string())
+        // Consumer lag for /metrics and the health event, measured by
+        // librdkafka every second (a small JSON document; cheap).
+        .set("statistics.interval.ms", "1000");
     config
 }
 

@@ -75,7 +75,10 @@ struct AppRole {
 impl Vault {
     /// Logs in as the contract says and checks the token works.
     pub async fn connect(settings: &VaultSettings) -> Result<Vault, VaultError> {
-        let timeout = Duration::from_millis(settings.request_timeout_ms);
+        // The per-attempt limit is `resilience::with_timeout`'s; the HTTP
+        // clients get a later backstop so a slow Vault is always reported as
+        // a timeout, never as a transport error.
+        let timeout = Duration::from_millis(settings.request_timeout_ms) + Duration::from_secs(1);
         let namespace = (!settings.namespace.is_empty()).then(|| settings.namespace.clone());
         let address = settings.address.trim_end_matches('/').to_owned();
         let http = reqwest::Client::builder().timeout(timeout).build().map_err(|_| VaultError::Malformed)?;
