@@ -175,8 +175,9 @@ async fn proxy_passes_and_counts() {
     stream.write_all(b"hello").await.unwrap();
     expect_echo(&mut stream, b"hello").await;
     assert_eq!(proxy.connections(), 1);
-    assert_eq!(proxy.bytes_to_upstream(), 5);
-    assert_eq!(proxy.bytes_to_client(), 5);
+    // The proxy counts a chunk once its write returned, which may be just
+    // after the client already read it: wait for the counters.
+    eventually("5 bytes each way", || proxy.bytes_to_upstream() == 5 && proxy.bytes_to_client() == 5).await;
 
     // Larger than one chunk, both ways at once.
     let big: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
@@ -191,7 +192,7 @@ async fn proxy_passes_and_counts() {
     };
     let ((), echoed) = tokio::join!(send, receive);
     assert!(echoed == big, "the big echo differs");
-    assert_eq!(proxy.bytes_to_upstream(), 5 + 200_000);
+    eventually("all bytes upstream", || proxy.bytes_to_upstream() == 5 + 200_000).await;
 }
 
 #[tokio::test]
@@ -284,7 +285,7 @@ async fn proxy_in_front_of_vault_health() {
     let proxy = Proxy::start(servers().vault_socket_addr());
 
     assert_eq!(health_via(&proxy, PROMPTLY).await.unwrap(), StatusCode::OK);
-    assert!(proxy.bytes_to_upstream() > 0 && proxy.bytes_to_client() > 0);
+    eventually("bytes both ways", || proxy.bytes_to_upstream() > 0 && proxy.bytes_to_client() > 0).await;
 
     let delay = Duration::from_millis(250);
     proxy.delay(delay);
@@ -304,4 +305,13 @@ async fn proxy_in_front_of_vault_health() {
     proxy.pass();
     assert_eq!(health_via(&proxy, PROMPTLY).await.unwrap(), StatusCode::OK);
     assert!(proxy.connections() >= 5, "{}", proxy.connections());
+}
+
+/// Polls `check` until it holds, failing after 5 s.
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "never reached: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
