@@ -408,8 +408,12 @@ async fn vault_slow_and_stalled_times_out_with_bounded_in_flight() {
     }
     // ...while the rest wait in Kafka, not in the node.
     let metrics = node.metrics().await;
+    // Both counters from one /metrics snapshot: the node counts a reply when
+    // Kafka acknowledges it and only then frees its slot, so at most
+    // max_in_flight records can be taken and not yet answered. (Replies the
+    // test has seen lag by a Kafka round trip, so they cannot be compared.)
     let consumed_at_pass = metrics.get("onex_vault_adapter_records_consumed_total").copied().unwrap_or(0.0);
-    let answered_at_pass = load.answered();
+    let answered_at_pass = metrics.get("onex_vault_adapter_replies_total").copied().unwrap_or(0.0);
     let restored = Instant::now();
     let stall = restored.duration_since(stalled);
     proxy.pass();
@@ -425,7 +429,7 @@ async fn vault_slow_and_stalled_times_out_with_bounded_in_flight() {
         "records taken but unanswered reached {max_taken_unanswered} (bound {MAX_IN_FLIGHT}): the node buffered"
     );
     assert!(
-        consumed_at_pass <= (answered_at_pass as u64 + MAX_IN_FLIGHT) as f64,
+        consumed_at_pass <= answered_at_pass + MAX_IN_FLIGHT as f64,
         "{consumed_at_pass} records taken by the restore, {answered_at_pass} answered: the consumer ran ahead"
     );
 
