@@ -383,6 +383,7 @@ start_node() {
         KAFKA_SESSION_TIMEOUT_MS=6000 \
         ONEX_HTTP_PORT="$http_port" \
         ONEX_LOG_FORMAT=pretty \
+        ONEX_SECURITY_PROFILE="${ONEX_SECURITY_PROFILE:-dev}" \
         "$node_bin" run
     node_pid="$started_pid"
     wait_until_ready "the node" "$node_pid" "${stack_dir}/node.log" \

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use onex_vault_models::{
-    BreakerState, BusStats, CircuitBreakerStatus, HealthEvent, HealthPhase, HealthStatus, TokenStatus, VaultMetrics,
-    VaultStatus, NODE_NAME,
+    BreakerState, BusStats, CircuitBreakerStatus, HealthEvent, HealthPhase, HealthStatus, SecurityStatus, TokenStatus,
+    VaultMetrics, VaultStatus, NODE_NAME,
 };
 use reqwest::Method;
 use tokio_util::sync::CancellationToken;
@@ -76,6 +76,9 @@ impl Reporter {
             phase = ?phase,
             "health event"
         );
+        for warning in &event.security.warnings {
+            tracing::warn!(profile = %event.security.profile, "{warning}");
+        }
         let message = messages::health(&self.node.contract.event_bus, event);
         self.node.publisher.deliver(&message, stop).await;
     }
@@ -157,6 +160,11 @@ impl Reporter {
                 consumer_lag: telemetry.consumer_lag(),
             },
             read_cache: node.dispatcher.cache().map(|cache| cache.stats()),
+            security: SecurityStatus {
+                profile: format!("{:?}", node.gate.profile()).to_lowercase(),
+                requesters: node.gate.requesters() as u64,
+                warnings: node.gate.warnings(),
+            },
             vault_metrics: vault_metrics(
                 &report,
                 elapsed,

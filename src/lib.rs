@@ -3,7 +3,8 @@
 //!
 //! Reading order, along the data path: `contract` (what the node is told),
 //! `runtime` (the consume → decode → dispatch → reply → store-offset loop),
-//! `decode` (bytes to typed request), `operations` (typed request to Vault
+//! `decode` (bytes to typed request), `security` (signature, replay and
+//! access-policy checks; sealed and wrapped delivery), `operations` (typed request to Vault
 //! call), `resilience` (timeout, retry, breaker), `vault` (the Vault client),
 //! `bus` (Kafka settings, publishing, offsets).
 
@@ -21,6 +22,7 @@ pub mod operations;
 pub mod requester;
 pub mod resilience;
 pub mod runtime;
+pub mod security;
 pub mod shutdown;
 pub mod telemetry;
 pub mod trace;

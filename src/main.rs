@@ -11,6 +11,7 @@ use onex_vault_adapter::leases::LeaseKeeper;
 use onex_vault_adapter::operations::Dispatcher;
 use onex_vault_adapter::resilience::{BreakerConfig, CircuitBreaker};
 use onex_vault_adapter::runtime::{self, Node};
+use onex_vault_adapter::security::{self, Gate};
 use onex_vault_adapter::telemetry::Telemetry;
 use onex_vault_adapter::vault::{keep_token_alive, Vault};
 use onex_vault_adapter::{http, logging, requester, shutdown};
@@ -199,6 +200,16 @@ async fn start(contract: Contract) -> anyhow::Result<()> {
     })
     .report_transitions(transitions_tx);
 
+    let gate = Gate::new(&contract);
+    let policy = security::load_policy(&contract, &vault)
+        .await
+        .map_err(|e| anyhow::anyhow!("access_policy.vault_keys: cannot read the requester keys from Vault: {e}"))?;
+    gate.use_policy(policy);
+    for warning in gate.warnings() {
+        tracing::warn!("{warning}");
+    }
+    tracing::info!(profile = ?gate.profile(), requesters = gate.requesters(), "security checks ready");
+
     let vault = Arc::new(vault);
     let (lease_events_tx, lease_events) = tokio::sync::mpsc::unbounded_channel();
     let leases =
@@ -206,11 +217,12 @@ async fn start(contract: Contract) -> anyhow::Result<()> {
     let dispatcher = Dispatcher::new(&contract, vault, Arc::new(breaker), leases);
     let publisher = Publisher::new(runtime::producer(&contract)?);
     let telemetry = Arc::new(Telemetry::new());
-    let node = Arc::new(Node { contract, dispatcher, publisher, telemetry, instance_id });
+    let node = Arc::new(Node { contract, dispatcher, publisher, gate, telemetry, instance_id });
     let _ = slot.set(node.clone());
 
     tokio::spawn(runtime::publish_breaker_transitions(node.clone(), transitions, stop.clone()));
     tokio::spawn(runtime::publish_lease_events(node.clone(), lease_events, stop.clone()));
+    tokio::spawn(security::refresh_policy(node.clone(), stop.clone()));
     let renewal = &node.contract.vault.token_renewal;
     if renewal.enabled {
         let vault = node.dispatcher.vault_handle();

@@ -18,7 +18,7 @@ use anyhow::Context as _;
 use chrono::Utc;
 use onex_vault_models::{
     AuditRecord, Envelope, ErrorCode, LeaseEvent, Operation, ReplyError, ReplyStatus, VaultReply, VaultRequest,
-    REPLY_PAYLOAD_TYPE,
+    REPLY_PAYLOAD_TYPE, SIGNATURE_HEADER,
 };
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
@@ -33,6 +33,7 @@ use crate::decode::{decode, Decoded, Refusal};
 use crate::messages;
 use crate::operations::{Dispatcher, Target};
 use crate::resilience::Transition;
+use crate::security::{Delivered, Denial, Gate, RecordFacts};
 use crate::telemetry::Telemetry;
 use crate::trace::TraceContext;
 
@@ -41,6 +42,7 @@ pub struct Node {
     pub contract: Contract,
     pub dispatcher: Dispatcher,
     pub publisher: Publisher,
+    pub gate: Gate,
     pub telemetry: Arc<Telemetry>,
     /// This process's name in health events and audit records.
     pub instance_id: String,
@@ -199,9 +201,21 @@ async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationTo
                 trace_id = %trace.trace_id,
                 span_id = %trace.span_id,
             );
-            let mut reply = perform(node, &request, started).instrument(span).await;
+            let facts = RecordFacts {
+                topic: record.topic(),
+                position: (record.partition(), record.offset()),
+                value,
+                signature: record_header_bytes(record, SIGNATURE_HEADER),
+            };
+            let admitted = node.gate.admit(&facts, &request, &target);
+            let denial = admitted.as_ref().err().copied();
+            let mut reply = match admitted {
+                Ok(delivered) => perform(node, &request, &delivered, started).instrument(span).await,
+                Err(denial) => span.in_scope(|| deny(&request, denial, started)),
+            };
             reply.metadata = Some(trace.reply_metadata());
-            let audit = audit_record(node, record, Some(&request), target, &reply.payload, started);
+            let mut audit = audit_record(node, record, Some(&request), target, &reply.payload, started);
+            audit.denial = denial.map(|d| d.reason.to_owned());
             let mut message = messages::reply(bus, reply);
             message.traceparent = trace.traceparent();
             (vec![message], audit)
@@ -230,16 +244,23 @@ async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationTo
     true
 }
 
-/// Performs a decoded request and builds its reply.
-async fn perform(node: &Node, request: &Envelope<VaultRequest>, started: Instant) -> Envelope<VaultReply> {
+/// Performs an admitted request and builds its reply, its secret values
+/// delivered as the gate decided.
+async fn perform(
+    node: &Node,
+    request: &Envelope<VaultRequest>,
+    delivered: &Delivered,
+    started: Instant,
+) -> Envelope<VaultReply> {
     let operation = request.payload.operation();
     let outcome = match request.deadline() {
         Some(deadline) if deadline < Utc::now() => Err(ReplyError::new(
             ErrorCode::TimeoutError,
             "request expired (envelope_timestamp + timeout_seconds) before the node reached it",
         )),
-        _ => node.dispatcher.handle(&request.payload).await,
+        _ => node.dispatcher.handle(&request.payload, delivered.wrap_ttl()).await,
     };
+    let outcome = outcome.and_then(|result| delivered.deliver(request.correlation_id, result));
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let reply = match outcome {
         Ok(result) => {
@@ -251,6 +272,15 @@ async fn perform(node: &Node, request: &Envelope<VaultRequest>, started: Instant
             VaultReply::failure(operation.as_str(), error, duration_ms)
         }
     };
+    Envelope::answering(request, REPLY_PAYLOAD_TYPE, reply)
+}
+
+/// The reply to a request the gate refused. The log line and the audit
+/// record say why; the requester only learns that it was refused.
+fn deny(request: &Envelope<VaultRequest>, denial: Denial, started: Instant) -> Envelope<VaultReply> {
+    tracing::warn!(reason = denial.reason, "request denied by the security checks");
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let reply = VaultReply::failure(request.payload.operation().as_str(), denial.reply_error(), duration_ms);
     Envelope::answering(request, REPLY_PAYLOAD_TYPE, reply)
 }
 
@@ -275,7 +305,7 @@ fn refuse(node: &Node, record: &OwnedMessage, refusal: Refusal, started: Instant
     }
     let failure =
         VaultReply::failure(refusal.operation.as_deref().unwrap_or("unknown"), refusal.error.clone(), duration_ms);
-    let mut audit = audit_record(node, record, None, Target { mount: None, path: None }, &failure, started);
+    let mut audit = audit_record(node, record, None, Target::none(), &failure, started);
     audit.requester = refusal.source_tool;
     audit.operation = refusal.operation;
     audit.correlation_id = refusal.correlation_id;
@@ -295,8 +325,8 @@ fn audit_record(
     AuditRecord {
         requester: request.map(|r| r.source_tool.clone()),
         operation: Some(reply.operation.clone()),
+        path: target.audit_path(),
         mount: target.mount,
-        path: target.path,
         outcome: reply.status,
         error_code: reply.error.as_ref().map(|e| e.code).filter(|_| reply.status == ReplyStatus::Error),
         correlation_id: request.map(|r| r.correlation_id),
@@ -304,6 +334,7 @@ fn audit_record(
         instance_id: node.instance_id.clone(),
         timestamp: Utc::now(),
         source_record: format!("{}/{}@{}", record.topic(), record.partition(), record.offset()),
+        denial: None,
     }
 }
 
@@ -315,8 +346,13 @@ fn operation_label(operation: Option<&str>) -> String {
 
 /// A record header's value, if it is there and UTF-8.
 fn record_header<'r>(record: &'r OwnedMessage, name: &str) -> Option<&'r str> {
+    record_header_bytes(record, name).and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// A record header's raw value (the first, if it is repeated).
+fn record_header_bytes<'r>(record: &'r OwnedMessage, name: &str) -> Option<&'r [u8]> {
     let headers = record.headers()?;
-    headers.iter().find(|h| h.key == name).and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok())
+    headers.iter().find(|h| h.key == name).and_then(|h| h.value)
 }
 
 /// Publishes a circuit-breaker event at every state change of the breaker.

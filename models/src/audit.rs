@@ -33,4 +33,8 @@ pub struct AuditRecord {
     pub timestamp: DateTime<Utc>,
     /// Where the record came from, for unreadable ones: `topic/partition@offset`.
     pub source_record: String,
+    /// Which security check refused the request (`bad_signature`, `replayed`,
+    /// `path_not_granted`, …); the requester is only told `PERMISSION_DENIED`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denial: Option<String>,
 }

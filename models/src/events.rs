@@ -75,7 +75,22 @@ pub struct HealthEvent {
     /// The read cache, when the contract enables it.
     #[serde(default)]
     pub read_cache: Option<CacheStats>,
+    #[serde(default)]
+    pub security: SecurityStatus,
     pub vault_metrics: VaultMetrics,
+}
+
+/// The node's security settings, so an orchestrator notices a node that runs
+/// without them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct SecurityStatus {
+    /// `strict` or `dev`.
+    pub profile: String,
+    /// Requesters in the access policy.
+    pub requesters: u64,
+    /// Loud warnings, e.g. that the `dev` profile checks nothing.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// The node's read cache for `get_secret` (never its contents).

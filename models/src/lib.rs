@@ -3,8 +3,13 @@
 //! This crate is the node's public API on Kafka, and nothing else: the envelope
 //! every message travels in, the request payloads (tagged by `operation`), the
 //! reply payload and its error codes, the dead-letter record, and the health and
-//! circuit-breaker events. It depends on serde, schemars and secrecy only, so any
-//! Rust node can talk to the adapter without pulling in Kafka or Vault clients.
+//! circuit-breaker events. It depends on serde, schemars, secrecy and two
+//! RustCrypto crates only, so any Rust node can talk to the adapter without
+//! pulling in Kafka or Vault clients.
+//!
+//! Security: [`RequestSigner`] signs a request record (header
+//! [`SIGNATURE_HEADER`]); [`SealedResult::open`] opens a sealed reply with the
+//! requester's [`SealingSecretKey`].
 //!
 //! Secret material (`set_secret` data, `get_secret` results) is held in
 //! [`SecretData`], whose `Debug` never shows a value.
@@ -21,7 +26,9 @@ mod path;
 mod reply;
 mod request;
 mod schema;
+mod sealing;
 mod secret;
+mod signing;
 
 pub use audit::{AuditRecord, AUDIT_PAYLOAD_TYPE};
 pub use dlq::{DeadLetter, DEAD_LETTER_PAYLOAD_TYPE};
@@ -29,21 +36,23 @@ pub use envelope::{Envelope, EnvelopeMetadata, ENVELOPE_VERSION, NODE_NAME};
 pub use error::{ErrorCode, ReplyError};
 pub use events::{
     BreakerState, BusStats, CacheStats, CircuitBreakerEvent, CircuitBreakerStatus, HealthEvent, HealthPhase,
-    HealthStatus, LeaseEvent, LeaseEventKind, OperationStats, TokenStatus, VaultMetrics, VaultStatus,
+    HealthStatus, LeaseEvent, LeaseEventKind, OperationStats, SecurityStatus, TokenStatus, VaultMetrics, VaultStatus,
     CIRCUIT_BREAKER_PAYLOAD_TYPE, HEALTH_PAYLOAD_TYPE, LEASE_EVENT_PAYLOAD_TYPE,
 };
 pub use path::{mask_path, FolderPath, MountName, PathError, SecretPath, MAX_PATH_BYTES};
 pub use reply::{
     BatchItem, DeleteSecretResult, GetSecretResult, GetSecretsBatchResult, ListSecretsResult, LookupLeaseResult,
     OperationResult, RenewLeaseResult, RenewTokenResult, ReplyStatus, RevokeLeaseResult, SecretVersionMetadata,
-    SetSecretResult, VaultReply, REPLY_PAYLOAD_TYPE,
+    SetSecretResult, VaultReply, WrappedResult, WrappedTag, REPLY_PAYLOAD_TYPE,
 };
 pub use request::{
-    Consistency, DeleteSecret, GetSecret, GetSecretsBatch, ListSecrets, LookupLease, Operation, RenewLease, RenewToken,
-    RevokeLease, SetSecret, VaultRequest, MAX_BATCH_PATHS, MAX_SECRET_DATA_BYTES,
+    Consistency, DeleteSecret, Delivery, GetSecret, GetSecretsBatch, ListSecrets, LookupLease, Operation, RenewLease,
+    RenewToken, RevokeLease, SetSecret, VaultRequest, MAX_BATCH_PATHS, MAX_SECRET_DATA_BYTES,
 };
 pub use schema::{schemas, MessageSchema};
+pub use sealing::{OpenError, SealedResult, SealedTag, SealingPublicKey, SealingSecretKey, SEALED_BOX_SCHEME};
 pub use secret::SecretData;
+pub use signing::{check_key_id, RequestSignature, RequestSigner, SignatureError, VerifyingKey, SIGNATURE_HEADER};
 
 /// A request as it arrives on the request topic.
 pub type RequestEnvelope = Envelope<VaultRequest>;

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use secrecy::SecretString;
+
 use crate::error::ReplyError;
+use crate::sealing::SealedResult;
 use crate::secret::SecretData;
 
 /// Payload type name of a reply.
@@ -75,6 +78,41 @@ pub enum OperationResult {
     LookupLease(LookupLeaseResult),
     RevokeLease(RevokeLeaseResult),
     GetSecretsBatch(GetSecretsBatchResult),
+    /// A result with secret values, sealed to the requester's key.
+    Sealed(SealedResult),
+    /// A result with secret values, left in Vault behind a wrapping token.
+    Wrapped(WrappedResult),
+}
+
+/// The result of a `delivery: "wrapped"` request: the requester unwraps it
+/// in Vault (`sys/wrapping/unwrap`), once; a second unwrap fails, so a reader
+/// who got there first is noticed.
+#[derive(Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WrappedResult {
+    /// Always `wrapped`.
+    pub delivery: WrappedTag,
+    /// The single-use wrapping token.
+    #[serde(serialize_with = "crate::secret::expose_string")]
+    #[schemars(with = "String")]
+    pub wrap_token: SecretString,
+    /// Looks the token up or revokes it without unwrapping.
+    pub wrap_accessor: String,
+    pub ttl_seconds: u64,
+    /// RFC 3339 time the token was created.
+    pub creation_time: String,
+}
+
+impl std::fmt::Debug for WrappedResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WrappedResult").field("ttl_seconds", &self.ttl_seconds).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WrappedTag {
+    Wrapped,
 }
 
 /// One result per requested path, in request order.

@@ -59,6 +59,30 @@ impl Consistency {
     }
 }
 
+/// How a reply carrying secret values delivers them. Omitted: the node's
+/// contract decides (`security.default_delivery`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// In the reply, in clear text; only for requesters the access policy allows.
+    Clear,
+    /// In the reply, sealed to the requester's registered X25519 key.
+    Sealed,
+    /// Not in the reply: Vault keeps the result behind a single-use
+    /// response-wrapping token, which the reply carries.
+    Wrapped,
+}
+
+impl Delivery {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Clear => "clear",
+            Delivery::Sealed => "sealed",
+            Delivery::Wrapped => "wrapped",
+        }
+    }
+}
+
 /// Most paths one batch may name (the contract may set a lower limit).
 pub const MAX_BATCH_PATHS: usize = 256;
 
@@ -73,6 +97,9 @@ pub struct GetSecretsBatch {
     pub paths: Vec<SecretPath>,
     #[serde(default, skip_serializing_if = "Consistency::is_default")]
     pub consistency: Consistency,
+    /// `clear` or `sealed` (a batch cannot be wrapped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -89,6 +116,8 @@ pub struct GetSecret {
     /// `fresh` bypasses the node's read cache.
     #[serde(default, skip_serializing_if = "Consistency::is_default")]
     pub consistency: Consistency,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -252,6 +281,17 @@ impl VaultRequest {
         }
     }
 
+    /// For operations whose reply carries secret values: the delivery the
+    /// request asks for (`Some(None)`: the contract's default). `None` for
+    /// the others.
+    pub fn delivery(&self) -> Option<Option<Delivery>> {
+        match self {
+            VaultRequest::GetSecret(r) => Some(r.delivery),
+            VaultRequest::GetSecretsBatch(r) => Some(r.delivery),
+            _ => None,
+        }
+    }
+
     /// Checks that types alone cannot express. The message names the field.
     pub fn validate(&self) -> Result<(), String> {
         match self {
@@ -286,6 +326,9 @@ impl VaultRequest {
             }
             VaultRequest::GetSecretsBatch(batch) if batch.paths.is_empty() || batch.paths.len() > MAX_BATCH_PATHS => {
                 return Err(format!("payload.paths: must name 1 to {MAX_BATCH_PATHS} paths"));
+            }
+            VaultRequest::GetSecretsBatch(batch) if batch.delivery == Some(Delivery::Wrapped) => {
+                return Err("payload.delivery: a batch cannot be wrapped; use clear or sealed".into());
             }
             VaultRequest::GetSecret(get) if get.version == Some(0) => {
                 return Err("payload.version: must be ≥ 1".into());

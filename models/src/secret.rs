@@ -97,6 +97,12 @@ impl JsonSchema for SecretData {
     }
 }
 
+/// Serializes a secret string as its plain value: for the few wire fields
+/// (a wrapping token) that exist to carry one.
+pub(crate) fn expose_string<S: Serializer>(value: &secrecy::SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(value.expose_secret())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

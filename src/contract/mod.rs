@@ -6,6 +6,9 @@
 //! environment itself.
 
 mod interpolate;
+mod security;
+
+pub use security::{AccessPolicySettings, Grant, KeyRef, RequesterPolicy, Security, SecurityProfile, VaultKeySource};
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -38,6 +41,11 @@ pub struct Contract {
     pub vault: VaultSettings,
     pub error_handling: ErrorHandling,
     pub health_check: HealthCheck,
+    #[serde(default)]
+    pub security: Security,
+    /// Requesters and what they may do; default deny (strict profile).
+    #[serde(default)]
+    pub access_policy: AccessPolicySettings,
     #[serde(default)]
     pub dependencies: Vec<Dependency>,
     /// Free-form: transport, tags, features. Not interpreted by the node.
@@ -332,6 +340,7 @@ impl Contract {
             fail(vec![format!("{field}: {}", e.into_inner())])
         })?;
         contract.read_credential_files().map_err(|p| fail(vec![p]))?;
+        contract.access_policy.read_files().map_err(|p| fail(vec![p]))?;
         let problems = contract.problems();
         if problems.is_empty() {
             Ok(contract)
@@ -467,6 +476,8 @@ impl Contract {
         );
         require(&mut p, health.degraded_p99_ms > 0.0, "health_check.degraded_p99_ms: must be > 0");
         require(&mut p, self.health_check.interval_seconds >= 1, "health_check.interval_seconds: must be ≥ 1");
+        self.security.problems(&mut p);
+        self.access_policy.problems(&mut p);
         p
     }
 

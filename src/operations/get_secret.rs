@@ -1,6 +1,11 @@
-//! `get_secret`: read one version of a KV v2 secret with its metadata.
+//! `get_secret`: read one version of a KV v2 secret with its metadata, or
+//! have Vault wrap it in a single-use token (`delivery: wrapped`).
 
-use onex_vault_models::{GetSecret, GetSecretResult, OperationResult, SecretData, SecretVersionMetadata};
+use std::time::Duration;
+
+use onex_vault_models::{
+    GetSecret, GetSecretResult, OperationResult, SecretData, SecretVersionMetadata, WrappedResult, WrappedTag,
+};
 use vaultrs::api::kv2::requests::ReadSecretRequest;
 use vaultrs::api::kv2::responses::ReadSecretResponse;
 
@@ -29,5 +34,23 @@ pub async fn run(cx: &Context<'_>, request: &GetSecret) -> Result<OperationResul
             destroyed: metadata.destroyed,
             custom_metadata: metadata.custom_metadata.map(|m| m.into_iter().collect()),
         },
+    }))
+}
+
+/// The same read, answered by Vault with a wrapping token instead of the
+/// secret: the node never sees the value.
+pub async fn run_wrapped(cx: &Context<'_>, request: &GetSecret, ttl: Duration) -> Result<OperationResult, VaultError> {
+    let mount = cx.mount(&request.mount);
+    let mut path = format!("{mount}/data/{}", request.path.as_str());
+    if let Some(version) = request.version {
+        path.push_str(&format!("?version={version}"));
+    }
+    let wrap = cx.vault.wrapped(&path, ttl).await?;
+    Ok(OperationResult::Wrapped(WrappedResult {
+        delivery: WrappedTag::Wrapped,
+        wrap_token: wrap.token,
+        wrap_accessor: wrap.accessor,
+        ttl_seconds: wrap.ttl,
+        creation_time: wrap.creation_time,
     }))
 }

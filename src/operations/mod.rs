@@ -107,7 +107,9 @@ impl Dispatcher {
     }
 
     /// Performs `request`; every failure comes back as the reply's error.
-    pub async fn handle(&self, request: &VaultRequest) -> Result<OperationResult, ReplyError> {
+    /// With `wrap`, a secret-returning read is left in Vault behind a
+    /// response-wrapping token of that lifetime (never cached).
+    pub async fn handle(&self, request: &VaultRequest, wrap: Option<Duration>) -> Result<OperationResult, ReplyError> {
         let operation = request.operation();
         if !self.enabled.contains(&operation) {
             return Err(ReplyError::new(
@@ -115,19 +117,22 @@ impl Dispatcher {
                 format!("operation {operation} is not enabled in this node's contract"),
             ));
         }
+        if let Some(ttl) = wrap {
+            return self.call(request, Some(ttl)).await;
+        }
         match request {
             VaultRequest::GetSecret(get) => self.read(get).await,
             VaultRequest::GetSecretsBatch(batch) => self.read_batch(batch).await,
             VaultRequest::SetSecret(SetSecret { mount, path, .. })
             | VaultRequest::DeleteSecret(DeleteSecret { mount, path, .. }) => {
-                let outcome = self.call(request).await;
+                let outcome = self.call(request, None).await;
                 if let Some(cache) = &self.cache {
                     // Even a failed write may have reached Vault: forget the path.
                     cache.invalidate(mount.as_ref().unwrap_or(&self.default_mount).as_str(), path.as_str());
                 }
                 outcome
             }
-            _ => self.call(request).await,
+            _ => self.call(request, None).await,
         }
     }
 
@@ -149,7 +154,7 @@ impl Dispatcher {
     }
 
     async fn call_get(&self, get: &GetSecret) -> Result<OperationResult, ReplyError> {
-        self.call(&VaultRequest::GetSecret(get.clone())).await
+        self.call(&VaultRequest::GetSecret(get.clone()), None).await
     }
 
     /// Reads every path of a batch, `batch.concurrency` at a time, each like
@@ -178,8 +183,13 @@ impl Dispatcher {
         path: &onex_vault_models::SecretPath,
     ) -> BatchItem {
         let _slot = slots.acquire().await;
-        let get =
-            GetSecret { mount: batch.mount.clone(), path: path.clone(), version: None, consistency: batch.consistency };
+        let get = GetSecret {
+            mount: batch.mount.clone(),
+            path: path.clone(),
+            version: None,
+            consistency: batch.consistency,
+            delivery: None,
+        };
         let path = path.to_string();
         match self.read(&get).await {
             Ok(OperationResult::GetSecret(found)) => BatchItem {
@@ -204,11 +214,12 @@ impl Dispatcher {
 
     /// One request through the resilience layers, with one new login and
     /// retry if the node's own token turns out to be dead.
-    async fn call(&self, request: &VaultRequest) -> Result<OperationResult, ReplyError> {
+    async fn call(&self, request: &VaultRequest, wrap: Option<Duration>) -> Result<OperationResult, ReplyError> {
         let cx = Context { vault: &self.vault, default_mount: &self.default_mount, leases: &self.leases };
         let cx = &cx;
         let generation = self.vault.token_generation();
-        let outcome = guarded_call(&self.breaker, &self.backoff, self.timeout, move || dispatch(cx, request)).await;
+        let outcome =
+            guarded_call(&self.breaker, &self.backoff, self.timeout, move || dispatch(cx, request, wrap)).await;
         let outcome = match outcome {
             // A 403 may be policy, or the node's own token expired or revoked:
             // only in the second case, log in again and try once more.
@@ -218,7 +229,8 @@ impl Dispatcher {
                 tracing::warn!("the node's Vault token is no longer valid; logging in again");
                 match self.vault.log_in_again(generation).await {
                     Ok(_) => {
-                        guarded_call(&self.breaker, &self.backoff, self.timeout, move || dispatch(cx, request)).await
+                        guarded_call(&self.breaker, &self.backoff, self.timeout, move || dispatch(cx, request, wrap))
+                            .await
                     }
                     Err(error) => Err(Guarded::Inner(error)),
                 }
@@ -248,9 +260,16 @@ impl Dispatcher {
 }
 
 /// One attempt at `request`: the operation file that serves it.
-async fn dispatch(cx: &Context<'_>, request: &VaultRequest) -> Result<OperationResult, VaultError> {
+async fn dispatch(
+    cx: &Context<'_>,
+    request: &VaultRequest,
+    wrap: Option<Duration>,
+) -> Result<OperationResult, VaultError> {
     match request {
-        VaultRequest::GetSecret(r) => get_secret::run(cx, r).await,
+        VaultRequest::GetSecret(r) => match wrap {
+            Some(ttl) => get_secret::run_wrapped(cx, r, ttl).await,
+            None => get_secret::run(cx, r).await,
+        },
         VaultRequest::SetSecret(r) => set_secret::run(cx, r).await,
         VaultRequest::DeleteSecret(r) => delete_secret::run(cx, r).await,
         VaultRequest::ListSecrets(r) => list_secrets::run(cx, r).await,
@@ -263,45 +282,56 @@ async fn dispatch(cx: &Context<'_>, request: &VaultRequest) -> Result<OperationR
     }
 }
 
-/// Where a request points: the mount and the path (or lease id) it names.
-/// The audit trail records it whole; logs use [`Target::masked`].
+/// Where a request points: the mount and the paths (or lease id) it names.
+/// The audit trail records it whole, the access policy checks every path,
+/// logs use [`Target::masked`].
 pub struct Target {
     pub mount: Option<String>,
-    pub path: Option<String>,
+    /// Secret or folder paths; the lease id for lease operations; none for
+    /// `renew_token`.
+    pub paths: Vec<String>,
 }
 
 impl Target {
     pub fn of(request: &VaultRequest, default_mount: &MountName) -> Target {
-        let kv = |mount: &Option<MountName>, path: &str| Target {
+        let kv = |mount: &Option<MountName>, paths: Vec<String>| Target {
             mount: Some(mount.as_ref().unwrap_or(default_mount).to_string()),
-            path: Some(path.to_owned()),
+            paths,
         };
         match request {
-            VaultRequest::GetSecret(r) => kv(&r.mount, r.path.as_str()),
-            VaultRequest::SetSecret(r) => kv(&r.mount, r.path.as_str()),
-            VaultRequest::DeleteSecret(r) => kv(&r.mount, r.path.as_str()),
-            VaultRequest::ListSecrets(r) => kv(&r.mount, r.path.as_str()),
+            VaultRequest::GetSecret(r) => kv(&r.mount, vec![r.path.to_string()]),
+            VaultRequest::SetSecret(r) => kv(&r.mount, vec![r.path.to_string()]),
+            VaultRequest::DeleteSecret(r) => kv(&r.mount, vec![r.path.to_string()]),
+            VaultRequest::ListSecrets(r) => kv(&r.mount, vec![r.path.to_string()]),
+            VaultRequest::GetSecretsBatch(r) => kv(&r.mount, r.paths.iter().map(|p| p.to_string()).collect()),
             VaultRequest::RenewLease(_) | VaultRequest::LookupLease(_) | VaultRequest::RevokeLease(_) => {
-                Target { mount: None, path: request.lease_id().map(str::to_owned) }
+                Target { mount: None, paths: request.lease_id().map(str::to_owned).into_iter().collect() }
             }
-            VaultRequest::RenewToken(_) => Target { mount: None, path: None },
-            VaultRequest::GetSecretsBatch(r) => {
-                let paths: Vec<&str> = r.paths.iter().map(|p| p.as_str()).collect();
-                kv(&r.mount, &paths.join(","))
-            }
+            VaultRequest::RenewToken(_) => Target::none(),
         }
+    }
+
+    /// A request that names nothing (or could not be read).
+    pub fn none() -> Target {
+        Target { mount: None, paths: Vec::new() }
+    }
+
+    /// The paths as the audit trail records them: comma-separated.
+    pub fn audit_path(&self) -> Option<String> {
+        (!self.paths.is_empty()).then(|| self.paths.join(","))
     }
 
     /// Safe for logs: the mount and the first path segment, the rest masked
     /// (`secret:app/***/***`); a lease shows only its engine.
     pub fn masked(&self) -> String {
-        let path = self.path.as_deref().unwrap_or_default();
+        let path = self.paths.first().map(String::as_str).unwrap_or_default();
         let masked = onex_vault_models::mask_path(path);
         let engine = path.split('/').next().unwrap_or_default();
-        match (&self.mount, &self.path) {
-            (Some(mount), _) => format!("{mount}:{masked}"),
-            (None, Some(_)) => format!("lease:{engine}/***"),
-            (None, None) => "token:self".to_owned(),
+        let more = if self.paths.len() > 1 { format!(" (+{} more)", self.paths.len() - 1) } else { String::new() };
+        match (&self.mount, self.paths.is_empty()) {
+            (Some(mount), _) => format!("{mount}:{masked}{more}"),
+            (None, false) => format!("lease:{engine}/***"),
+            (None, true) => "token:self".to_owned(),
         }
     }
 }

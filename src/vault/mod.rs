@@ -208,6 +208,32 @@ impl Vault {
         path: &str,
         body: Option<&Value>,
     ) -> Result<T, VaultError> {
+        let mut answer = self.send(method, path, body, None).await?;
+        // `sys/leases/renew` answers at the top level, not under `data`.
+        let data = match answer.remove("data") {
+            Some(data) if !data.is_null() => data,
+            _ => Value::Object(answer),
+        };
+        serde_json::from_value(data).map_err(|_| VaultError::Malformed)
+    }
+
+    /// A read whose answer Vault keeps behind a single-use wrapping token
+    /// living `ttl` (header `X-Vault-Wrap-TTL`); returns the token's details.
+    pub async fn wrapped(&self, path: &str, ttl: Duration) -> Result<WrapInfo, VaultError> {
+        let mut answer = self.send(Method::GET, path, None, Some(ttl)).await?;
+        let info = answer.remove("wrap_info").ok_or(VaultError::Malformed)?;
+        serde_json::from_value(info).map_err(|_| VaultError::Malformed)
+    }
+
+    /// Sends one request with the node's token; the answer's top-level
+    /// object, or the error its status means.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        wrap_ttl: Option<Duration>,
+    ) -> Result<serde_json::Map<String, Value>, VaultError> {
         let url = format!("{}/v1/{}", self.address, path);
         let mut request = self.http.request(method, url);
         {
@@ -216,6 +242,9 @@ impl Vault {
         }
         if let Some(namespace) = &self.namespace {
             request = request.header("X-Vault-Namespace", namespace);
+        }
+        if let Some(ttl) = wrap_ttl {
+            request = request.header("X-Vault-Wrap-TTL", format!("{}s", ttl.as_secs().max(1)));
         }
         if let Some(body) = body {
             request = request.json(body);
@@ -232,19 +261,19 @@ impl Vault {
             let body: ErrorBody = serde_json::from_str(&text).unwrap_or_default();
             return Err(VaultError::status(status.as_u16(), &body.errors));
         }
-        #[derive(Deserialize)]
-        struct Answer {
-            data: Option<Value>,
-            // `sys/leases/renew` answers at the top level, not under `data`.
-            #[serde(flatten)]
-            top: serde_json::Map<String, Value>,
-        }
         // 204 No Content (e.g. `sys/leases/revoke`) reads as an empty object.
         let text = if text.trim().is_empty() { "{}" } else { text.as_str() };
-        let answer: Answer = serde_json::from_str(text).map_err(|_| VaultError::Malformed)?;
-        let data = answer.data.unwrap_or(Value::Object(answer.top));
-        serde_json::from_value(data).map_err(|_| VaultError::Malformed)
+        serde_json::from_str(text).map_err(|_| VaultError::Malformed)
     }
+}
+
+/// What Vault says of a response-wrapping token it created.
+#[derive(Deserialize)]
+pub struct WrapInfo {
+    pub token: SecretString,
+    pub accessor: String,
+    pub ttl: u64,
+    pub creation_time: String,
 }
 
 fn build_client(

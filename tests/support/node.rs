@@ -177,6 +177,9 @@ impl Node {
             .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
             .env("ONEX_HTTP_PORT", http_port.to_string())
             .env("ONEX_LOG_FORMAT", "json")
+            // Tests of everything but security run without its checks;
+            // tests/security.rs sets `strict` (options.env wins).
+            .env("ONEX_SECURITY_PROFILE", "dev")
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))

@@ -1,0 +1,219 @@
+//! The contract's `security` and `access_policy` sections: who may ask the
+//! node for what, and how secret values leave it. `security::Gate` enforces
+//! them; here they are only read and checked.
+
+use std::collections::BTreeSet;
+
+use onex_vault_models::{check_key_id, Delivery, Operation, SealingPublicKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use super::{require, scalar_string};
+
+/// `strict` checks signatures and the access policy and never sends secret
+/// values in clear unless a requester is allowed to have them so; `dev` does
+/// none of that and is for a developer's machine only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityProfile {
+    Strict,
+    Dev,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Security {
+    pub profile: SecurityProfile,
+    /// A request's `envelope_timestamp` may be this far from the node's clock.
+    pub max_clock_skew_seconds: u64,
+    /// Envelope ids remembered to refuse replays (each for `2 × skew`). When
+    /// full of live ids, new requests are refused: size it to at least
+    /// (peak requests per second) × 2 × max_clock_skew_seconds.
+    pub replay_cache_max_entries: usize,
+    /// Delivery of secret values when a request does not ask (strict only;
+    /// the dev profile defaults to clear).
+    pub default_delivery: Delivery,
+    /// Lifetime of the wrapping token of a `delivery: wrapped` reply.
+    pub wrap_ttl_seconds: u64,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Security {
+            profile: SecurityProfile::Strict,
+            max_clock_skew_seconds: 120,
+            replay_cache_max_entries: 500_000,
+            default_delivery: Delivery::Sealed,
+            wrap_ttl_seconds: 120,
+        }
+    }
+}
+
+/// Requesters, their keys and what they may do; everything else is denied.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessPolicySettings {
+    #[serde(default)]
+    pub requesters: Vec<RequesterPolicy>,
+    /// A YAML file holding more requesters (a list, same shape), so the
+    /// policy can be mounted apart from the contract. Empty for none.
+    #[serde(default, deserialize_with = "scalar_string")]
+    pub requesters_file: String,
+    /// Requester keys kept in Vault, read at start and every
+    /// `refresh_seconds` (rotation without a restart).
+    #[serde(default)]
+    pub vault_keys: Option<VaultKeySource>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequesterPolicy {
+    /// The requester's `source_tool`.
+    pub name: String,
+    /// Ed25519 public keys its requests may be signed with (several while a
+    /// key is being rotated).
+    #[serde(default)]
+    pub signing_keys: Vec<KeyRef>,
+    /// X25519 public key its sealed replies are sealed to.
+    #[serde(default)]
+    pub sealing_key: Option<KeyRef>,
+    /// Whether it may receive secret values in clear text.
+    #[serde(default)]
+    pub clear_delivery: bool,
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+}
+
+/// A public key, inline (base64 of 32 bytes) or in a file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRef {
+    pub id: String,
+    #[serde(default, deserialize_with = "scalar_string")]
+    pub public_key: String,
+    #[serde(default, deserialize_with = "scalar_string")]
+    pub public_key_file: String,
+}
+
+/// Operations allowed on paths of some mounts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    pub operations: Vec<String>,
+    /// KV mounts the paths are in (`*`: any); the default mount when omitted.
+    #[serde(default)]
+    pub mounts: Vec<String>,
+    /// Path patterns: `*` matches within one segment, a `**` segment any
+    /// number of segments. For lease operations they match the lease id.
+    /// Not needed for `renew_token`.
+    #[serde(default)]
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultKeySource {
+    pub mount: String,
+    pub path: String,
+    pub refresh_seconds: u64,
+}
+
+impl AccessPolicySettings {
+    /// Reads `requesters_file` and every `public_key_file` into the policy.
+    pub(super) fn read_files(&mut self) -> Result<(), String> {
+        if !self.requesters_file.is_empty() {
+            let file = &self.requesters_file;
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("access_policy.requesters_file: cannot read {file}: {}", e.kind()))?;
+            let more: Vec<RequesterPolicy> = serde_yaml::from_str(&text)
+                .map_err(|e| format!("access_policy.requesters_file: {file} is not a list of requesters: {e}"))?;
+            self.requesters.extend(more);
+        }
+        for (i, requester) in self.requesters.iter_mut().enumerate() {
+            let keys = requester
+                .signing_keys
+                .iter_mut()
+                .enumerate()
+                .map(|(k, key)| (format!("access_policy.requesters[{i}].signing_keys[{k}]"), key))
+                .chain(
+                    requester
+                        .sealing_key
+                        .iter_mut()
+                        .map(|key| (format!("access_policy.requesters[{i}].sealing_key"), key)),
+                );
+            for (field, key) in keys {
+                if key.public_key.is_empty() && !key.public_key_file.is_empty() {
+                    let file = &key.public_key_file;
+                    key.public_key = std::fs::read_to_string(file)
+                        .map_err(|e| format!("{field}.public_key_file: cannot read {file}: {}", e.kind()))?
+                        .trim()
+                        .to_owned();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Rules the types do not express, as `field.path: problem` lines.
+    pub(super) fn problems(&self, p: &mut Vec<String>) {
+        let mut names = BTreeSet::new();
+        for (i, requester) in self.requesters.iter().enumerate() {
+            let at = format!("access_policy.requesters[{i}]");
+            require(p, !requester.name.trim().is_empty(), &format!("{at}.name: must not be empty"));
+            if !names.insert(requester.name.as_str()) {
+                p.push(format!("{at}.name: {:?} is listed twice", requester.name));
+            }
+            let mut ids = BTreeSet::new();
+            for (k, key) in requester.signing_keys.iter().enumerate() {
+                let field = format!("{at}.signing_keys[{k}]");
+                key_problems(p, &field, key, |k| VerifyingKey::from_base64(k).is_ok());
+                if !ids.insert(key.id.as_str()) {
+                    p.push(format!("{field}.id: {:?} is listed twice", key.id));
+                }
+            }
+            if let Some(key) = &requester.sealing_key {
+                key_problems(p, &format!("{at}.sealing_key"), key, |k| SealingPublicKey::from_base64("k", k).is_ok());
+            }
+            for (g, grant) in requester.grants.iter().enumerate() {
+                let field = format!("{at}.grants[{g}]");
+                require(p, !grant.operations.is_empty(), &format!("{field}.operations: must list at least one"));
+                for op in &grant.operations {
+                    if Operation::from_name(op).is_none() {
+                        p.push(format!("{field}.operations: unknown operation {op:?}"));
+                    }
+                }
+                let needs_paths = grant.operations.iter().any(|op| op != "renew_token");
+                require(
+                    p,
+                    !needs_paths || !grant.paths.is_empty(),
+                    &format!("{field}.paths: must list at least one pattern (e.g. \"app/*\")"),
+                );
+                for pattern in &grant.paths {
+                    if let Err(problem) = crate::security::PathPattern::parse(pattern) {
+                        p.push(format!("{field}.paths: {pattern:?} {problem}"));
+                    }
+                }
+            }
+        }
+        if let Some(source) = &self.vault_keys {
+            require(p, !source.path.trim().is_empty(), "access_policy.vault_keys.path: must not be empty");
+            require(p, source.refresh_seconds >= 1, "access_policy.vault_keys.refresh_seconds: must be ≥ 1");
+        }
+    }
+}
+
+fn key_problems(p: &mut Vec<String>, field: &str, key: &KeyRef, valid: impl Fn(&str) -> bool) {
+    require(p, check_key_id(&key.id).is_ok(), &format!("{field}.id: must be 1 to 64 of A-Z a-z 0-9 . _ -"));
+    if key.public_key.is_empty() {
+        p.push(format!("{field}: needs public_key or public_key_file"));
+    } else if !valid(&key.public_key) {
+        p.push(format!("{field}.public_key: not a 32-byte key in base64"));
+    }
+}
+
+impl Security {
+    pub(super) fn problems(&self, p: &mut Vec<String>) {
+        require(p, self.max_clock_skew_seconds >= 1, "security.max_clock_skew_seconds: must be ≥ 1");
+        require(p, self.replay_cache_max_entries >= 1, "security.replay_cache_max_entries: must be ≥ 1");
+        require(p, self.wrap_ttl_seconds >= 1, "security.wrap_ttl_seconds: must be ≥ 1");
+    }
+}

@@ -1,0 +1,293 @@
+//! The access policy as the gate uses it: requesters with their parsed keys
+//! and grants, and the path patterns grants are written in. Default deny.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use onex_vault_models::{Operation, SealingPublicKey, VerifyingKey};
+
+use crate::contract::{AccessPolicySettings, KeyRef, RequesterPolicy};
+
+/// Every requester the node knows, by `source_tool`.
+#[derive(Debug, Default)]
+pub struct AccessPolicy {
+    requesters: BTreeMap<String, Requester>,
+}
+
+#[derive(Debug)]
+pub struct Requester {
+    signing_keys: BTreeMap<String, VerifyingKey>,
+    pub sealing_key: Option<SealingPublicKey>,
+    pub clear_delivery: bool,
+    grants: Vec<Grant>,
+}
+
+#[derive(Debug)]
+struct Grant {
+    operations: BTreeSet<Operation>,
+    /// `None`: any mount.
+    mounts: Option<BTreeSet<String>>,
+    paths: Vec<PathPattern>,
+}
+
+/// Why the grants do not cover a request, most general first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotGranted {
+    Operation,
+    Mount,
+    Path,
+}
+
+impl NotGranted {
+    pub fn reason(self) -> &'static str {
+        match self {
+            NotGranted::Operation => "operation_not_granted",
+            NotGranted::Mount => "mount_not_granted",
+            NotGranted::Path => "path_not_granted",
+        }
+    }
+}
+
+impl AccessPolicy {
+    /// The policy of a validated contract (keys and patterns already checked;
+    /// anything unusable is left out, never widened).
+    pub fn from_settings(settings: &AccessPolicySettings, default_mount: &str) -> AccessPolicy {
+        let requesters =
+            settings.requesters.iter().map(|r| (r.name.clone(), Requester::from_settings(r, default_mount))).collect();
+        AccessPolicy { requesters }
+    }
+
+    pub fn requester(&self, name: &str) -> Option<&Requester> {
+        self.requesters.get(name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.requesters.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.requesters.is_empty()
+    }
+
+    /// Adds keys kept elsewhere (Vault) to the requesters the contract names;
+    /// returns the names it did not know.
+    pub fn add_keys(&mut self, extra: &[RequesterPolicy]) -> Vec<String> {
+        let mut unknown = Vec::new();
+        for more in extra {
+            let Some(requester) = self.requesters.get_mut(&more.name) else {
+                unknown.push(more.name.clone());
+                continue;
+            };
+            requester.signing_keys.extend(verifying_keys(&more.signing_keys));
+            if let Some(key) = more.sealing_key.as_ref().and_then(sealing_key) {
+                requester.sealing_key = Some(key);
+            }
+        }
+        unknown
+    }
+}
+
+impl Requester {
+    fn from_settings(settings: &RequesterPolicy, default_mount: &str) -> Requester {
+        Requester {
+            signing_keys: verifying_keys(&settings.signing_keys),
+            sealing_key: settings.sealing_key.as_ref().and_then(sealing_key),
+            clear_delivery: settings.clear_delivery,
+            grants: settings
+                .grants
+                .iter()
+                .map(|g| Grant {
+                    operations: g.operations.iter().filter_map(|op| Operation::from_name(op)).collect(),
+                    mounts: match g.mounts.as_slice() {
+                        [] => Some(BTreeSet::from([default_mount.to_owned()])),
+                        mounts if mounts.iter().any(|m| m == "*") => None,
+                        mounts => Some(mounts.iter().cloned().collect()),
+                    },
+                    paths: g.paths.iter().filter_map(|p| PathPattern::parse(p).ok()).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn signing_key(&self, key_id: &str) -> Option<&VerifyingKey> {
+        self.signing_keys.get(key_id)
+    }
+
+    /// Whether some grant allows `operation` on every one of `paths` in
+    /// `mount` (`None` for lease and token operations).
+    pub fn allows(&self, operation: Operation, mount: Option<&str>, paths: &[String]) -> Result<(), NotGranted> {
+        let for_operation: Vec<&Grant> = self.grants.iter().filter(|g| g.operations.contains(&operation)).collect();
+        if for_operation.is_empty() {
+            return Err(NotGranted::Operation);
+        }
+        let in_mount: Vec<&Grant> = for_operation
+            .into_iter()
+            .filter(|g| match (mount, &g.mounts) {
+                (Some(mount), Some(mounts)) => mounts.contains(mount),
+                _ => true,
+            })
+            .collect();
+        if in_mount.is_empty() {
+            return Err(NotGranted::Mount);
+        }
+        let covered = |path: &String| in_mount.iter().any(|g| g.paths.iter().any(|p| p.matches(path)));
+        if paths.iter().all(covered) {
+            Ok(())
+        } else {
+            Err(NotGranted::Path)
+        }
+    }
+}
+
+fn verifying_keys(keys: &[KeyRef]) -> BTreeMap<String, VerifyingKey> {
+    keys.iter().filter_map(|k| Some((k.id.clone(), VerifyingKey::from_base64(&k.public_key).ok()?))).collect()
+}
+
+fn sealing_key(key: &KeyRef) -> Option<SealingPublicKey> {
+    SealingPublicKey::from_base64(&key.id, &key.public_key).ok()
+}
+
+/// A path pattern of a grant: segments split on `/`; `*` inside a segment
+/// matches any characters of that segment; a `**` segment matches any number
+/// of segments, none included. `billing/*` matches `billing/db`, not
+/// `billing/db/replica`; `shared/database/**` matches everything under it.
+#[derive(Debug, Clone)]
+pub struct PathPattern(Vec<Segment>);
+
+#[derive(Debug, Clone)]
+enum Segment {
+    Any,
+    Glob(String),
+}
+
+impl PathPattern {
+    pub fn parse(pattern: &str) -> Result<PathPattern, &'static str> {
+        let pattern = pattern.trim_end_matches('/');
+        if pattern.is_empty() {
+            return Ok(PathPattern(Vec::new()));
+        }
+        if pattern.starts_with('/') {
+            return Err("must not start with '/'");
+        }
+        let mut segments = Vec::new();
+        for segment in pattern.split('/') {
+            match segment {
+                "" => return Err("has an empty segment"),
+                "**" => segments.push(Segment::Any),
+                s if s.contains("**") => return Err("uses ** inside a segment (it must be a whole segment)"),
+                s => segments.push(Segment::Glob(s.to_owned())),
+            }
+        }
+        Ok(PathPattern(segments))
+    }
+
+    /// Whether `path` (a validated secret or folder path, or a lease id)
+    /// matches. A trailing `/` of a folder is ignored.
+    pub fn matches(&self, path: &str) -> bool {
+        let path = path.trim_end_matches('/');
+        let segments: Vec<&str> = if path.is_empty() { Vec::new() } else { path.split('/').collect() };
+        match_segments(&self.0, &segments)
+    }
+}
+
+fn match_segments(pattern: &[Segment], path: &[&str]) -> bool {
+    match pattern.split_first() {
+        None => path.is_empty(),
+        Some((Segment::Any, rest)) => (0..=path.len()).any(|skip| match_segments(rest, &path[skip..])),
+        Some((Segment::Glob(glob), rest)) => {
+            path.split_first().is_some_and(|(first, tail)| glob_matches(glob, first) && match_segments(rest, tail))
+        }
+    }
+}
+
+/// `*` matches any run of characters (within one segment).
+fn glob_matches(glob: &str, text: &str) -> bool {
+    let mut parts = glob.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else { return false };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else { return rest.is_empty() };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matches(pattern: &str, path: &str) -> bool {
+        PathPattern::parse(pattern).expect("valid pattern").matches(path)
+    }
+
+    #[test]
+    fn one_star_is_one_segment() {
+        assert!(matches("billing/*", "billing/db"));
+        assert!(!matches("billing/*", "billing/db/replica"));
+        assert!(!matches("billing/*", "billing"));
+        assert!(!matches("billing/*", "billingx/db"));
+        assert!(matches("billing/db-*", "billing/db-main"));
+        assert!(!matches("billing/db-*", "billing/cache"));
+        assert!(matches("*/config", "app/config"));
+        assert!(matches("a*b*c", "aXXbYYc"));
+        assert!(!matches("a*b*c", "aXXbYY"));
+    }
+
+    #[test]
+    fn two_stars_are_any_depth() {
+        assert!(matches("shared/database/**", "shared/database/pg/main"));
+        assert!(matches("shared/database/**", "shared/database"));
+        assert!(matches("shared/database/**", "shared/database/"));
+        assert!(!matches("shared/database/**", "shared/databases/pg"));
+        assert!(matches("**/creds", "database/creds"));
+        assert!(matches("**", ""));
+        assert!(matches("**", "anything/at/all"));
+    }
+
+    #[test]
+    fn bad_patterns_are_refused() {
+        assert!(PathPattern::parse("/abs").is_err());
+        assert!(PathPattern::parse("a//b").is_err());
+        assert!(PathPattern::parse("a/b**").is_err());
+    }
+
+    fn requester(grants: &str) -> Requester {
+        let grants: Vec<crate::contract::Grant> = serde_yaml::from_str(grants).expect("grants");
+        let settings = RequesterPolicy {
+            name: "node_billing".into(),
+            signing_keys: vec![],
+            sealing_key: None,
+            clear_delivery: false,
+            grants,
+        };
+        Requester::from_settings(&settings, "secret")
+    }
+
+    #[test]
+    fn grants_check_operation_then_mount_then_every_path() {
+        let r = requester(
+            r#"
+            - { operations: [get_secret, get_secrets_batch], paths: ["billing/*"] }
+            - { operations: [list_secrets], mounts: ["kv"], paths: ["**"] }
+            - { operations: [renew_token] }
+            - { operations: [renew_lease], paths: ["database/creds/billing/*"] }
+            "#,
+        );
+        let paths = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(r.allows(Operation::GetSecret, Some("secret"), &paths(&["billing/db"])), Ok(()));
+        assert_eq!(r.allows(Operation::GetSecret, Some("secret"), &paths(&["payroll/db"])), Err(NotGranted::Path));
+        assert_eq!(r.allows(Operation::GetSecret, Some("kv"), &paths(&["billing/db"])), Err(NotGranted::Mount));
+        assert_eq!(r.allows(Operation::SetSecret, Some("secret"), &paths(&["billing/db"])), Err(NotGranted::Operation));
+        assert_eq!(
+            r.allows(Operation::GetSecretsBatch, Some("secret"), &paths(&["billing/a", "payroll/b"])),
+            Err(NotGranted::Path)
+        );
+        assert_eq!(r.allows(Operation::ListSecrets, Some("kv"), &paths(&[""])), Ok(()));
+        assert_eq!(r.allows(Operation::RenewToken, None, &[]), Ok(()));
+        assert_eq!(r.allows(Operation::RenewLease, None, &paths(&["database/creds/billing/x1"])), Ok(()));
+        assert_eq!(r.allows(Operation::RenewLease, None, &paths(&["database/creds/admin/x1"])), Err(NotGranted::Path));
+    }
+}
