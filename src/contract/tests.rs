@@ -123,3 +123,72 @@ fn onex_topic_pattern() {
         assert!(!is_onex_topic(bad), "{bad}");
     }
 }
+
+#[test]
+fn the_shipped_contract_is_strict_unless_told_dev() {
+    let contract = load(SHIPPED, BASE).expect("valid");
+    assert_eq!(contract.security.profile, SecurityProfile::Strict);
+    assert_eq!(contract.security.default_delivery, onex_vault_models::Delivery::Sealed);
+    assert!(contract.access_policy.requesters.is_empty(), "default deny: nobody is let in");
+    let mut vars = BASE.to_vec();
+    vars.push(("ONEX_SECURITY_PROFILE", "dev"));
+    assert_eq!(load(SHIPPED, &vars).expect("valid").security.profile, SecurityProfile::Dev);
+    vars.pop();
+    vars.push(("ONEX_SECURITY_PROFILE", "lax"));
+    let problems = problems(SHIPPED, &vars);
+    assert!(problems[0].starts_with("security.profile: unknown variant `lax`"), "{problems:?}");
+}
+
+#[test]
+fn access_policy_problems_name_the_field() {
+    let key = onex_vault_models::RequestSigner::generate("k1").expect("key").public_key_base64();
+    let requesters = format!(
+        r#"  requesters:
+    - name: node_a
+      signing_keys:
+        - {{ id: k1, public_key: "{key}" }}
+        - {{ id: k1, public_key: "not-a-key" }}
+        - {{ id: "bad id", public_key_file: "" }}
+      grants:
+        - {{ operations: [get_secret, drop_table], paths: ["a//b"] }}
+        - {{ operations: [list_secrets] }}
+    - name: node_a"#
+    );
+    let problems = problems(&SHIPPED.replace("  requesters: []", &requesters), BASE);
+    for expected in [
+        "access_policy.requesters[0].signing_keys[1].public_key: not a 32-byte key in base64",
+        "access_policy.requesters[0].signing_keys[1].id: \"k1\" is listed twice",
+        "access_policy.requesters[0].signing_keys[2].id: must be 1 to 64 of A-Z a-z 0-9 . _ -",
+        "access_policy.requesters[0].signing_keys[2]: needs public_key or public_key_file",
+        "access_policy.requesters[0].grants[0].operations: unknown operation \"drop_table\"",
+        "access_policy.requesters[0].grants[0].paths: \"a//b\" has an empty segment",
+        "access_policy.requesters[0].grants[1].paths: must list at least one pattern (e.g. \"app/*\")",
+        "access_policy.requesters[1].name: \"node_a\" is listed twice",
+    ] {
+        assert!(problems.iter().any(|p| p == expected), "missing {expected:?} in {problems:#?}");
+    }
+}
+
+#[test]
+fn key_files_are_read_and_a_missing_one_is_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("billing.pub");
+    let key = onex_vault_models::RequestSigner::generate("k1").expect("key").public_key_base64();
+    std::fs::write(&file, format!("{key}\n")).expect("write key");
+    let with_file = |path: &str| {
+        SHIPPED.replace(
+            "  requesters: []",
+            &format!(
+                "  requesters:\n    - {{ name: node_a, signing_keys: [{{ id: k1, public_key_file: \"{path}\" }}], grants: [] }}"
+            ),
+        )
+    };
+    let contract = load(&with_file(&file.display().to_string()), BASE).expect("valid");
+    assert_eq!(contract.access_policy.requesters[0].signing_keys[0].public_key, key);
+    let missing = dir.path().join("missing.pub").display().to_string();
+    let problems = problems(&with_file(&missing), BASE);
+    assert!(
+        problems[0].starts_with("access_policy.requesters[0].signing_keys[0].public_key_file: cannot read"),
+        "{problems:?}"
+    );
+}
