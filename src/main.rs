@@ -1,4 +1,5 @@
-//! `onex-vault-adapter`: run the node, check its contract, print its schemas.
+//! `onex-vault-adapter`: run the node, check its contract, print its schemas,
+//! send requests, generate requester keys, watch health.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +16,7 @@ use onex_vault_adapter::security::{self, Gate};
 use onex_vault_adapter::telemetry::Telemetry;
 use onex_vault_adapter::vault::{keep_token_alive, Vault};
 use onex_vault_adapter::{http, logging, requester, shutdown};
+use onex_vault_models::RequesterIdentity;
 
 #[derive(Parser)]
 #[command(name = "onex-vault-adapter", version, about = "ONEX effect node bridging Kafka and Vault")]
@@ -52,6 +54,18 @@ enum Command {
         /// How long to wait for the reply.
         #[arg(long, default_value_t = 15)]
         timeout_seconds: u64,
+        /// A requester identity file (from `keygen`): signs the request as that
+        /// requester (the node's strict profile needs it) and opens a sealed reply.
+        #[arg(long, env = "ONEX_IDENTITY_FILE")]
+        identity: Option<PathBuf>,
+    },
+    /// Generate a requester's keys: writes `<NAME>.identity.json` (private
+    /// keys, mode 0600) into --dir and prints its access-policy entry.
+    Keygen {
+        /// The requester's `source_tool`, e.g. node_billing.
+        name: String,
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
     },
     /// Show one row per node instance from the health topic, like `kubectl top`.
     ///
@@ -81,20 +95,65 @@ fn main() -> ExitCode {
         },
         Command::Schema { name } => print_schemas(name.as_deref()),
         Command::Health(args) => onex_vault_adapter::health_view::run(args),
-        Command::Send { file, bootstrap_servers, request_topic, completed_topic, failed_topic, timeout_seconds } => {
+        Command::Send {
+            file,
+            bootstrap_servers,
+            request_topic,
+            completed_topic,
+            failed_topic,
+            timeout_seconds,
+            identity,
+        } => {
             let topics = requester::Topics { requests: request_topic, replies: vec![completed_topic, failed_topic] };
-            send(&file, &bootstrap_servers, &topics, timeout_seconds)
+            send(&file, &bootstrap_servers, &topics, timeout_seconds, identity.as_deref())
+        }
+        Command::Keygen { name, dir } => keygen(&name, &dir),
+    }
+}
+
+fn keygen(name: &str, dir: &std::path::Path) -> ExitCode {
+    let suffix = chrono::Utc::now().format("%Y%m%d").to_string();
+    let identity = match RequesterIdentity::generate(name, &suffix) {
+        Ok(identity) => identity,
+        Err(error) => {
+            eprintln!("cannot generate keys for {name:?}: {error} (names: A-Z a-z 0-9 . _ -)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let path = dir.join(format!("{name}.identity.json"));
+    match requester::write_private_file(&path, &identity.to_json()) {
+        Ok(()) => {
+            eprintln!("wrote {} (private keys; keep it with the requester, mode 0600)", path.display());
+            eprintln!("add this to the node's access_policy.requesters and fill in its grants:");
+            print!("{}", identity.policy_entry());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("cannot write {}: {error}", path.display());
+            ExitCode::FAILURE
         }
     }
 }
 
-fn send(file: &std::path::Path, bootstrap: &str, topics: &requester::Topics, timeout_seconds: u64) -> ExitCode {
+fn send(
+    file: &std::path::Path,
+    bootstrap: &str,
+    topics: &requester::Topics,
+    timeout_seconds: u64,
+    identity: Option<&std::path::Path>,
+) -> ExitCode {
     let text =
         if file.as_os_str() == "-" { std::io::read_to_string(std::io::stdin()) } else { std::fs::read_to_string(file) };
     let outcome = async {
         let text = text.map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-        let envelope = requester::complete_envelope(serde_json::from_str(&text)?)?;
-        requester::send(bootstrap, topics, &envelope, std::time::Duration::from_secs(timeout_seconds)).await
+        let identity = identity.map(requester::read_identity).transpose()?;
+        let envelope = requester::complete_envelope(serde_json::from_str(&text)?, identity.as_ref())?;
+        let wait = std::time::Duration::from_secs(timeout_seconds);
+        let reply = requester::send(bootstrap, topics, &envelope, identity.as_ref(), wait).await?;
+        Ok::<_, anyhow::Error>(match &identity {
+            Some(identity) => requester::open_sealed(reply, identity),
+            None => reply,
+        })
     };
     let reply = match tokio::runtime::Runtime::new().map_err(anyhow::Error::from) {
         Ok(runtime) => runtime.block_on(outcome),

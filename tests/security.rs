@@ -388,3 +388,60 @@ async fn dev_profile_warns_at_start_and_in_health_events() {
     let log = node.log();
     assert!(log.contains("security profile dev"), "no start-up warning in the log");
 }
+
+/// The operator's path: `keygen` writes an identity file (0600) and prints the
+/// policy entry; a strict node with that entry answers `send --identity`,
+/// whose sealed reply the CLI opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keygen_and_send_with_an_identity_work_against_a_strict_node() {
+    use std::os::unix::fs::PermissionsExt as _;
+    vault::write_kv("secret", "security/cli/db", &json!({"password": "cli-secret"})).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bin = env!("CARGO_BIN_EXE_onex-vault-adapter");
+    let keygen = std::process::Command::new(bin)
+        .args(["keygen", "node_cli", "--dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run keygen");
+    assert!(keygen.status.success(), "{}", String::from_utf8_lossy(&keygen.stderr));
+    let identity_file = dir.path().join("node_cli.identity.json");
+    let mode = std::fs::metadata(&identity_file).expect("identity file").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the identity file must be private");
+    let printed = String::from_utf8_lossy(&keygen.stdout).to_string();
+    let mut entries: Vec<Value> = serde_yaml::from_str(&printed).expect("keygen prints a YAML policy entry");
+    entries[0]["grants"] = json!([{"operations": ["get_secret"], "paths": ["security/cli/*"]}]);
+    let private = std::fs::read_to_string(&identity_file).expect("read identity");
+    assert!(!printed.contains(
+        &serde_json::from_str::<Value>(&private).expect("JSON")["signing_key"]["private_key"]
+            .as_str()
+            .unwrap_or("-")
+            .to_owned()
+    ));
+
+    let node = strict_node(entries, |_| {}).await;
+    let request = dir.path().join("get.json");
+    std::fs::write(&request, json!({"payload": {"operation": "get_secret", "path": "security/cli/db"}}).to_string())
+        .expect("write request");
+    let topics = &node.topics;
+    let send = |identity: Option<&std::path::Path>| {
+        let mut command = std::process::Command::new(bin);
+        command
+            .arg("send")
+            .arg(&request)
+            .args(["--bootstrap-servers", &servers().bootstrap_servers()])
+            .args(["--request-topic", &topics.requests, "--completed-topic", &topics.completed])
+            .args(["--failed-topic", &topics.failed, "--timeout-seconds", "40"]);
+        if let Some(identity) = identity {
+            command.arg("--identity").arg(identity);
+        }
+        command.output().expect("run send")
+    };
+    let signed = send(Some(&identity_file));
+    let stdout = String::from_utf8_lossy(&signed.stdout);
+    assert!(signed.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&signed.stderr));
+    let reply: Value = serde_json::from_str(&stdout).expect("send prints the reply");
+    assert_eq!(reply["payload"]["result"]["data"]["password"], "cli-secret", "the CLI opens the sealed reply: {reply}");
+    let unsigned = send(None);
+    assert_eq!(unsigned.status.code(), Some(1), "{}", String::from_utf8_lossy(&unsigned.stdout));
+    assert!(String::from_utf8_lossy(&unsigned.stdout).contains("PERMISSION_DENIED"));
+}

@@ -22,6 +22,7 @@ mod dlq;
 mod envelope;
 mod error;
 mod events;
+mod identity;
 mod path;
 mod reply;
 mod request;
@@ -39,6 +40,7 @@ pub use events::{
     HealthStatus, LeaseEvent, LeaseEventKind, OperationStats, SecurityStatus, TokenStatus, VaultMetrics, VaultStatus,
     CIRCUIT_BREAKER_PAYLOAD_TYPE, HEALTH_PAYLOAD_TYPE, LEASE_EVENT_PAYLOAD_TYPE,
 };
+pub use identity::RequesterIdentity;
 pub use path::{mask_path, FolderPath, MountName, PathError, SecretPath, MAX_PATH_BYTES};
 pub use reply::{
     BatchItem, DeleteSecretResult, GetSecretResult, GetSecretsBatchResult, ListSecretsResult, LookupLeaseResult,
