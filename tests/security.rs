@@ -186,7 +186,8 @@ async fn strict_profile_admits_only_signed_fresh_granted_requests() {
     assert_eq!(bus.audit_of(reply["correlation_id"].as_str().unwrap_or_default()).await["denial"], Value::Null);
 
     // Denied by operation, and the write never reached Vault.
-    let set = json!({"operation": "set_secret", "path": "security/billing/db", "data": {"password": "overwritten"}});
+    let set =
+        json!({"operation": "set_secret", "path": "security/billing/db", "data": {"password": format!("{CANARY}-2")}});
     let reply = bus.signed(&billing, &billing.envelope(set)).await;
     bus.assert_denied(&reply, "operation_not_granted").await;
     assert_eq!(vault::read_kv("secret", "security/billing/db").await.expect("still there")["password"], CANARY);
@@ -245,7 +246,17 @@ async fn strict_profile_admits_only_signed_fresh_granted_requests() {
     let clear = json!({"operation": "get_secret", "path": "security/billing/db", "delivery": "clear"});
     bus.assert_denied(&bus.signed(&billing, &billing.envelope(clear)).await, "clear_delivery_not_allowed").await;
 
-    // None of it reached the log: the secret, the keys, the signatures.
+    // None of it reached the log, /metrics, the audit trail or the reply
+    // topics: the secret, the keys, the signatures.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", node.http_port))
+        .await
+        .expect("/metrics answers")
+        .text()
+        .await
+        .expect("/metrics text");
+    let text_of = |records: Vec<Record>| records.iter().map(|r| r.value_str().into_owned()).collect::<String>();
+    let audit = text_of(bus.audit.all_records());
+    let replies = text_of(bus.requester.watcher.all_records());
     node.stop();
     let log = node.log();
     assert!(log.contains("request denied by the security checks"), "denials are logged");
@@ -255,8 +266,16 @@ async fn strict_profile_admits_only_signed_fresh_granted_requests() {
         ("billing sealing key", billing.sealer.private_key_base64()),
         ("a signature", signature.split("sig=").nth(1).unwrap_or("-").to_owned()),
     ] {
-        assert!(!log.contains(&needle), "the {what} appears in the node log");
+        for (place, text) in
+            [("log", &log), ("/metrics", &metrics), ("audit trail", &audit), ("reply topics", &replies)]
+        {
+            assert!(!text.contains(&needle), "the {what} appears in the {place}");
+        }
     }
+    assert!(
+        audit.contains("path_not_granted") && replies.contains("PERMISSION_DENIED"),
+        "the places searched are real"
+    );
 }
 
 /// Sealed batches, wrapped replies (unwrapped once, in Vault) and clear
