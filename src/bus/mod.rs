@@ -48,6 +48,7 @@ pub fn consumer_config(contract: &Contract) -> ClientConfig {
         .set("queued.max.messages.kbytes", "4096")
         .set("fetch.max.bytes", (bus.max_record_bytes.max(1 << 20) * 2).to_string())
         .set("max.partition.fetch.bytes", (bus.max_record_bytes.max(1 << 20) + 1024).to_string())
+        .set("fetch.wait.max.ms", bus.fetch_wait_max_ms.to_string())
         // Consumer lag for /metrics and the health event, measured by
         // librdkafka every second (a small JSON document; cheap).
         .set("statistics.interval.ms", "1000");

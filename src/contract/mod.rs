@@ -87,6 +87,16 @@ pub struct EventBus {
     pub max_record_bytes: usize,
     pub dlq_value_limit_bytes: usize,
     pub shutdown_timeout_seconds: u64,
+    /// librdkafka `fetch.wait.max.ms` of the request consumer: how long a
+    /// fetch may wait for records. Apache Kafka answers as soon as a record
+    /// arrives, so this only paces idle polling; brokers that answer only at
+    /// the deadline (Tansu) add it to every hop.
+    #[serde(default = "default_fetch_wait_max_ms")]
+    pub fetch_wait_max_ms: u32,
+}
+
+fn default_fetch_wait_max_ms() -> u32 {
+    100
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -384,6 +394,11 @@ impl Contract {
         require(&mut p, bus.max_record_bytes >= 1024, "event_bus.max_record_bytes: must be ≥ 1024");
         require(&mut p, bus.dlq_value_limit_bytes >= 1, "event_bus.dlq_value_limit_bytes: must be ≥ 1");
         require(&mut p, bus.shutdown_timeout_seconds >= 1, "event_bus.shutdown_timeout_seconds: must be ≥ 1");
+        require(
+            &mut p,
+            (1..=10_000).contains(&bus.fetch_wait_max_ms),
+            "event_bus.fetch_wait_max_ms: must be 1 to 10000",
+        );
         let mut seen = BTreeSet::new();
         for (field, topic) in self.topics_by_field() {
             if !is_onex_topic(topic) {
