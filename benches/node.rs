@@ -1233,6 +1233,18 @@ fn main() {
         std::fs::write(path, text + "\n").unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
         println!("JSON report: {}", path.display());
     }
+    // Figures are for people; a lost or failed request through the node is a
+    // bug, and fails the run (the CI smoke relies on it).
+    let broken: Vec<String> = report
+        .levels
+        .iter()
+        .filter(|l| l.node.lost > 0 || !l.node.errors.is_empty() || l.node.throughput_rps <= 0.0)
+        .map(|l| format!("at {} in flight: {} lost, errors {:?}", l.concurrency, l.node.lost, l.node.errors))
+        .collect();
+    if !broken.is_empty() {
+        eprintln!("FAILED: the node lost or failed requests: {}", broken.join("; "));
+        std::process::exit(1);
+    }
 }
 
 async fn run(settings: &Settings, stack: &'static support::Servers) -> Report {
