@@ -19,6 +19,7 @@ pub mod leases;
 pub mod logging;
 pub mod messages;
 pub mod operations;
+pub mod request_cli;
 pub mod requester;
 pub mod resilience;
 pub mod runtime;

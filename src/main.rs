@@ -59,6 +59,10 @@ enum Command {
         #[arg(long, env = "ONEX_IDENTITY_FILE")]
         identity: Option<PathBuf>,
     },
+    /// One typed request through the client library: `request get app/db`,
+    /// `set`, `delete`, `list`, `renew-lease`, `lookup-lease`, `revoke-lease`,
+    /// `renew-token`. Exit 0 success, 1 error reply, 2 usage or no answer.
+    Request(onex_vault_adapter::request_cli::RequestArgs),
     /// Generate a requester's keys: writes `<NAME>.identity.json` (private
     /// keys, mode 0600) into --dir and prints its access-policy entry.
     Keygen {
@@ -108,6 +112,7 @@ fn main() -> ExitCode {
             send(&file, &bootstrap_servers, &topics, timeout_seconds, identity.as_deref())
         }
         Command::Keygen { name, dir } => keygen(&name, &dir),
+        Command::Request(args) => onex_vault_adapter::request_cli::run(args),
     }
 }
 

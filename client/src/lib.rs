@@ -1,0 +1,389 @@
+//! The requester's side of the ONEX Vault adapter node: [`VaultAdapterClient`]
+//! sends a request envelope over Kafka (signed when it has a requester
+//! identity), waits for the reply with the same `correlation_id`, retries
+//! what the node says is retryable, and opens sealed replies.
+//!
+//! ```no_run
+//! use onex_vault_client::{ClientSettings, VaultAdapterClient};
+//! use onex_vault_models::RequesterIdentity;
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let identity = RequesterIdentity::from_json(&std::fs::read_to_string("node_billing.identity.json")?)?;
+//! let settings = ClientSettings::new("kafka:9092").identity(identity);
+//! let client = VaultAdapterClient::connect(settings).await?;
+//! let secret = client.get_secret("billing/database").await?;
+//! let password = &secret.data.expose_secret()["password"];
+//! # let _ = password; Ok(())
+//! # }
+//! ```
+//!
+//! How it works: one producer; one consumer assigned by hand to every
+//! partition of the reply topics at their end (no consumer group, so no
+//! rebalance wait) whose thread hands each reply to the call waiting for its
+//! correlation id. A reply nobody waits for (a duplicate of at-least-once
+//! delivery, or one that came after its call gave up) is dropped. A retry is a
+//! new envelope (new `envelope_id`, so the node's replay check lets it in)
+//! with the same `correlation_id`.
+
+mod inbox;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use onex_vault_models::{
+    DeleteSecret, DeleteSecretResult, Envelope, ErrorCode, FolderPath, GetSecret, GetSecretResult, GetSecretsBatch,
+    GetSecretsBatchResult, ListSecrets, LookupLease, LookupLeaseResult, OpenError, OperationResult, RenewLease,
+    RenewLeaseResult, RenewToken, RenewTokenResult, ReplyError, RequesterIdentity, RevokeLease, RevokeLeaseResult,
+    SecretData, SecretPath, SetSecret, SetSecretResult, VaultRequest, SIGNATURE_HEADER,
+};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use uuid::Uuid;
+
+use inbox::Inbox;
+
+/// Payload type of a request envelope.
+pub const REQUEST_PAYLOAD_TYPE: &str = "ModelVaultAdapterRequest";
+
+/// The node's topics, as its contract names them (defaults: the wire contract's).
+#[derive(Debug, Clone)]
+pub struct Topics {
+    pub requests: String,
+    pub completed: String,
+    pub failed: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics {
+            requests: "onex.cmd.omnibase-infra.vault-request.v1".into(),
+            completed: "onex.evt.omnibase-infra.vault-completed.v1".into(),
+            failed: "onex.evt.omnibase-infra.vault-failed.v1".into(),
+        }
+    }
+}
+
+/// How to reach the node and who the client is.
+#[derive(Debug)]
+pub struct ClientSettings {
+    pub bootstrap_servers: String,
+    pub topics: Topics,
+    /// Signs requests and opens sealed replies; without it requests are
+    /// unsigned (the node's `dev` profile only) and sent as `source_tool`.
+    pub identity: Option<RequesterIdentity>,
+    pub source_tool: String,
+    /// How long one attempt waits for its reply (also the envelope's
+    /// `timeout_seconds`, so the node drops a request nobody waits for).
+    pub call_timeout: Duration,
+    /// Attempts for replies the node marks retryable.
+    pub max_attempts: u32,
+    /// Further librdkafka properties (TLS, SASL, ...).
+    pub properties: Vec<(String, String)>,
+}
+
+impl ClientSettings {
+    pub fn new(bootstrap_servers: &str) -> ClientSettings {
+        ClientSettings {
+            bootstrap_servers: bootstrap_servers.to_owned(),
+            topics: Topics::default(),
+            identity: None,
+            source_tool: "onex_vault_client".into(),
+            call_timeout: Duration::from_secs(15),
+            max_attempts: 3,
+            properties: Vec::new(),
+        }
+    }
+
+    pub fn identity(mut self, identity: RequesterIdentity) -> Self {
+        self.source_tool = identity.requester.clone();
+        self.identity = Some(identity);
+        self
+    }
+
+    pub fn topics(mut self, topics: Topics) -> Self {
+        self.topics = topics;
+        self
+    }
+
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    pub fn property(mut self, key: &str, value: &str) -> Self {
+        self.properties.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    fn kafka_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap_servers);
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    /// The node answered with an error.
+    #[error("{}: {}", .0.code, .0.message)]
+    Reply(ReplyError),
+    #[error("cannot open the sealed reply: {0}")]
+    Open(OpenError),
+    #[error("the reply's result is not the one of this operation")]
+    UnexpectedResult,
+}
+
+impl ClientError {
+    /// The node's error code, when the node answered with an error.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Reply(error) => Some(error.code),
+            _ => None,
+        }
+    }
+}
+
+/// A connected requester. Cheap to share (`Arc`); calls may run concurrently.
+pub struct VaultAdapterClient {
+    settings: ClientSettings,
+    producer: FutureProducer,
+    inbox: Arc<Inbox>,
+    stop: Arc<AtomicBool>,
+    listener: Option<thread::JoinHandle<()>>,
+}
+
+impl VaultAdapterClient {
+    /// Creates the producer and the reply consumer (assigned at the reply
+    /// topics' current ends, so it sees every reply to a request sent later).
+    pub async fn connect(settings: ClientSettings) -> Result<VaultAdapterClient, ClientError> {
+        let producer: FutureProducer = settings.kafka_config().set("linger.ms", "1").create()?;
+        let config = settings.kafka_config();
+        let topics = [settings.topics.completed.clone(), settings.topics.failed.clone()];
+        let consumer = tokio::task::spawn_blocking(move || reply_consumer(config, &topics))
+            .await
+            .map_err(|e| ClientError::Invalid(format!("reply consumer task failed: {e}")))??;
+        let inbox = Arc::new(Inbox::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let listener = {
+            let (inbox, stop) = (inbox.clone(), stop.clone());
+            thread::Builder::new()
+                .name("onex-vault-client-replies".into())
+                .spawn(move || inbox::listen(&consumer, &inbox, &stop))
+                .map_err(|e| ClientError::Invalid(format!("cannot start the reply thread: {e}")))?
+        };
+        Ok(VaultAdapterClient { settings, producer, inbox, stop, listener: Some(listener) })
+    }
+
+    /// Sends `request` and returns its result, retrying what the node marks
+    /// retryable (after `retry_after_ms` when it says, else a jittered
+    /// backoff), with sealed results opened.
+    pub async fn call(&self, request: VaultRequest) -> Result<OperationResult, ClientError> {
+        let correlation_id = Uuid::new_v4();
+        let mut attempt = 1;
+        loop {
+            let reply = self.attempt(correlation_id, &request).await?;
+            match (reply.payload.result, reply.payload.error) {
+                (Some(result), None) => return self.open(correlation_id, result),
+                (_, Some(error)) if error.retryable && attempt < self.settings.max_attempts => {
+                    let pause = error.retry_after_ms.map(Duration::from_millis).unwrap_or_else(|| backoff(attempt));
+                    tokio::time::sleep(pause).await;
+                    attempt += 1;
+                }
+                (_, Some(error)) => return Err(ClientError::Reply(error)),
+                (None, None) => return Err(ClientError::UnexpectedResult),
+            }
+        }
+    }
+
+    /// One envelope sent, its reply awaited.
+    async fn attempt(
+        &self,
+        correlation_id: Uuid,
+        request: &VaultRequest,
+    ) -> Result<Envelope<onex_vault_models::VaultReply>, ClientError> {
+        let mut envelope = Envelope::new(correlation_id, REQUEST_PAYLOAD_TYPE, request.clone());
+        envelope.source_tool = self.settings.source_tool.clone();
+        envelope.timeout_seconds = Some(self.settings.call_timeout.as_secs_f64());
+        let value = serde_json::to_vec(&envelope).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let topic = &self.settings.topics.requests;
+        let key = correlation_id.to_string();
+        let mut record = FutureRecord::to(topic).key(&key).payload(&value);
+        let signature = self.settings.identity.as_ref().map(|identity| identity.signer.sign(topic, &value));
+        if let Some(signature) = &signature {
+            record =
+                record.headers(OwnedHeaders::new().insert(Header { key: SIGNATURE_HEADER, value: Some(signature) }));
+        }
+        let waiting = self.inbox.expect(correlation_id);
+        self.producer.send(record, self.settings.call_timeout).await.map_err(|(error, _)| {
+            self.inbox.forget(correlation_id);
+            ClientError::Kafka(error)
+        })?;
+        match tokio::time::timeout(self.settings.call_timeout, waiting).await {
+            Ok(Ok(reply)) => Ok(reply),
+            _ => {
+                self.inbox.forget(correlation_id);
+                Err(ClientError::Timeout(self.settings.call_timeout))
+            }
+        }
+    }
+
+    fn open(&self, correlation_id: Uuid, result: OperationResult) -> Result<OperationResult, ClientError> {
+        match (result, &self.settings.identity) {
+            (OperationResult::Sealed(sealed), Some(identity)) => {
+                sealed.open(&identity.sealer, correlation_id).map_err(ClientError::Open)
+            }
+            (OperationResult::Sealed(_), None) => Err(ClientError::Open(OpenError::WrongKey)),
+            (result, _) => Ok(result),
+        }
+    }
+
+    pub async fn get_secret(&self, path: &str) -> Result<GetSecretResult, ClientError> {
+        let request = GetSecret {
+            mount: None,
+            path: secret_path(path)?,
+            version: None,
+            consistency: Default::default(),
+            delivery: None,
+        };
+        match self.call(VaultRequest::GetSecret(request)).await? {
+            OperationResult::GetSecret(result) => Ok(result),
+            _ => Err(ClientError::UnexpectedResult),
+        }
+    }
+
+    pub async fn get_secrets_batch(&self, paths: &[&str]) -> Result<GetSecretsBatchResult, ClientError> {
+        let paths = paths.iter().map(|p| secret_path(p)).collect::<Result<_, _>>()?;
+        let request = GetSecretsBatch { mount: None, paths, consistency: Default::default(), delivery: None };
+        match self.call(VaultRequest::GetSecretsBatch(request)).await? {
+            OperationResult::GetSecretsBatch(result) => Ok(result),
+            _ => Err(ClientError::UnexpectedResult),
+        }
+    }
+
+    pub async fn set_secret(
+        &self,
+        path: &str,
+        data: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<SetSecretResult, ClientError> {
+        let request = SetSecret { mount: None, path: secret_path(path)?, data: SecretData::new(data), cas: None };
+        match self.call(VaultRequest::SetSecret(request)).await? {
+            OperationResult::SetSecret(result) => Ok(result),
+            _ => Err(ClientError::UnexpectedResult),
+        }
+    }
+
+    /// Soft-deletes the latest version.
+    pub async fn delete_secret(&self, path: &str) -> Result<DeleteSecretResult, ClientError> {
+        let request =
+            DeleteSecret { mount: None, path: secret_path(path)?, versions: None, destroy: false, all_versions: false };
+        match self.call(VaultRequest::DeleteSecret(request)).await? {
+            OperationResult::DeleteSecret(result) => Ok(result),
+            _ => Err(ClientError::UnexpectedResult),
+        }
+    }
+
+    /// The keys of a folder (`""` for the mount's root).
+    pub async fn list_secrets(&self, folder: &str) -> Result<Vec<String>, ClientError> {
+        let path = FolderPath::new(folder).map_err(|e| ClientError::Invalid(format!("path: {e}")))?;
+        match self.call(VaultRequest::ListSecrets(ListSecrets { mount: None, path })).await? {
+            OperationResult::ListSecrets(result) => Ok(result.keys),
+            _ => Err(ClientError::UnexpectedResult),
+        }
+    }
+
+    pub async fn renew_lease(
+        &self,
+        lease_id: &str,
+        increment_seconds: Option<u64>,
+        keep_alive: bool,
+    ) -> Result<RenewLeaseResult, ClientError> {
+        let request = RenewLease { lease_id: lease_id.to_owned(), increment_seconds, keep_alive };
+        match self.call(VaultRequest::RenewLease(request)).await? {
+            OperationResult::RenewLease(result) => Ok(result),
+            _ => Err(ClientError::UnexpectedResult),
+        }
+    }
+
+    pub async fn lookup_lease(&self, lease_id: &str) -> Result<LookupLeaseResult, ClientError> {
+        match self.call(VaultRequest::LookupLease(LookupLease { lease_id: lease_id.to_owned() })).await? {
+            OperationResult::LookupLease(result) => Ok(result),
+            _ => Err(ClientError::UnexpectedResult),
+        }
+    }
+
+    pub async fn revoke_lease(&self, lease_id: &str) -> Result<RevokeLeaseResult, ClientError> {
+        match self.call(VaultRequest::RevokeLease(RevokeLease { lease_id: lease_id.to_owned() })).await? {
+            OperationResult::RevokeLease(result) => Ok(result),
+            _ => Err(ClientError::UnexpectedResult),
+        }
+    }
+
+    /// Renews the node's own Vault token.
+    pub async fn renew_token(&self, increment_seconds: Option<u64>) -> Result<RenewTokenResult, ClientError> {
+        match self.call(VaultRequest::RenewToken(RenewToken { increment_seconds })).await? {
+            OperationResult::RenewToken(result) => Ok(result),
+            _ => Err(ClientError::UnexpectedResult),
+        }
+    }
+}
+
+impl Drop for VaultAdapterClient {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(listener) = self.listener.take() {
+            let _ = listener.join();
+        }
+    }
+}
+
+fn secret_path(path: &str) -> Result<SecretPath, ClientError> {
+    SecretPath::new(path).map_err(|e| ClientError::Invalid(format!("path: {e}")))
+}
+
+/// Pause before retry `attempt + 1` when the node gives no `retry_after_ms`:
+/// 200 ms doubling, with equal jitter.
+fn backoff(attempt: u32) -> Duration {
+    let base = 200u64.saturating_mul(1 << attempt.min(6));
+    Duration::from_millis(base / 2 + rand::random_range(0..=base / 2))
+}
+
+/// A consumer of `topics` assigned to every partition at its current end.
+fn reply_consumer(config: ClientConfig, topics: &[String]) -> Result<BaseConsumer, ClientError> {
+    let consumer: BaseConsumer = config
+        // librdkafka wants a group id to assign; this one never joins or commits.
+        .clone()
+        .set("group.id", format!("onex-vault-client-{}", Uuid::new_v4().simple()))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "100")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    let wait = Duration::from_secs(10);
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), wait)?;
+        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            let (_, high) = consumer.fetch_watermarks(topic, partition.id(), wait)?;
+            assignment.add_partition_offset(topic, partition.id(), Offset::Offset(high))?;
+        }
+    }
+    consumer.assign(&assignment)?;
+    Ok(consumer)
+}

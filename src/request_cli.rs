@@ -1,0 +1,232 @@
+//! `onex-vault-adapter request …`: one typed request to the node through the
+//! client library (signed with `--identity`, sealed replies opened), the
+//! result printed as a table or as JSON.
+//!
+//! Exit codes: 0 success; 1 the node answered with an error (its code is
+//! printed); 2 bad usage, or no answer (Kafka unreachable, timeout).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use onex_vault_client::{ClientError, ClientSettings, Topics, VaultAdapterClient};
+use onex_vault_models::{
+    DeleteSecret, FolderPath, GetSecret, ListSecrets, LookupLease, OperationResult, RenewLease, RenewToken,
+    RevokeLease, SecretData, SecretPath, SetSecret, VaultRequest,
+};
+use serde_json::{Map, Value};
+
+#[derive(Args)]
+pub struct RequestArgs {
+    #[command(subcommand)]
+    operation: RequestOperation,
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", global = true)]
+    bootstrap_servers: Option<String>,
+    /// Requester identity file (from `keygen`): signs the request, opens sealed replies.
+    #[arg(long, env = "ONEX_IDENTITY_FILE", global = true)]
+    identity: Option<PathBuf>,
+    /// Print the reply's result as JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Seconds to wait for the reply (per attempt).
+    #[arg(long, default_value_t = 15, global = true)]
+    timeout_seconds: u64,
+    #[arg(long, default_value = "onex.cmd.omnibase-infra.vault-request.v1", global = true)]
+    request_topic: String,
+    #[arg(long, default_value = "onex.evt.omnibase-infra.vault-completed.v1", global = true)]
+    completed_topic: String,
+    #[arg(long, default_value = "onex.evt.omnibase-infra.vault-failed.v1", global = true)]
+    failed_topic: String,
+}
+
+#[derive(Subcommand)]
+enum RequestOperation {
+    /// Read a secret: `get app/db [--version N]`.
+    Get {
+        path: String,
+        #[arg(long)]
+        version: Option<u64>,
+        #[arg(long)]
+        mount: Option<String>,
+    },
+    /// Write a secret: `set app/db user=app password=s3cret` (values as given, strings).
+    Set {
+        path: String,
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        pairs: Vec<String>,
+        #[arg(long)]
+        mount: Option<String>,
+        /// Check-and-set: the version this write replaces (0: create only).
+        #[arg(long)]
+        cas: Option<u64>,
+    },
+    /// Soft-delete the latest version of a secret.
+    Delete {
+        path: String,
+        #[arg(long)]
+        mount: Option<String>,
+    },
+    /// List a folder's keys (`list app/`; no folder: the mount's root).
+    List {
+        #[arg(default_value = "")]
+        folder: String,
+        #[arg(long)]
+        mount: Option<String>,
+    },
+    /// Renew a lease: `renew-lease database/creds/app/abc [--increment 3600] [--keep-alive]`.
+    RenewLease {
+        lease_id: String,
+        #[arg(long)]
+        increment: Option<u64>,
+        #[arg(long)]
+        keep_alive: bool,
+    },
+    /// Look a lease up.
+    LookupLease { lease_id: String },
+    /// Revoke a lease.
+    RevokeLease { lease_id: String },
+    /// Renew the node's own Vault token.
+    RenewToken {
+        #[arg(long)]
+        increment: Option<u64>,
+    },
+}
+
+impl RequestOperation {
+    /// The typed request, or what is wrong with the arguments.
+    fn request(self) -> Result<VaultRequest, String> {
+        let mount = |m: Option<String>| {
+            m.map(onex_vault_models::MountName::new).transpose().map_err(|e| format!("--mount: {e}"))
+        };
+        let path = |p: String| SecretPath::new(p).map_err(|e| format!("path: {e}"));
+        Ok(match self {
+            RequestOperation::Get { path: p, version, mount: m } => VaultRequest::GetSecret(GetSecret {
+                mount: mount(m)?,
+                path: path(p)?,
+                version,
+                consistency: Default::default(),
+                delivery: None,
+            }),
+            RequestOperation::Set { path: p, pairs, mount: m, cas } => {
+                let mut data = Map::new();
+                for pair in pairs {
+                    let (key, value) = pair.split_once('=').ok_or(format!("{pair:?}: expected KEY=VALUE"))?;
+                    data.insert(key.to_owned(), Value::String(value.to_owned()));
+                }
+                VaultRequest::SetSecret(SetSecret {
+                    mount: mount(m)?,
+                    path: path(p)?,
+                    data: SecretData::new(data),
+                    cas,
+                })
+            }
+            RequestOperation::Delete { path: p, mount: m } => VaultRequest::DeleteSecret(DeleteSecret {
+                mount: mount(m)?,
+                path: path(p)?,
+                versions: None,
+                destroy: false,
+                all_versions: false,
+            }),
+            RequestOperation::List { folder, mount: m } => VaultRequest::ListSecrets(ListSecrets {
+                mount: mount(m)?,
+                path: FolderPath::new(folder).map_err(|e| format!("folder: {e}"))?,
+            }),
+            RequestOperation::RenewLease { lease_id, increment, keep_alive } => {
+                VaultRequest::RenewLease(RenewLease { lease_id, increment_seconds: increment, keep_alive })
+            }
+            RequestOperation::LookupLease { lease_id } => VaultRequest::LookupLease(LookupLease { lease_id }),
+            RequestOperation::RevokeLease { lease_id } => VaultRequest::RevokeLease(RevokeLease { lease_id }),
+            RequestOperation::RenewToken { increment } => {
+                VaultRequest::RenewToken(RenewToken { increment_seconds: increment })
+            }
+        })
+    }
+}
+
+pub fn run(args: RequestArgs) -> ExitCode {
+    let usage = |problem: String| {
+        eprintln!("error: {problem}");
+        ExitCode::from(2)
+    };
+    let Some(bootstrap) = args.bootstrap_servers.clone() else {
+        return usage("--bootstrap-servers (or KAFKA_BOOTSTRAP_SERVERS) is required".into());
+    };
+    let request = match args.operation.request() {
+        Ok(request) => request,
+        Err(problem) => return usage(problem),
+    };
+    if let Err(problem) = request.validate() {
+        return usage(problem);
+    }
+    let mut settings = ClientSettings::new(&bootstrap)
+        .topics(Topics { requests: args.request_topic, completed: args.completed_topic, failed: args.failed_topic })
+        .call_timeout(Duration::from_secs(args.timeout_seconds))
+        .max_attempts(1);
+    if let Some(path) = &args.identity {
+        match crate::requester::read_identity(path) {
+            Ok(identity) => settings = settings.identity(identity),
+            Err(error) => return usage(format!("{error:#}")),
+        }
+    }
+    let outcome = tokio::runtime::Runtime::new().map_err(|e| ClientError::Invalid(e.to_string())).and_then(|rt| {
+        rt.block_on(async {
+            let client = VaultAdapterClient::connect(settings).await?;
+            client.call(request).await
+        })
+    });
+    match outcome {
+        Ok(result) => {
+            print_result(&result, args.json);
+            ExitCode::SUCCESS
+        }
+        Err(ClientError::Reply(error)) => {
+            eprintln!("{}: {}", error.code, error.message);
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&error).unwrap_or_default());
+            }
+            ExitCode::from(1)
+        }
+        Err(error) => {
+            eprintln!("no answer: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// JSON, or one `field  value` line per field (a secret's data one key per
+/// line, a list one key per line).
+fn print_result(result: &OperationResult, json: bool) {
+    let value = serde_json::to_value(result).unwrap_or_default();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        return;
+    }
+    match (result, value) {
+        (OperationResult::ListSecrets(list), _) => list.keys.iter().for_each(|key| println!("{key}")),
+        (_, Value::Object(fields)) => {
+            let mut rows: Vec<(String, String)> = Vec::new();
+            for (field, value) in fields {
+                match value {
+                    Value::Object(inner) => {
+                        rows.extend(inner.into_iter().map(|(key, v)| (format!("{field}.{key}"), plain(&v))))
+                    }
+                    other => rows.push((field, plain(&other))),
+                }
+            }
+            let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+            for (key, value) in rows {
+                println!("{key:<width$}  {value}");
+            }
+        }
+        (_, other) => println!("{}", plain(&other)),
+    }
+}
+
+fn plain(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
