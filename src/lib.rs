@@ -8,6 +8,7 @@
 //! call), `resilience` (timeout, retry, breaker), `vault` (the Vault client),
 //! `bus` (Kafka settings, publishing, offsets).
 
+pub mod asyncapi;
 pub mod bus;
 pub mod cache;
 pub mod contract;

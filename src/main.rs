@@ -63,6 +63,11 @@ enum Command {
     /// `set`, `delete`, `list`, `renew-lease`, `lookup-lease`, `revoke-lease`,
     /// `renew-token`. Exit 0 success, 1 error reply, 2 usage or no answer.
     Request(onex_vault_adapter::request_cli::RequestArgs),
+    /// Print the node's AsyncAPI 3 document (YAML), generated from the contract and the models.
+    Asyncapi {
+        #[arg(default_value = "contract.yaml")]
+        contract: PathBuf,
+    },
     /// Generate a requester's keys: writes `<NAME>.identity.json` (private
     /// keys, mode 0600) into --dir and prints its access-policy entry.
     Keygen {
@@ -113,6 +118,16 @@ fn main() -> ExitCode {
         }
         Command::Keygen { name, dir } => keygen(&name, &dir),
         Command::Request(args) => onex_vault_adapter::request_cli::run(args),
+        Command::Asyncapi { contract } => match onex_vault_adapter::asyncapi::document_of_file(&contract) {
+            Ok(document) => {
+                print!("{}", serde_yaml::to_string(&document).unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("{error}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -127,13 +127,7 @@ impl Binaries {
     /// that says how to install them.
     fn locate() -> Binaries {
         let env_file = servers_env_file();
-        let from_file = fs::read_to_string(&env_file).map(|text| parse_env_file(&text)).unwrap_or_default();
-        let lookup = |name: &str| -> Option<PathBuf> {
-            std::env::var_os(name)
-                .filter(|value| !value.is_empty())
-                .map(PathBuf::from)
-                .or_else(|| from_file.iter().find(|(key, _)| key == name).map(|(_, value)| PathBuf::from(value)))
-        };
+        let lookup = tool_path;
         let missing = |what: &str| -> ! {
             panic!(
                 "cannot find {what} for the local test servers.\n\
@@ -163,6 +157,16 @@ impl Binaries {
         }
         binaries
     }
+}
+
+/// A tool that `scripts/install-test-servers.sh` installed (`ONEX_BAO_BIN`,
+/// `ONEX_PYTHON`, `ONEX_ASYNCAPI_SCHEMA`, …): the environment variable, else
+/// its line in `servers.env`.
+pub fn tool_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name).filter(|value| !value.is_empty()).map(PathBuf::from).or_else(|| {
+        let text = fs::read_to_string(servers_env_file()).ok()?;
+        parse_env_file(&text).into_iter().find(|(key, _)| key == name).map(|(_, value)| PathBuf::from(value))
+    })
 }
 
 /// `$ONEX_TOOLS_DIR/servers.env` if that variable is set, else `<package>/.venv/servers.env`.

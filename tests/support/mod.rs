@@ -24,5 +24,7 @@ pub mod proxy;
 pub mod servers;
 pub mod vault;
 
+#[allow(unused_imports)]
+pub use local_stack::tool_path;
 #[allow(unused_imports)] // not every test binary names both
 pub use servers::{servers, Servers};

@@ -1,0 +1,238 @@
+//! The node's AsyncAPI 3 document, generated from its contract (topics,
+//! version, description) and the models' JSON Schemas, so it cannot drift
+//! from either. `onex-vault-adapter asyncapi` prints it; `asyncapi.yaml` at
+//! the repository root is it for the shipped contract (a test keeps it so
+//! and validates it against the AsyncAPI 3.0.0 JSON Schema).
+
+use onex_vault_models::{schemas, SIGNATURE_HEADER};
+use serde_json::{json, Map, Value};
+
+use crate::contract::{Contract, ContractError};
+
+/// One topic of the contract as AsyncAPI sees it.
+struct Channel {
+    /// The contract field naming the topic.
+    field: &'static str,
+    id: &'static str,
+    /// Name of the models' schema (`models/schemas/<name>.schema.json`).
+    schema: &'static str,
+    /// `receive` (the node consumes it) or `send`.
+    action: &'static str,
+    description: &'static str,
+}
+
+const CHANNELS: &[Channel] = &[
+    Channel {
+        field: "event_bus.subscribe_topics.requests",
+        id: "requests",
+        schema: "vault-request",
+        action: "receive",
+        description: "Request envelopes; payload tagged by `operation`. In the strict security profile each record \
+                      carries an Ed25519 signature header.",
+    },
+    Channel {
+        field: "event_bus.publish_topics.completed",
+        id: "completed",
+        schema: "vault-reply",
+        action: "send",
+        description: "Replies with `status: success`, keyed by `correlation_id`.",
+    },
+    Channel {
+        field: "event_bus.publish_topics.failed",
+        id: "failed",
+        schema: "vault-reply",
+        action: "send",
+        description: "Replies with `status: error` and a typed error code, keyed by `correlation_id`.",
+    },
+    Channel {
+        field: "event_bus.publish_topics.health",
+        id: "health",
+        schema: "vault-health",
+        action: "send",
+        description: "Health events: at start, every health interval, and at a clean shutdown.",
+    },
+    Channel {
+        field: "event_bus.publish_topics.circuit_breaker",
+        id: "circuitBreaker",
+        schema: "circuit-breaker",
+        action: "send",
+        description: "Circuit-breaker transitions around Vault.",
+    },
+    Channel {
+        field: "event_bus.publish_topics.audit",
+        id: "audit",
+        schema: "vault-audit",
+        action: "send",
+        description: "One audit record per request (denied and invalid ones too); never a value or a token.",
+    },
+    Channel {
+        field: "event_bus.publish_topics.lease_events",
+        id: "leaseEvents",
+        schema: "vault-lease-event",
+        action: "send",
+        description: "Leases the node keeps alive and can renew no more.",
+    },
+    Channel {
+        field: "event_bus.dlq_topics.requests",
+        id: "deadLetters",
+        schema: "vault-dead-letter",
+        action: "send",
+        description: "Request records the node cannot use, with the reason and the original value.",
+    },
+];
+
+/// The document of the contract file at `path`, read the same whatever the
+/// environment: its `${env.X}` settings (addresses, credentials) are not
+/// part of the document, so documentation values stand in for them.
+pub fn document_of_file(path: &std::path::Path) -> Result<Value, ContractError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ContractError {
+        source_name: path.display().to_string(),
+        problems: vec![format!("cannot read the file: {e}")],
+    })?;
+    let stand_in = |name: &str| match name {
+        "KAFKA_BOOTSTRAP_SERVERS" => Some("kafka:9092".to_owned()),
+        "VAULT_ADDR" => Some("http://vault:8200".to_owned()),
+        "VAULT_TOKEN" => Some("documentation".to_owned()),
+        _ => None,
+    };
+    let contract = Contract::from_yaml(&text, &path.display().to_string(), &stand_in)?;
+    Ok(document(&contract))
+}
+
+/// The AsyncAPI document for `contract`.
+pub fn document(contract: &Contract) -> Value {
+    let topics = contract.topics_by_field();
+    let (schemas_by_name, components) = component_schemas();
+    let mut channels = Map::new();
+    let mut operations = Map::new();
+    let mut messages = Map::new();
+    for channel in CHANNELS {
+        let address = topics.iter().find(|(field, _)| *field == channel.field).map_or("", |(_, topic)| *topic);
+        let message_id = message_id(channel.schema);
+        let root = schemas_by_name.iter().find(|(name, _)| *name == channel.schema).map(|(_, root)| root.clone());
+        messages.entry(message_id.clone()).or_insert_with(|| {
+            json!({
+                "name": message_id,
+                "title": root.as_ref().and_then(|r| components.get(r)).and_then(|s| s.get("title")).cloned()
+                    .unwrap_or(Value::Null),
+                "contentType": "application/json",
+                "headers": headers(channel.action),
+                "payload": { "$ref": format!("#/components/schemas/{}", root.unwrap_or_default()) },
+            })
+        });
+        channels.insert(
+            channel.id.to_owned(),
+            json!({
+                "address": address,
+                "description": channel.description,
+                "messages": { message_id.clone(): { "$ref": format!("#/components/messages/{message_id}") } },
+            }),
+        );
+        let verb = if channel.action == "receive" { "receive" } else { "send" };
+        operations.insert(
+            format!("{verb}{}", upper_first(channel.id)),
+            json!({
+                "action": channel.action,
+                "channel": { "$ref": format!("#/channels/{}", channel.id) },
+                "messages": [ { "$ref": format!("#/channels/{}/messages/{message_id}", channel.id) } ],
+            }),
+        );
+    }
+    json!({
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": contract.name,
+            "version": contract.node_version,
+            "description": contract.description,
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "kafka": {
+                "host": "kafka:9092",
+                "protocol": "kafka",
+                "description": "The event bus; the node reads its address from KAFKA_BOOTSTRAP_SERVERS.",
+            }
+        },
+        "channels": channels,
+        "operations": operations,
+        "components": { "messages": messages, "schemas": components },
+    })
+}
+
+/// Every message schema of the models, as AsyncAPI component schemas: the
+/// roots under their PascalCase names, their `$defs` hoisted beside them,
+/// references rewritten to `#/components/schemas/…`. Returns (schema name →
+/// root component name) and the components.
+fn component_schemas() -> (Vec<(&'static str, String)>, Map<String, Value>) {
+    let mut roots = Vec::new();
+    let mut components = Map::new();
+    for message in schemas() {
+        let Value::Object(mut root) = rewrite_refs(message.schema) else { continue };
+        root.remove("$schema");
+        root.remove("$id");
+        if let Some(Value::Object(defs)) = root.remove("$defs") {
+            for (name, def) in defs {
+                components.entry(name).or_insert(def);
+            }
+        }
+        let name = message_id(message.name) + "Envelope";
+        components.insert(name.clone(), Value::Object(root));
+        roots.push((message.name, name));
+    }
+    (roots, components)
+}
+
+fn rewrite_refs(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(key, value)| match (key.as_str(), value) {
+                    ("$ref", Value::String(target)) => {
+                        (key, Value::String(target.replacen("#/$defs/", "#/components/schemas/", 1)))
+                    }
+                    (_, value) => (key, rewrite_refs(value)),
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(rewrite_refs).collect()),
+        other => other,
+    }
+}
+
+/// Record headers: what requesters send, what the node sets on everything it publishes.
+fn headers(action: &str) -> Value {
+    if action == "receive" {
+        json!({
+            "type": "object",
+            "properties": {
+                SIGNATURE_HEADER: {
+                    "type": "string",
+                    "description": "v1;key_id=<id>;sig=<base64 Ed25519 signature over 'onex-vault-request/v1\\n' + topic + '\\n' + record value>; required in the strict profile",
+                },
+                "correlation_id": { "type": "string", "description": "Names the requester of a record whose body cannot be read" },
+                "traceparent": { "type": "string", "description": "W3C trace context" },
+            },
+        })
+    } else {
+        json!({
+            "type": "object",
+            "properties": {
+                "content-type": { "type": "string", "const": "application/json" },
+                "correlation_id": { "type": "string" },
+                "event_type": { "type": "string" },
+                "source": { "type": "string", "const": onex_vault_models::NODE_NAME },
+                "traceparent": { "type": "string" },
+            },
+        })
+    }
+}
+
+/// `vault-request` → `VaultRequest`.
+fn message_id(schema_name: &str) -> String {
+    schema_name.split('-').map(upper_first).collect()
+}
+
+fn upper_first(word: &str) -> String {
+    let mut chars = word.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
