@@ -23,6 +23,7 @@ pub mod operations;
 pub mod request_cli;
 pub mod requester;
 pub mod resilience;
+pub mod resolve;
 pub mod runtime;
 pub mod security;
 pub mod shutdown;

@@ -63,6 +63,9 @@ enum Command {
     /// `set`, `delete`, `list`, `renew-lease`, `lookup-lease`, `revoke-lease`,
     /// `renew-token`. Exit 0 success, 1 error reply, 2 usage or no answer.
     Request(onex_vault_adapter::request_cli::RequestArgs),
+    /// Fetch the secrets ONEX contracts reference (`${vault:MOUNT/PATH#FIELD}`)
+    /// through the node into an env file (0600) or a command's environment.
+    Resolve(onex_vault_adapter::resolve::ResolveArgs),
     /// Print the node's AsyncAPI 3 document (YAML), generated from the contract and the models.
     Asyncapi {
         #[arg(default_value = "contract.yaml")]
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
         }
         Command::Keygen { name, dir } => keygen(&name, &dir),
         Command::Request(args) => onex_vault_adapter::request_cli::run(args),
+        Command::Resolve(args) => onex_vault_adapter::resolve::run(args),
         Command::Asyncapi { contract } => match onex_vault_adapter::asyncapi::document_of_file(&contract) {
             Ok(document) => {
                 print!("{}", serde_yaml::to_string(&document).unwrap_or_default());

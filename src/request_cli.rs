@@ -21,15 +21,22 @@ use serde_json::{Map, Value};
 pub struct RequestArgs {
     #[command(subcommand)]
     operation: RequestOperation,
-    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", global = true)]
-    bootstrap_servers: Option<String>,
-    /// Requester identity file (from `keygen`): signs the request, opens sealed replies.
-    #[arg(long, env = "ONEX_IDENTITY_FILE", global = true)]
-    identity: Option<PathBuf>,
+    #[command(flatten)]
+    bus: BusArgs,
     /// Print the reply's result as JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
-    /// Seconds to wait for the reply (per attempt).
+}
+
+/// Where the node is and who is asking: shared by `request` and `resolve`.
+#[derive(Args)]
+pub struct BusArgs {
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", global = true)]
+    bootstrap_servers: Option<String>,
+    /// Requester identity file (from `keygen`): signs requests, opens sealed replies.
+    #[arg(long, env = "ONEX_IDENTITY_FILE", global = true)]
+    identity: Option<PathBuf>,
+    /// Seconds to wait for a reply (per attempt).
     #[arg(long, default_value_t = 15, global = true)]
     timeout_seconds: u64,
     #[arg(long, default_value = "onex.cmd.omnibase-infra.vault-request.v1", global = true)]
@@ -38,6 +45,26 @@ pub struct RequestArgs {
     completed_topic: String,
     #[arg(long, default_value = "onex.evt.omnibase-infra.vault-failed.v1", global = true)]
     failed_topic: String,
+}
+
+impl BusArgs {
+    /// Client settings, or what is missing or unreadable.
+    pub fn client_settings(&self) -> Result<ClientSettings, String> {
+        let bootstrap =
+            self.bootstrap_servers.as_deref().ok_or("--bootstrap-servers (or KAFKA_BOOTSTRAP_SERVERS) is required")?;
+        let mut settings = ClientSettings::new(bootstrap)
+            .topics(Topics {
+                requests: self.request_topic.clone(),
+                completed: self.completed_topic.clone(),
+                failed: self.failed_topic.clone(),
+            })
+            .call_timeout(Duration::from_secs(self.timeout_seconds))
+            .max_attempts(1);
+        if let Some(path) = &self.identity {
+            settings = settings.identity(crate::requester::read_identity(path).map_err(|e| format!("{e:#}"))?);
+        }
+        Ok(settings)
+    }
 }
 
 #[derive(Subcommand)]
@@ -149,9 +176,6 @@ pub fn run(args: RequestArgs) -> ExitCode {
         eprintln!("error: {problem}");
         ExitCode::from(2)
     };
-    let Some(bootstrap) = args.bootstrap_servers.clone() else {
-        return usage("--bootstrap-servers (or KAFKA_BOOTSTRAP_SERVERS) is required".into());
-    };
     let request = match args.operation.request() {
         Ok(request) => request,
         Err(problem) => return usage(problem),
@@ -159,16 +183,10 @@ pub fn run(args: RequestArgs) -> ExitCode {
     if let Err(problem) = request.validate() {
         return usage(problem);
     }
-    let mut settings = ClientSettings::new(&bootstrap)
-        .topics(Topics { requests: args.request_topic, completed: args.completed_topic, failed: args.failed_topic })
-        .call_timeout(Duration::from_secs(args.timeout_seconds))
-        .max_attempts(1);
-    if let Some(path) = &args.identity {
-        match crate::requester::read_identity(path) {
-            Ok(identity) => settings = settings.identity(identity),
-            Err(error) => return usage(format!("{error:#}")),
-        }
-    }
+    let settings = match args.bus.client_settings() {
+        Ok(settings) => settings,
+        Err(problem) => return usage(problem),
+    };
     let outcome = tokio::runtime::Runtime::new().map_err(|e| ClientError::Invalid(e.to_string())).and_then(|rt| {
         rt.block_on(async {
             let client = VaultAdapterClient::connect(settings).await?;
