@@ -12,7 +12,7 @@ use onex_vault_client::{ClientSettings, Topics, VaultAdapterClient};
 use onex_vault_models::{ErrorCode, RequesterIdentity};
 use serde_json::{json, Map, Value};
 use support::bus::ReplyWatcher;
-use support::node::{Node, NodeOptions, REPLY_WAIT};
+use support::node::{policy_entry, Node, NodeOptions, REPLY_WAIT};
 use support::proxy::Proxy;
 use support::{servers, vault};
 
@@ -68,16 +68,8 @@ async fn typed_calls_round_trip_through_the_node() {
 async fn a_client_with_an_identity_is_let_in_by_a_strict_node_and_opens_its_sealed_replies() {
     vault::write_kv("secret", "client/billing/db", &json!({"password": "sealed-for-client"})).await;
     let identity = RequesterIdentity::generate("node_client_billing", "t1").expect("keys");
-    let mut entry: Vec<Value> = serde_yaml::from_str(&identity.policy_entry()).expect("policy entry");
-    entry[0]["grants"] = json!([{"operations": ["get_secret"], "paths": ["client/billing/*"]}]);
-    let policy: serde_yaml::Value = serde_json::from_value(Value::Array(entry)).expect("YAML");
-    let node = Node::start_with(
-        NodeOptions::default()
-            .env("VAULT_TOKEN", servers().root_token())
-            .env("ONEX_SECURITY_PROFILE", "strict")
-            .edit(move |c| c["access_policy"]["requesters"] = policy),
-    )
-    .await;
+    let grants = json!([{"operations": ["get_secret"], "paths": ["client/billing/*"]}]);
+    let node = Node::start_strict(vec![policy_entry(&identity, grants)], |_| {}).await;
     let signed = VaultAdapterClient::connect(settings(&node).identity(identity)).await.expect("client connects");
     let read = signed.get_secret("client/billing/db").await.expect("a signed get is let in");
     assert_eq!(read.data.expose_secret()["password"], "sealed-for-client");

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use onex_vault_models::RequesterIdentity;
 use serde_json::{json, Value};
-use support::node::{Node, NodeOptions};
+use support::node::{policy_entry, Node};
 use support::{servers, tool_path, vault};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,16 +20,8 @@ async fn the_python_example_gets_a_sealed_secret_from_a_strict_node() {
     let dir = tempfile::tempdir().expect("temp dir");
     let identity_file = dir.path().join("node_python_orders.identity.json");
     std::fs::write(&identity_file, identity.to_json()).expect("write identity");
-    let mut policy: Vec<Value> = serde_yaml::from_str(&identity.policy_entry()).expect("policy entry");
-    policy[0]["grants"] = json!([{"operations": ["get_secret"], "paths": ["python/orders/*"]}]);
-    let policy: serde_yaml::Value = serde_json::from_value(Value::Array(policy)).expect("YAML");
-    let node = Node::start_with(
-        NodeOptions::default()
-            .env("VAULT_TOKEN", servers().root_token())
-            .env("ONEX_SECURITY_PROFILE", "strict")
-            .edit(move |c| c["access_policy"]["requesters"] = policy),
-    )
-    .await;
+    let grants = json!([{"operations": ["get_secret"], "paths": ["python/orders/*"]}]);
+    let node = Node::start_strict(vec![policy_entry(&identity, grants)], |_| {}).await;
 
     let topics = &node.topics;
     let run = |extra: &[&str], path: &str| {

@@ -52,20 +52,6 @@ impl Identity {
     }
 }
 
-/// A strict node with `requesters` as its access policy.
-async fn strict_node(requesters: Vec<Value>, edit: impl FnOnce(&mut serde_yaml::Value) + 'static) -> Node {
-    let requesters: serde_yaml::Value = serde_json::from_value(Value::Array(requesters)).expect("YAML");
-    Node::start_with(
-        NodeOptions::default().env("VAULT_TOKEN", servers().root_token()).env("ONEX_SECURITY_PROFILE", "strict").edit(
-            move |contract| {
-                contract["access_policy"]["requesters"] = requesters;
-                edit(contract);
-            },
-        ),
-    )
-    .await
-}
-
 /// What the test sends and sees: the requester, plus the audit trail.
 struct Bus {
     requester: Requester,
@@ -164,7 +150,7 @@ async fn strict_profile_admits_only_signed_fresh_granted_requests() {
     vault::write_kv("secret", "security/payroll/db", &json!({"password": "payroll"})).await;
     let billing = Identity::new("node_billing");
     let stranger = Identity::new("node_stranger");
-    let mut node = strict_node(vec![billing.policy(false, grants_billing())], |_| {}).await;
+    let mut node = Node::start_strict(vec![billing.policy(false, grants_billing())], |_| {}).await;
     let bus = Bus::of(&node);
     let get = |path: &str| json!({"operation": "get_secret", "path": path});
 
@@ -286,7 +272,7 @@ async fn sealed_wrapped_and_clear_delivery() {
     vault::write_kv("secret", "security/billing/api", &json!({"key": "api-key-1"})).await;
     let billing = Identity::new("node_billing");
     let ops = Identity::new("node_ops");
-    let mut node = strict_node(
+    let mut node = Node::start_strict(
         vec![
             billing.policy(false, grants_billing()),
             ops.policy(true, json!([{"operations": ["get_secret"], "paths": ["security/**"]}])),
@@ -357,7 +343,7 @@ async fn requester_keys_rotate_through_vault() {
     let policy =
         json!({"name": "node_rotating", "grants": [{"operations": ["get_secret"], "paths": ["security/rotating/*"]}]});
     let source = keys_path.clone();
-    let node = strict_node(vec![policy], move |contract| {
+    let node = Node::start_strict(vec![policy], move |contract| {
         contract["access_policy"]["vault_keys"] =
             serde_yaml::to_value(json!({"mount": "secret", "path": source, "refresh_seconds": 1})).expect("YAML");
     })
@@ -437,7 +423,7 @@ async fn keygen_and_send_with_an_identity_work_against_a_strict_node() {
             .to_owned()
     ));
 
-    let node = strict_node(entries, |_| {}).await;
+    let node = Node::start_strict(entries, |_| {}).await;
     let request = dir.path().join("get.json");
     std::fs::write(&request, json!({"payload": {"operation": "get_secret", "path": "security/cli/db"}}).to_string())
         .expect("write request");

@@ -193,6 +193,24 @@ impl Node {
         node
     }
 
+    /// Starts a node in the `strict` security profile (root token) with
+    /// `requesters` (entries as in the contract's `access_policy.requesters`)
+    /// and further contract `edit`s.
+    pub async fn start_strict(requesters: Vec<Value>, edit: impl FnOnce(&mut serde_yaml::Value) + 'static) -> Node {
+        let requesters: serde_yaml::Value =
+            serde_json::from_value(Value::Array(requesters)).expect("requesters as YAML");
+        Node::start_with(
+            NodeOptions::default()
+                .env("VAULT_TOKEN", servers().root_token())
+                .env("ONEX_SECURITY_PROFILE", "strict")
+                .edit(move |contract| {
+                    contract["access_policy"]["requesters"] = requesters;
+                    edit(contract);
+                }),
+        )
+        .await
+    }
+
     async fn wait_until_alive(&mut self) {
         let url = format!("http://127.0.0.1:{}/health", self.http_port);
         let client = reqwest::Client::builder().no_proxy().build().expect("http client");
@@ -421,4 +439,12 @@ impl Requester {
     pub fn topics(&self) -> &Topics {
         &self.topics
     }
+}
+
+/// `identity`'s access-policy entry (as `keygen` prints it) with `grants`.
+pub fn policy_entry(identity: &onex_vault_models::RequesterIdentity, grants: Value) -> Value {
+    let mut entries: Vec<Value> = serde_yaml::from_str(&identity.policy_entry()).expect("a YAML policy entry");
+    let mut entry = entries.remove(0);
+    entry["grants"] = grants;
+    entry
 }
