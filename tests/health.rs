@@ -105,6 +105,11 @@ async fn health_metrics_and_audit_match_a_known_workload() {
                     && r.json.as_ref().is_some_and(|j| j["payload"]["bus"]["consumed_total"] == total_records)
                     && r.json.as_ref().is_some_and(|j| j["payload"]["bus"]["dlq_total"] == 1)
                     && r.json.as_ref().is_some_and(|j| j["payload"]["bus"]["in_flight"] == 0)
+                    // librdkafka reports lag in its statistics (every second)
+                    // once it has fetched: the first events may not have it yet.
+                    && r.json.as_ref().is_some_and(|j| {
+                        j["payload"]["bus"]["consumer_lag"].as_object().is_some_and(|lag| !lag.is_empty())
+                    })
             },
             WAIT,
         )
