@@ -161,6 +161,23 @@ pub struct VaultSettings {
     pub read_cache: ReadCacheSettings,
     #[serde(default)]
     pub batch: BatchLimits,
+    #[serde(default)]
+    pub tls: VaultTls,
+}
+
+/// TLS to Vault beyond the system's trusted roots: PEM files. Empty: unset.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultTls {
+    /// CA bundle that signs Vault's certificate (VAULT_CACERT).
+    #[serde(default, deserialize_with = "scalar_string")]
+    pub ca_cert: String,
+    /// The node's client certificate and key, for Vault's TLS client auth
+    /// (VAULT_CLIENT_CERT, VAULT_CLIENT_KEY); both or neither.
+    #[serde(default, deserialize_with = "scalar_string")]
+    pub client_cert: String,
+    #[serde(default, deserialize_with = "scalar_string")]
+    pub client_key: String,
 }
 
 /// The optional `get_secret` cache (see `cache.rs`).
@@ -427,6 +444,21 @@ impl Contract {
             .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
         require(&mut p, address_ok, "vault.address: must be an http(s) URL with a host (set VAULT_ADDR)");
         require(&mut p, vault.request_timeout_ms >= 1, "vault.request_timeout_ms: must be ≥ 1");
+        let tls = &vault.tls;
+        for (field, variable, file) in [
+            ("ca_cert", "VAULT_CACERT", &tls.ca_cert),
+            ("client_cert", "VAULT_CLIENT_CERT", &tls.client_cert),
+            ("client_key", "VAULT_CLIENT_KEY", &tls.client_key),
+        ] {
+            if !file.is_empty() && !Path::new(file).is_file() {
+                p.push(format!("vault.tls.{field}: cannot read {file} (set {variable} to a PEM file)"));
+            }
+        }
+        require(
+            &mut p,
+            tls.client_cert.is_empty() == tls.client_key.is_empty(),
+            "vault.tls.client_cert, vault.tls.client_key: set both (VAULT_CLIENT_CERT and VAULT_CLIENT_KEY) or neither",
+        );
         let filled = |s: &Option<SecretString>| s.as_ref().is_some_and(|s| !s.expose_secret().is_empty());
         match vault.auth.method {
             AuthMethod::Token => require(

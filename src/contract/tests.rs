@@ -192,3 +192,20 @@ fn key_files_are_read_and_a_missing_one_is_named() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn vault_tls_files_must_exist_and_client_cert_needs_its_key() {
+    let mut vars = BASE.to_vec();
+    vars.extend([("VAULT_CACERT", "/nonexistent/ca.pem"), ("VAULT_CLIENT_CERT", "/etc/hostname")]);
+    let problems = problems(SHIPPED, &vars);
+    assert!(
+        problems.contains(
+            &"vault.tls.ca_cert: cannot read /nonexistent/ca.pem (set VAULT_CACERT to a PEM file)".to_owned()
+        ),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.starts_with("vault.tls.client_cert, vault.tls.client_key: set both")),
+        "{problems:?}"
+    );
+}

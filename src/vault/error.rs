@@ -16,12 +16,17 @@ use crate::resilience::Failure;
 pub enum VaultError {
     /// Vault answered with an error status.
     Status { status: u16, hint: Hint },
-    /// No answer: connection refused or reset, DNS, TLS.
+    /// No answer: connection refused or reset, DNS.
     Transport,
+    /// The TLS handshake failed: Vault's certificate is not trusted (or the
+    /// node's client certificate was refused). Not retried: it will not heal.
+    Tls,
     /// An answer we could not read.
     Malformed,
     /// Our own login failed (bad credentials, or the token was refused at start).
     Login { status: Option<u16> },
+    /// A `vault.tls` file is not PEM of the right kind.
+    TlsFile,
 }
 
 /// What the body of a 400 or 404 told us, reduced to a verdict.
@@ -76,8 +81,8 @@ impl VaultError {
                 (408, _) => ErrorCode::TimeoutError,
                 _ => ErrorCode::ServiceUnavailable,
             },
-            VaultError::Transport => ErrorCode::ServiceUnavailable,
-            VaultError::Malformed => ErrorCode::InternalError,
+            VaultError::Transport | VaultError::Tls => ErrorCode::ServiceUnavailable,
+            VaultError::Malformed | VaultError::TlsFile => ErrorCode::InternalError,
             VaultError::Login { .. } => ErrorCode::AuthenticationError,
         }
     }
@@ -103,6 +108,10 @@ impl fmt::Display for VaultError {
                 },
             },
             VaultError::Transport => f.write_str("Vault is unreachable"),
+            VaultError::Tls => f.write_str(
+                "TLS with Vault failed: its certificate is not trusted by vault.tls.ca_cert (VAULT_CACERT), \
+                 or it refused the client certificate (vault.tls.client_cert)",
+            ),
             VaultError::Malformed => {
                 f.write_str("Vault sent an answer the node could not read (a bug or an incompatible server)")
             }
@@ -110,6 +119,9 @@ impl fmt::Display for VaultError {
                 write!(f, "the node's Vault login failed (Vault {s})")
             }
             VaultError::Login { status: None } => f.write_str("the node's Vault login failed"),
+            VaultError::TlsFile => f.write_str(
+                "vault.tls: a file is not PEM (ca_cert: certificates; client_cert + client_key: a certificate and its key)",
+            ),
         }
     }
 }
@@ -123,7 +135,7 @@ impl Failure for VaultError {
         match self {
             VaultError::Transport => true,
             VaultError::Status { status, .. } => matches!(status, 408 | 412 | 429 | 500..=599),
-            VaultError::Malformed | VaultError::Login { .. } => false,
+            VaultError::Tls | VaultError::TlsFile | VaultError::Malformed | VaultError::Login { .. } => false,
         }
     }
 
@@ -131,9 +143,9 @@ impl Failure for VaultError {
     /// 404 is a healthy Vault answering.
     fn counts_against_breaker(&self) -> bool {
         match self {
-            VaultError::Transport => true,
+            VaultError::Transport | VaultError::Tls => true,
             VaultError::Status { status, .. } => matches!(status, 408 | 429 | 500..=599),
-            VaultError::Malformed | VaultError::Login { .. } => false,
+            VaultError::TlsFile | VaultError::Malformed | VaultError::Login { .. } => false,
         }
     }
 }
@@ -145,6 +157,7 @@ impl From<ClientError> for VaultError {
             ClientError::APIError { code, errors } => VaultError::status(code, &errors),
             ClientError::RestClientError { source } => match source {
                 Rest::ServerResponseError { code, .. } => VaultError::status(code, &[]),
+                Rest::RequestError { .. } | Rest::ResponseError { .. } if is_tls(&source) => VaultError::Tls,
                 Rest::RequestError { .. } | Rest::ResponseError { .. } => VaultError::Transport,
                 _ => VaultError::Malformed,
             },
@@ -160,10 +173,25 @@ impl From<reqwest::Error> for VaultError {
     fn from(error: reqwest::Error) -> Self {
         if error.is_decode() {
             VaultError::Malformed
+        } else if is_tls(&error) {
+            VaultError::Tls
         } else {
             VaultError::Transport
         }
     }
+}
+
+/// Whether a transport error (or one it wraps) is a failed TLS handshake.
+fn is_tls(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        let text = error.to_string().to_ascii_lowercase();
+        if text.contains("certificate") || text.contains("handshake") || text.contains("unknownissuer") {
+            return true;
+        }
+        current = error.source();
+    }
+    false
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 pub use error::{Hint, VaultError};
 pub use renewal::keep_token_alive;
 
-use crate::contract::{AuthMethod, VaultSettings};
+use crate::contract::{AuthMethod, VaultSettings, VaultTls};
 
 /// What `auth/token/lookup-self` says of the node's token (never the token).
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -55,6 +55,7 @@ pub struct Vault {
     token: RwLock<SecretString>,
     client: RwLock<Arc<VaultClient>>,
     http: reqwest::Client,
+    tls: TlsFiles,
     /// AppRole credentials, kept to log in again when the token can no
     /// longer be renewed or was revoked; `None` with token auth.
     approle: Option<AppRole>,
@@ -81,9 +82,10 @@ impl Vault {
         let timeout = Duration::from_millis(settings.request_timeout_ms) + Duration::from_secs(1);
         let namespace = (!settings.namespace.is_empty()).then(|| settings.namespace.clone());
         let address = settings.address.trim_end_matches('/').to_owned();
-        let http = reqwest::Client::builder().timeout(timeout).build().map_err(|_| VaultError::Malformed)?;
+        let tls = TlsFiles::read(&settings.tls)?;
+        let http = tls.apply(reqwest::Client::builder().timeout(timeout)).build().map_err(|_| VaultError::Malformed)?;
         let placeholder = SecretString::from(String::new());
-        let client = build_client(&address, namespace.as_deref(), timeout, &placeholder)?;
+        let client = build_client(&address, namespace.as_deref(), timeout, &tls, &placeholder)?;
         let auth = &settings.auth;
         let approle = match (auth.method, &auth.role_id, &auth.secret_id) {
             (AuthMethod::Approle, Some(role_id), Some(secret_id)) => Some(AppRole {
@@ -101,6 +103,7 @@ impl Vault {
             token: RwLock::new(placeholder),
             client: RwLock::new(Arc::new(client)),
             http,
+            tls,
             approle,
             generation: AtomicU64::new(0),
             logins: AtomicU64::new(0),
@@ -134,7 +137,7 @@ impl Vault {
     /// Makes `token` the one every later call uses. Calls in flight keep the
     /// client (and token) they started with.
     fn use_token(&self, token: SecretString) -> Result<(), VaultError> {
-        let client = build_client(&self.address, self.namespace.as_deref(), self.timeout, &token)?;
+        let client = build_client(&self.address, self.namespace.as_deref(), self.timeout, &self.tls, &token)?;
         *self.client.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(client);
         *self.token.write().unwrap_or_else(|p| p.into_inner()) = token;
         self.generation.fetch_add(1, Ordering::SeqCst);
@@ -276,14 +279,59 @@ pub struct WrapInfo {
     pub creation_time: String,
 }
 
+/// The contract's TLS files, read and parsed once (`vault.tls`).
+#[derive(Clone, Default)]
+struct TlsFiles {
+    ca_cert: Option<String>,
+    roots: Vec<reqwest::Certificate>,
+    identity: Option<reqwest::Identity>,
+}
+
+impl TlsFiles {
+    fn read(tls: &VaultTls) -> Result<TlsFiles, VaultError> {
+        let read = |file: &str| std::fs::read(file).map_err(|_| VaultError::TlsFile);
+        let mut files = TlsFiles::default();
+        if !tls.ca_cert.is_empty() {
+            let pem = read(&tls.ca_cert)?;
+            files.roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|_| VaultError::TlsFile)?;
+            files.ca_cert = Some(tls.ca_cert.clone());
+        }
+        if !tls.client_cert.is_empty() && !tls.client_key.is_empty() {
+            let mut pem = read(&tls.client_cert)?;
+            pem.extend(read(&tls.client_key)?);
+            files.identity = Some(reqwest::Identity::from_pem(&pem).map_err(|_| VaultError::TlsFile)?);
+        }
+        Ok(files)
+    }
+
+    /// The raw HTTP client with the same trust and identity as `vaultrs`'s.
+    fn apply(&self, mut builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        if !self.roots.is_empty() {
+            builder = builder.tls_certs_merge(self.roots.clone());
+        }
+        if let Some(identity) = &self.identity {
+            builder = builder.identity(identity.clone());
+        }
+        builder
+    }
+}
+
 fn build_client(
     address: &str,
     namespace: Option<&str>,
     timeout: Duration,
+    tls: &TlsFiles,
     token: &SecretString,
 ) -> Result<VaultClient, VaultError> {
     let mut settings = VaultClientSettingsBuilder::default();
-    settings.address(address).token(token.expose_secret()).timeout(Some(timeout));
+    // Explicit, so vaultrs does not read VAULT_CACERT & co. behind the contract's back.
+    settings
+        .address(address)
+        .token(token.expose_secret())
+        .timeout(Some(timeout))
+        .verify(true)
+        .ca_certs(tls.ca_cert.iter().cloned().collect())
+        .identity(tls.identity.clone());
     if let Some(namespace) = namespace {
         settings.namespace(Some(namespace.to_owned()));
     }
