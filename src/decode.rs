@@ -1,8 +1,9 @@
 //! The boundary: a Kafka record's bytes become a typed request, or a precise
 //! refusal saying what to answer and whether to dead-letter the record.
 //!
-//! - not JSON, not an object, or not a valid envelope → dead letter, and a
-//!   failed reply too when a `correlation_id` could be read;
+//! - not JSON, JSON with a duplicate key in any object, not an object, or
+//!   not a valid envelope → dead letter, and a failed reply too when a
+//!   `correlation_id` could be read (from the body, else a record header);
 //! - larger than `max_record_bytes` → the same;
 //! - valid envelope with an unknown `operation` → `UNSUPPORTED_OPERATION` reply;
 //! - valid envelope with an invalid payload → `INVALID_REQUEST` reply.
@@ -35,8 +36,14 @@ pub struct Refusal {
 }
 
 pub fn decode(bytes: &[u8], max_record_bytes: usize) -> Decoded {
-    let value: Value = match serde_json::from_slice(bytes) {
-        Ok(value) => value,
+    let value: Value = match serde_json::from_slice::<UniqueKeys>(bytes) {
+        Ok(UniqueKeys(value)) => value,
+        Err(e) if e.to_string().starts_with(DUPLICATE_KEY) => {
+            // Parsers differ on which of two equal keys wins; a signed record
+            // must mean one thing to every reader, so it is refused whole.
+            let reason = format!("record value has {DUPLICATE_KEY} at line {} column {}", e.line(), e.column());
+            return Decoded::Refused(Refusal::dead_letter(reason, &Value::Null));
+        }
         Err(e) => {
             let reason = format!("record value is not JSON: {}", e.classify_message());
             return Decoded::Refused(Refusal::dead_letter(reason, &Value::Null));
@@ -100,6 +107,77 @@ impl Refusal {
     }
 }
 
+const DUPLICATE_KEY: &str = "a duplicate key in an object";
+
+/// A JSON value, refused if any object in it has the same key twice
+/// (`serde_json::Value` would silently keep the last). serde_json's nesting
+/// limit still applies.
+struct UniqueKeys(Value);
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueKeysVisitor).map(UniqueKeys)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(UniqueKeys(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(DUPLICATE_KEY));
+            }
+            let UniqueKeys(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
 fn field(path: &serde_path_to_error::Path) -> String {
     let path = path.to_string();
     if path == "." {
@@ -109,8 +187,10 @@ fn field(path: &serde_path_to_error::Path) -> String {
     }
 }
 
-/// serde quotes offending string values (`invalid type: string "hunter2"`);
-/// the reply and the logs must not, so every double-quoted part is elided.
+/// serde quotes offending string values (`invalid type: string "hunter2"`,
+/// `unknown variant `hunter2`, expected …`); the reply and the logs must
+/// not, so every double-quoted part and the variant named as unknown are
+/// elided. Field names (`missing field `path``) stay: they help the sender.
 fn quiet(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut inside = false;
@@ -122,6 +202,12 @@ fn quiet(message: &str) -> String {
             inside = !inside;
         } else if !inside {
             out.push(c);
+        }
+    }
+    const UNKNOWN_VARIANT: &str = "unknown variant `";
+    if let Some(start) = out.find(UNKNOWN_VARIANT).map(|at| at + UNKNOWN_VARIANT.len()) {
+        if let Some(end) = out[start..].find('`') {
+            out.replace_range(start..start + end, "…");
         }
     }
     out
@@ -214,5 +300,187 @@ mod tests {
     fn refusals_never_quote_values() {
         let r = refusal(&envelope(json!({"operation": "get_secret", "path": "a", "version": "canary-77"})));
         assert!(!r.error.message.contains("canary"), "{}", r.error.message);
+        // Found by the property tests: serde names an unknown enum variant in backticks.
+        let r = refusal(&envelope(json!({"operation": "get_secret", "path": "a", "consistency": "canary-78"})));
+        assert!(!r.error.message.contains("canary"), "{}", r.error.message);
+        assert!(r.error.message.contains("unknown variant `…`, expected `cached` or `fresh`"), "{}", r.error.message);
+    }
+
+    #[test]
+    fn duplicate_keys_anywhere_are_dead_lettered() {
+        let id = "0b8f8f62-54a4-4f0c-9b7e-08c2b2a1a0e1";
+        for bytes in [
+            format!(r#"{{"correlation_id": "{id}", "correlation_id": "{id}"}}"#),
+            String::from_utf8(envelope(json!({"operation": "get_secret", "path": "a"}))).expect("UTF-8").replacen(
+                r#""path":"a""#,
+                r#""path":"a","path":"b""#,
+                1,
+            ),
+            r#"{"a": [{"x": 1, "y": {"k": 1, "k": 2}}]}"#.to_owned(),
+        ] {
+            let r = refusal(bytes.as_bytes());
+            assert!(r.dead_letter, "{bytes}");
+            assert!(r.error.message.starts_with("record value has a duplicate key"), "{}", r.error.message);
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflowing_the_stack() {
+        for depth in [200, 10_000, 100_000] {
+            let bytes = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            assert!(refusal(bytes.as_bytes()).dead_letter);
+            let bytes = format!(r#"{{"payload": {}1{}}}"#, r#"{"a":"#.repeat(depth), "}".repeat(depth));
+            assert!(refusal(bytes.as_bytes()).dead_letter);
+        }
+    }
+
+    mod properties {
+        //! Generated hostile input: whatever comes in, decode ends in a typed
+        //! request that passed validation or a typed refusal, never a panic,
+        //! and a refusal never quotes the input's values.
+
+        use proptest::prelude::*;
+        use serde_json::{json, Map, Value};
+
+        use super::super::*;
+
+        const CANARY: &str = "canary-prop-7f3a";
+
+        /// Every decode outcome must be one of these two, consistent with itself.
+        fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
+            match decode(bytes, 64 * 1024) {
+                Decoded::Request(request) => {
+                    prop_assert!(request.payload.validate().is_ok());
+                }
+                Decoded::Refused(refusal) => {
+                    prop_assert!(!refusal.error.message.is_empty());
+                    prop_assert!(!refusal.error.message.contains(CANARY), "quoted: {}", refusal.error.message);
+                    prop_assert_eq!(refusal.error.retryable, false);
+                }
+            }
+            Ok(())
+        }
+
+        /// Any JSON value, nested a few levels, strings carrying the canary.
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+                ".{0,40}".prop_map(|s| Value::String(format!("{CANARY}{s}"))),
+            ];
+            leaf.prop_recursive(4, 64, 8, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::btree_map("[a-z_]{1,12}", inner, 0..6)
+                        .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
+                ]
+            })
+        }
+
+        /// Path fragments that have fooled path checks somewhere.
+        fn hostile_path() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                Just("..".to_owned()),
+                Just(".".to_owned()),
+                Just("".to_owned()),
+                Just("%2e%2e".to_owned()),
+                Just("..\\".to_owned()),
+                Just("\u{202e}txt".to_owned()),
+                Just("\u{200b}".to_owned()),
+                Just("\u{0}".to_owned()),
+                Just("\u{ff0e}\u{ff0e}".to_owned()),
+                Just("a?b".to_owned()),
+                Just("a#b".to_owned()),
+                Just("*".to_owned()),
+                Just("~".to_owned()),
+                "[a-z0-9._-]{1,12}",
+                "\\PC{1,8}",
+                "x{300}",
+            ];
+            (prop::collection::vec(piece, 1..40), any::<bool>()).prop_map(|(pieces, absolute)| {
+                let path = pieces.join("/");
+                if absolute {
+                    format!("/{path}")
+                } else {
+                    path
+                }
+            })
+        }
+
+        fn envelope_around(payload: Value) -> Value {
+            json!({
+                "envelope_id": "3f0e8a4c-5d1b-4c8e-9a51-1f2d3c4b5a60",
+                "envelope_timestamp": "2026-11-22T06:00:00Z",
+                "correlation_id": "0b8f8f62-54a4-4f0c-9b7e-08c2b2a1a0e1",
+                "source_tool": "node_x",
+                "payload": payload,
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+            #[test]
+            fn random_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+                check(&bytes)?;
+            }
+
+            #[test]
+            fn random_json_as_the_record(value in json_value()) {
+                check(value.to_string().as_bytes())?;
+            }
+
+            #[test]
+            fn random_json_in_every_envelope_field(
+                field in prop::sample::select(vec!["envelope_id", "envelope_timestamp", "correlation_id",
+                    "source_tool", "timeout_seconds", "metadata", "payload", "causation_id"]),
+                value in json_value(),
+            ) {
+                let mut envelope = envelope_around(json!({"operation": "get_secret", "path": "a/b"}));
+                envelope[field] = value;
+                check(envelope.to_string().as_bytes())?;
+            }
+
+            #[test]
+            fn random_json_in_every_payload_field(
+                operation in prop::sample::select(onex_vault_models::Operation::ALL.iter().map(|o| o.as_str()).collect::<Vec<_>>()),
+                field in prop::sample::select(vec!["path", "paths", "mount", "version", "versions", "data", "cas",
+                    "lease_id", "increment_seconds", "keep_alive", "consistency", "delivery", "destroy", "unknown"]),
+                value in json_value(),
+            ) {
+                let payload = json!({"operation": operation, "path": "a/b", field: value});
+                check(envelope_around(payload).to_string().as_bytes())?;
+            }
+
+            #[test]
+            fn hostile_paths_are_refused_or_safe(path in hostile_path(), list in any::<bool>()) {
+                let operation = if list { "list_secrets" } else { "get_secret" };
+                let bytes = envelope_around(json!({"operation": operation, "path": path})).to_string();
+                check(bytes.as_bytes())?;
+                if let Decoded::Request(request) = decode(bytes.as_bytes(), 64 * 1024) {
+                    let path = match &request.payload {
+                        VaultRequest::GetSecret(get) => get.path.to_string(),
+                        VaultRequest::ListSecrets(list) => list.path.to_string(),
+                        other => return Err(TestCaseError::fail(format!("another operation: {other:?}"))),
+                    };
+                    prop_assert!(!path.starts_with('/'));
+                    let segments = path.trim_end_matches('/');
+                    prop_assert!(segments.is_empty() || segments.split('/').all(|s| !s.is_empty() && s != "." && s != ".."), "{path}");
+                    prop_assert!(!path.chars().any(|c| c.is_control() || "?#%\\*".contains(c)), "{path:?}");
+                }
+            }
+
+            #[test]
+            fn huge_strings_and_duplicate_keys(len in 0usize..200_000, dup in any::<bool>()) {
+                let mut text = envelope_around(json!({"operation": "set_secret", "path": "a", "data": {"k": CANARY.repeat(len / CANARY.len() + 1)}})).to_string();
+                if dup {
+                    text = text.replacen("\"source_tool\":", "\"source_tool\":\"x\",\"source_tool\":", 1);
+                }
+                check(text.as_bytes())?;
+            }
+        }
     }
 }
