@@ -43,21 +43,9 @@ enum Command {
     Send {
         #[arg(default_value = "-")]
         file: PathBuf,
-        #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
-        bootstrap_servers: String,
-        #[arg(long, default_value = "onex.cmd.omnibase-infra.vault-request.v1")]
-        request_topic: String,
-        #[arg(long, default_value = "onex.evt.omnibase-infra.vault-completed.v1")]
-        completed_topic: String,
-        #[arg(long, default_value = "onex.evt.omnibase-infra.vault-failed.v1")]
-        failed_topic: String,
-        /// How long to wait for the reply.
-        #[arg(long, default_value_t = 15)]
-        timeout_seconds: u64,
-        /// A requester identity file (from `keygen`): signs the request as that
-        /// requester (the node's strict profile needs it) and opens a sealed reply.
-        #[arg(long, env = "ONEX_IDENTITY_FILE")]
-        identity: Option<PathBuf>,
+        /// Kafka, topics, timeout, identity (signs the request, opens a sealed reply).
+        #[command(flatten)]
+        bus: onex_vault_adapter::request_cli::BusArgs,
     },
     /// One typed request through the client library: `request get app/db`,
     /// `set`, `delete`, `list`, `renew-lease`, `lookup-lease`, `revoke-lease`,
@@ -107,18 +95,7 @@ fn main() -> ExitCode {
         },
         Command::Schema { name } => print_schemas(name.as_deref()),
         Command::Health(args) => onex_vault_adapter::health_view::run(args),
-        Command::Send {
-            file,
-            bootstrap_servers,
-            request_topic,
-            completed_topic,
-            failed_topic,
-            timeout_seconds,
-            identity,
-        } => {
-            let topics = requester::Topics { requests: request_topic, replies: vec![completed_topic, failed_topic] };
-            send(&file, &bootstrap_servers, &topics, timeout_seconds, identity.as_deref())
-        }
+        Command::Send { file, bus } => send(&file, &bus),
         Command::Keygen { name, dir } => keygen(&name, &dir),
         Command::Request(args) => onex_vault_adapter::request_cli::run(args),
         Command::Resolve(args) => onex_vault_adapter::resolve::run(args),
@@ -159,25 +136,14 @@ fn keygen(name: &str, dir: &std::path::Path) -> ExitCode {
     }
 }
 
-fn send(
-    file: &std::path::Path,
-    bootstrap: &str,
-    topics: &requester::Topics,
-    timeout_seconds: u64,
-    identity: Option<&std::path::Path>,
-) -> ExitCode {
+/// `send`: exit 0 on a success reply, 1 on an error reply, 2 when no reply came.
+fn send(file: &std::path::Path, bus: &onex_vault_adapter::request_cli::BusArgs) -> ExitCode {
     let text =
         if file.as_os_str() == "-" { std::io::read_to_string(std::io::stdin()) } else { std::fs::read_to_string(file) };
     let outcome = async {
         let text = text.map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-        let identity = identity.map(requester::read_identity).transpose()?;
-        let envelope = requester::complete_envelope(serde_json::from_str(&text)?, identity.as_ref())?;
-        let wait = std::time::Duration::from_secs(timeout_seconds);
-        let reply = requester::send(bootstrap, topics, &envelope, identity.as_ref(), wait).await?;
-        Ok::<_, anyhow::Error>(match &identity {
-            Some(identity) => requester::open_sealed(reply, identity),
-            None => reply,
-        })
+        let settings = bus.client_settings().map_err(anyhow::Error::msg)?;
+        requester::send(settings, serde_json::from_str(&text)?).await
     };
     let reply = match tokio::runtime::Runtime::new().map_err(anyhow::Error::from) {
         Ok(runtime) => runtime.block_on(outcome),

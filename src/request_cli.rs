@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use onex_vault_client::{ClientError, ClientSettings, Topics, VaultAdapterClient};
+use secrecy::SecretString;
+
+use crate::contract::{KafkaProtocol, KafkaSecurity};
 use onex_vault_models::{
     DeleteSecret, FolderPath, GetSecret, ListSecrets, LookupLease, OperationResult, RenewLease, RenewToken,
     RevokeLease, SecretData, SecretPath, SetSecret, VaultRequest,
@@ -45,9 +48,43 @@ pub struct BusArgs {
     completed_topic: String,
     #[arg(long, default_value = "onex.evt.omnibase-infra.vault-failed.v1", global = true)]
     failed_topic: String,
+    /// plaintext, ssl, sasl_plaintext or sasl_ssl (as the node's contract).
+    #[arg(long, env = "KAFKA_SECURITY_PROTOCOL", global = true, default_value = "plaintext")]
+    kafka_security_protocol: KafkaProtocol,
+    #[arg(long, env = "KAFKA_SASL_MECHANISM", global = true, default_value = "")]
+    kafka_sasl_mechanism: String,
+    /// The password comes from KAFKA_SASL_PASSWORD (never a flag, so it is not
+    /// seen in the process list) or this file.
+    #[arg(long, env = "KAFKA_SASL_USERNAME", global = true, default_value = "")]
+    kafka_sasl_username: String,
+    #[arg(long, env = "KAFKA_SASL_PASSWORD_FILE", global = true, default_value = "")]
+    kafka_sasl_password_file: String,
+    #[arg(long, env = "KAFKA_SSL_CA_FILE", global = true, default_value = "")]
+    kafka_ssl_ca_file: String,
 }
 
 impl BusArgs {
+    /// TLS/SASL settings from the same variables the node's contract reads.
+    fn kafka_security(&self) -> Result<KafkaSecurity, String> {
+        let mut security = KafkaSecurity {
+            protocol: self.kafka_security_protocol,
+            sasl_mechanism: self.kafka_sasl_mechanism.clone(),
+            sasl_username: self.kafka_sasl_username.clone(),
+            sasl_password: std::env::var("KAFKA_SASL_PASSWORD").ok().filter(|p| !p.is_empty()).map(SecretString::from),
+            sasl_password_file: self.kafka_sasl_password_file.clone(),
+            ssl_ca_file: self.kafka_ssl_ca_file.clone(),
+            ..KafkaSecurity::default()
+        };
+        security.read_files()?;
+        let mut problems = Vec::new();
+        security.problems(&mut problems);
+        if problems.is_empty() {
+            Ok(security)
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
     /// Client settings, or what is missing or unreadable.
     pub fn client_settings(&self) -> Result<ClientSettings, String> {
         let bootstrap =
@@ -60,6 +97,9 @@ impl BusArgs {
             })
             .call_timeout(Duration::from_secs(self.timeout_seconds))
             .max_attempts(1);
+        for (key, value) in self.kafka_security()?.librdkafka_properties() {
+            settings = settings.property(&key, &value);
+        }
         if let Some(path) = &self.identity {
             settings = settings.identity(crate::requester::read_identity(path).map_err(|e| format!("{e:#}"))?);
         }

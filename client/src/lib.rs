@@ -224,10 +224,21 @@ impl VaultAdapterClient {
         envelope.source_tool = self.settings.source_tool.clone();
         envelope.timeout_seconds = Some(self.settings.call_timeout.as_secs_f64());
         let value = serde_json::to_vec(&envelope).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        self.send_record(&value, correlation_id).await
+    }
+
+    /// Sends `value` as it is (signed when the client has an identity) and
+    /// waits for the reply with `correlation_id`: for tools that send
+    /// envelopes they did not build (`onex-vault-adapter send`).
+    pub async fn send_record(
+        &self,
+        value: &[u8],
+        correlation_id: Uuid,
+    ) -> Result<Envelope<onex_vault_models::VaultReply>, ClientError> {
         let topic = &self.settings.topics.requests;
         let key = correlation_id.to_string();
-        let mut record = FutureRecord::to(topic).key(&key).payload(&value);
-        let signature = self.settings.identity.as_ref().map(|identity| identity.signer.sign(topic, &value));
+        let mut record = FutureRecord::to(topic).key(&key).payload(value);
+        let signature = self.settings.identity.as_ref().map(|identity| identity.signer.sign(topic, value));
         if let Some(signature) = &signature {
             record =
                 record.headers(OwnedHeaders::new().insert(Header { key: SIGNATURE_HEADER, value: Some(signature) }));
@@ -244,6 +255,11 @@ impl VaultAdapterClient {
                 Err(ClientError::Timeout(self.settings.call_timeout))
             }
         }
+    }
+
+    /// A sealed result opened with this client's identity (others as they are).
+    pub fn open_result(&self, correlation_id: Uuid, result: OperationResult) -> Result<OperationResult, ClientError> {
+        self.open(correlation_id, result)
     }
 
     fn open(&self, correlation_id: Uuid, result: OperationResult) -> Result<OperationResult, ClientError> {

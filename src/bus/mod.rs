@@ -27,6 +27,9 @@ fn client_config(contract: &Contract) -> ClientConfig {
         .set("client.id", onex_vault_models::NODE_NAME)
         // Reconnect within a second of a broker coming back (default: up to 10 s).
         .set("reconnect.backoff.max.ms", "1000");
+    for (key, value) in contract.event_bus.security.librdkafka_properties() {
+        config.set(key, value);
+    }
     config
 }
 

@@ -6,8 +6,10 @@
 //! environment itself.
 
 mod interpolate;
+mod kafka_security;
 mod security;
 
+pub use kafka_security::{is_secret_property, KafkaProtocol, KafkaSecurity};
 pub use security::{AccessPolicySettings, Grant, KeyRef, RequesterPolicy, Security, SecurityProfile, VaultKeySource};
 
 use std::collections::BTreeSet;
@@ -93,6 +95,9 @@ pub struct EventBus {
     /// the deadline (Tansu) add it to every hop.
     #[serde(default = "default_fetch_wait_max_ms")]
     pub fetch_wait_max_ms: u32,
+    /// TLS and SASL to the brokers, and further librdkafka properties.
+    #[serde(default)]
+    pub security: KafkaSecurity,
 }
 
 fn default_fetch_wait_max_ms() -> u32 {
@@ -368,6 +373,7 @@ impl Contract {
         })?;
         contract.read_credential_files().map_err(|p| fail(vec![p]))?;
         contract.access_policy.read_files().map_err(|p| fail(vec![p]))?;
+        contract.event_bus.security.read_files().map_err(|p| fail(vec![p]))?;
         let problems = contract.problems();
         if problems.is_empty() {
             Ok(contract)
@@ -524,6 +530,7 @@ impl Contract {
         require(&mut p, health.degraded_p99_ms > 0.0, "health_check.degraded_p99_ms: must be > 0");
         require(&mut p, self.health_check.interval_seconds >= 1, "health_check.interval_seconds: must be ≥ 1");
         self.security.problems(&mut p);
+        self.event_bus.security.problems(&mut p);
         self.access_policy.problems(&mut p);
         p
     }

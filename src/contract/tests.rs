@@ -209,3 +209,36 @@ fn vault_tls_files_must_exist_and_client_cert_needs_its_key() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn kafka_sasl_needs_its_settings_and_maps_to_librdkafka_without_showing_the_password() {
+    let mut vars = BASE.to_vec();
+    vars.push(("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"));
+    let problems = problems(SHIPPED, &vars);
+    for field in ["sasl_mechanism", "sasl_username", "sasl_password"] {
+        assert!(problems.iter().any(|p| p.starts_with(&format!("event_bus.security.{field}:"))), "{problems:?}");
+    }
+    vars.extend([
+        ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+        ("KAFKA_SASL_USERNAME", "onex"),
+        ("KAFKA_SASL_PASSWORD", "canary-kafka-pw"),
+    ]);
+    let shipped =
+        SHIPPED.replace("    properties: {}", "    properties: { ssl.key.password: canary-key-pw, client.rack: r1 }");
+    let contract = load(&shipped, &vars).expect("valid");
+    let properties = contract.event_bus.security.librdkafka_properties();
+    for (key, value) in [
+        ("security.protocol", "sasl_ssl"),
+        ("sasl.mechanism", "SCRAM-SHA-512"),
+        ("sasl.username", "onex"),
+        ("sasl.password", "canary-kafka-pw"),
+        ("ssl.key.password", "canary-key-pw"),
+        ("client.rack", "r1"),
+    ] {
+        assert!(properties.contains(&(key.to_owned(), value.to_owned())), "{key} missing");
+    }
+    let printed = contract.to_redacted_yaml();
+    assert!(!printed.contains("canary-kafka-pw") && !printed.contains("canary-key-pw"), "{printed}");
+    assert!(printed.contains("client.rack: r1"), "{printed}");
+    assert!(!format!("{contract:?}").contains("canary-kafka-pw"), "Debug shows the password");
+}

@@ -1,0 +1,161 @@
+//! The contract's `event_bus.security`: TLS and SASL to Kafka, and further
+//! librdkafka properties passed through. One function turns it into
+//! librdkafka properties for every Kafka client of the project (the node's
+//! consumer and producer, the CLI's requester); secrets are exposed there
+//! only, and shown as `<redacted>` when the contract is printed.
+
+use std::collections::BTreeMap;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::{redacted, require, scalar_string};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum KafkaProtocol {
+    #[default]
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl KafkaProtocol {
+    fn as_str(self) -> &'static str {
+        match self {
+            KafkaProtocol::Plaintext => "plaintext",
+            KafkaProtocol::Ssl => "ssl",
+            KafkaProtocol::SaslPlaintext => "sasl_plaintext",
+            KafkaProtocol::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    fn uses_sasl(self) -> bool {
+        matches!(self, KafkaProtocol::SaslPlaintext | KafkaProtocol::SaslSsl)
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSecurity {
+    /// KAFKA_SECURITY_PROTOCOL.
+    pub protocol: KafkaProtocol,
+    /// KAFKA_SASL_MECHANISM: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[serde(deserialize_with = "scalar_string")]
+    pub sasl_mechanism: String,
+    #[serde(deserialize_with = "scalar_string")]
+    pub sasl_username: String,
+    /// KAFKA_SASL_PASSWORD, or the first line of `sasl_password_file`.
+    #[serde(with = "redacted")]
+    pub sasl_password: Option<SecretString>,
+    #[serde(deserialize_with = "scalar_string")]
+    pub sasl_password_file: String,
+    /// KAFKA_SSL_CA_FILE: PEM CA bundle that signs the brokers' certificates.
+    #[serde(deserialize_with = "scalar_string")]
+    pub ssl_ca_file: String,
+    /// Client certificate and key (PEM), for brokers that want TLS client auth.
+    #[serde(deserialize_with = "scalar_string")]
+    pub ssl_certificate_file: String,
+    #[serde(deserialize_with = "scalar_string")]
+    pub ssl_key_file: String,
+    /// Further librdkafka properties, as given. All are held as secrets;
+    /// values of keys that look secret (password, secret, key, token, jaas,
+    /// credential) are redacted when the contract is printed.
+    #[serde(serialize_with = "redact_secret_properties", deserialize_with = "secret_properties")]
+    pub properties: BTreeMap<String, SecretString>,
+}
+
+impl KafkaSecurity {
+    /// Reads `sasl_password_file` when only it is set.
+    pub fn read_files(&mut self) -> Result<(), String> {
+        if self.sasl_password.is_none() && !self.sasl_password_file.is_empty() {
+            let file = &self.sasl_password_file;
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("event_bus.security.sasl_password_file: cannot read {file}: {}", e.kind()))?;
+            self.sasl_password = Some(SecretString::from(text.trim().to_owned()));
+        }
+        Ok(())
+    }
+
+    pub fn problems(&self, p: &mut Vec<String>) {
+        if self.protocol.uses_sasl() {
+            let mechanisms = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+            require(
+                p,
+                mechanisms.contains(&self.sasl_mechanism.as_str()),
+                "event_bus.security.sasl_mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 with a sasl_* protocol (set KAFKA_SASL_MECHANISM)",
+            );
+            require(
+                p,
+                !self.sasl_username.is_empty(),
+                "event_bus.security.sasl_username: required with a sasl_* protocol (set KAFKA_SASL_USERNAME)",
+            );
+            require(
+                p,
+                self.sasl_password.as_ref().is_some_and(|s| !s.expose_secret().is_empty()),
+                "event_bus.security.sasl_password: required with a sasl_* protocol (set KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE)",
+            );
+        }
+        for (field, file) in [
+            ("ssl_ca_file", &self.ssl_ca_file),
+            ("ssl_certificate_file", &self.ssl_certificate_file),
+            ("ssl_key_file", &self.ssl_key_file),
+        ] {
+            if !file.is_empty() && !std::path::Path::new(file).is_file() {
+                p.push(format!("event_bus.security.{field}: cannot read {file}"));
+            }
+        }
+        require(
+            p,
+            self.ssl_certificate_file.is_empty() == self.ssl_key_file.is_empty(),
+            "event_bus.security.ssl_certificate_file, ssl_key_file: set both or neither",
+        );
+    }
+
+    /// The librdkafka properties these settings mean. Secrets leave their
+    /// `secrecy` box here, straight into the client configuration.
+    pub fn librdkafka_properties(&self) -> Vec<(String, String)> {
+        let mut out = vec![("security.protocol".to_owned(), self.protocol.as_str().to_owned())];
+        let mut set = |key: &str, value: &str| {
+            if !value.is_empty() {
+                out.push((key.to_owned(), value.to_owned()));
+            }
+        };
+        if self.protocol.uses_sasl() {
+            set("sasl.mechanism", &self.sasl_mechanism);
+            set("sasl.username", &self.sasl_username);
+            set("sasl.password", self.sasl_password.as_ref().map_or("", |s| s.expose_secret()));
+        }
+        set("ssl.ca.location", &self.ssl_ca_file);
+        set("ssl.certificate.location", &self.ssl_certificate_file);
+        set("ssl.key.location", &self.ssl_key_file);
+        out.extend(self.properties.iter().map(|(k, v)| (k.clone(), v.expose_secret().to_owned())));
+        out
+    }
+}
+
+/// Whether a librdkafka property holds a secret (its value is never printed).
+pub fn is_secret_property(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["password", "secret", "key", "token", "jaas", "credential"].iter().any(|word| key.contains(word))
+}
+
+fn redact_secret_properties<S: Serializer>(
+    properties: &BTreeMap<String, SecretString>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let shown: BTreeMap<&str, &str> = properties
+        .iter()
+        .map(|(k, v)| (k.as_str(), if is_secret_property(k) { "<redacted>" } else { v.expose_secret() }))
+        .collect();
+    shown.serialize(s)
+}
+
+fn secret_properties<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, SecretString>, D::Error> {
+    #[derive(Deserialize)]
+    struct Value(#[serde(deserialize_with = "scalar_string")] String);
+    let plain: BTreeMap<String, Value> = BTreeMap::deserialize(d)?;
+    Ok(plain.into_iter().map(|(k, Value(v))| (k, SecretString::from(v))).collect())
+}
