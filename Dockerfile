@@ -8,7 +8,9 @@
 # environment variables the contract names: KAFKA_BOOTSTRAP_SERVERS, VAULT_ADDR,
 # VAULT_AUTH_METHOD (token|approle), VAULT_TOKEN or VAULT_ROLE_ID(_FILE) and
 # VAULT_SECRET_ID(_FILE), VAULT_NAMESPACE, ONEX_GROUP_ID, KAFKA_SESSION_TIMEOUT_MS,
-# ONEX_HTTP_PORT (8085), ONEX_HEALTH_INTERVAL_SECONDS, RUST_LOG, ONEX_LOG_FORMAT.
+# ONEX_HTTP_PORT (8085), ONEX_HEALTH_INTERVAL_SECONDS, RUST_LOG, ONEX_LOG_FORMAT,
+# and for transport security VAULT_CACERT, VAULT_CLIENT_CERT/KEY and the
+# KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_* variables.
 # docker-compose.infrastructure.yml runs it next to Kafka and Vault.
 
 # ---------------------------------------------------------------------------
@@ -16,15 +18,15 @@
 # ---------------------------------------------------------------------------
 FROM rust:1-bookworm AS builder
 
-# rdkafka-sys (default features) builds the bundled librdkafka from source with
-# its own `./configure && make` (no cmake): a C toolchain, make, perl,
-# pkg-config and the zlib headers. The rust image ships them already; they are
+# rdkafka-sys builds the bundled librdkafka from source with its own
+# `./configure && make` (no cmake): a C toolchain, make, perl, pkg-config, the
+# zlib headers, and (for its `ssl` feature: Kafka TLS and SCRAM) OpenSSL's. The rust image ships them already; they are
 # named here so the build does not depend on that. (Unpinned: the Debian
 # release pins them, and point releases drop old versions.)
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        build-essential make perl pkg-config zlib1g-dev \
+        build-essential make perl pkg-config zlib1g-dev libssl-dev \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /build
@@ -62,7 +64,7 @@ LABEL org.opencontainers.image.title="onex-vault-adapter" \
 # librdkafka.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates curl zlib1g \
+    && apt-get install -y --no-install-recommends ca-certificates curl zlib1g libssl3 \
     && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system --gid 10001 onex \

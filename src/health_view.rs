@@ -504,7 +504,14 @@ struct Reader {
 
 impl Reader {
     fn open(bootstrap: &str, topic: &str) -> anyhow::Result<Reader> {
-        let consumer: BaseConsumer = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        // TLS and SASL from the node's variables, as `request` does.
+        for (key, value) in
+            crate::contract::KafkaSecurity::from_env().map_err(anyhow::Error::msg)?.librdkafka_properties()
+        {
+            config.set(key, value);
+        }
+        let consumer: BaseConsumer = config
             .set("bootstrap.servers", bootstrap)
             .set("client.id", "onex-vault-adapter-health")
             // librdkafka needs a group id to assign(); this one never joins

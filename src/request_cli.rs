@@ -9,16 +9,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::contract::KafkaSecurity;
 use clap::{Args, Subcommand};
 use onex_vault_client::{ClientError, ClientSettings, Topics, VaultAdapterClient};
-use secrecy::SecretString;
-
-use crate::contract::{KafkaProtocol, KafkaSecurity};
 use onex_vault_models::{
     DeleteSecret, FolderPath, GetSecret, ListSecrets, LookupLease, OperationResult, RenewLease, RenewToken,
     RevokeLease, SecretData, SecretPath, SetSecret, VaultRequest,
 };
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 #[derive(Args)]
 pub struct RequestArgs {
@@ -31,7 +29,10 @@ pub struct RequestArgs {
     json: bool,
 }
 
-/// Where the node is and who is asking: shared by `request` and `resolve`.
+/// Where the node is and who is asking: shared by `send`, `request` and
+/// `resolve`. TLS/SASL to Kafka come from the node's variables
+/// (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_MECHANISM`, `KAFKA_SASL_USERNAME`,
+/// `KAFKA_SASL_PASSWORD(_FILE)`, `KAFKA_SSL_CA_FILE`, …).
 #[derive(Args)]
 pub struct BusArgs {
     #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", global = true)]
@@ -48,43 +49,9 @@ pub struct BusArgs {
     completed_topic: String,
     #[arg(long, default_value = "onex.evt.omnibase-infra.vault-failed.v1", global = true)]
     failed_topic: String,
-    /// plaintext, ssl, sasl_plaintext or sasl_ssl (as the node's contract).
-    #[arg(long, env = "KAFKA_SECURITY_PROTOCOL", global = true, default_value = "plaintext")]
-    kafka_security_protocol: KafkaProtocol,
-    #[arg(long, env = "KAFKA_SASL_MECHANISM", global = true, default_value = "")]
-    kafka_sasl_mechanism: String,
-    /// The password comes from KAFKA_SASL_PASSWORD (never a flag, so it is not
-    /// seen in the process list) or this file.
-    #[arg(long, env = "KAFKA_SASL_USERNAME", global = true, default_value = "")]
-    kafka_sasl_username: String,
-    #[arg(long, env = "KAFKA_SASL_PASSWORD_FILE", global = true, default_value = "")]
-    kafka_sasl_password_file: String,
-    #[arg(long, env = "KAFKA_SSL_CA_FILE", global = true, default_value = "")]
-    kafka_ssl_ca_file: String,
 }
 
 impl BusArgs {
-    /// TLS/SASL settings from the same variables the node's contract reads.
-    fn kafka_security(&self) -> Result<KafkaSecurity, String> {
-        let mut security = KafkaSecurity {
-            protocol: self.kafka_security_protocol,
-            sasl_mechanism: self.kafka_sasl_mechanism.clone(),
-            sasl_username: self.kafka_sasl_username.clone(),
-            sasl_password: std::env::var("KAFKA_SASL_PASSWORD").ok().filter(|p| !p.is_empty()).map(SecretString::from),
-            sasl_password_file: self.kafka_sasl_password_file.clone(),
-            ssl_ca_file: self.kafka_ssl_ca_file.clone(),
-            ..KafkaSecurity::default()
-        };
-        security.read_files()?;
-        let mut problems = Vec::new();
-        security.problems(&mut problems);
-        if problems.is_empty() {
-            Ok(security)
-        } else {
-            Err(problems.join("; "))
-        }
-    }
-
     /// Client settings, or what is missing or unreadable.
     pub fn client_settings(&self) -> Result<ClientSettings, String> {
         let bootstrap =
@@ -97,7 +64,8 @@ impl BusArgs {
             })
             .call_timeout(Duration::from_secs(self.timeout_seconds))
             .max_attempts(1);
-        for (key, value) in self.kafka_security()?.librdkafka_properties() {
+        // TLS and SASL from the variables the node's contract reads.
+        for (key, value) in KafkaSecurity::from_env()?.librdkafka_properties() {
             settings = settings.property(&key, &value);
         }
         if let Some(path) = &self.identity {
@@ -158,6 +126,76 @@ enum RequestOperation {
         #[arg(long)]
         increment: Option<u64>,
     },
+    /// Describe the node's own token (TTL, policies).
+    LookupToken,
+    /// A secret's metadata (versions, times, custom metadata).
+    ReadMetadata {
+        path: String,
+        #[arg(long)]
+        mount: Option<String>,
+    },
+    /// Change a secret's metadata: `write-metadata app/db --custom owner=billing --max-versions 5`.
+    WriteMetadata {
+        path: String,
+        #[arg(long)]
+        mount: Option<String>,
+        /// Custom metadata KEY=VALUE (repeat; replaces the custom metadata).
+        #[arg(long = "custom", value_name = "KEY=VALUE")]
+        custom: Vec<String>,
+        #[arg(long)]
+        max_versions: Option<u64>,
+        #[arg(long)]
+        cas_required: Option<bool>,
+        #[arg(long)]
+        delete_version_after: Option<String>,
+    },
+    /// Restore soft-deleted versions: `undelete app/db 2 3`.
+    Undelete {
+        path: String,
+        #[arg(required = true)]
+        versions: Vec<u64>,
+        #[arg(long)]
+        mount: Option<String>,
+    },
+    /// New random value for one key: `rotate app/db password --length 40 [--alphabet hex]`.
+    /// The value is shown only when the reply is sealed (needs --identity) or wrapped.
+    Rotate {
+        path: String,
+        key: String,
+        #[arg(long, default_value_t = 32)]
+        length: u32,
+        /// alphanumeric, hex, base64url, or any other string: its characters.
+        #[arg(long, default_value = "alphanumeric")]
+        alphabet: String,
+        #[arg(long)]
+        mount: Option<String>,
+        /// sealed, wrapped or clear (default: the node's contract).
+        #[arg(long)]
+        delivery: Option<String>,
+    },
+    /// Transit: encrypt base64 plaintext: `encrypt KEY aGVsbG8=`.
+    Encrypt {
+        key: String,
+        plaintext: String,
+        #[arg(long)]
+        mount: Option<String>,
+    },
+    /// Transit: decrypt a ciphertext (plaintext printed base64).
+    Decrypt {
+        key: String,
+        ciphertext: String,
+        #[arg(long)]
+        mount: Option<String>,
+        #[arg(long)]
+        delivery: Option<String>,
+    },
+    /// Transit: re-encrypt with the key's latest version.
+    Rewrap {
+        key: String,
+        ciphertext: String,
+        #[arg(long)]
+        mount: Option<String>,
+    },
 }
 
 impl RequestOperation {
@@ -176,11 +214,7 @@ impl RequestOperation {
                 delivery: None,
             }),
             RequestOperation::Set { path: p, pairs, mount: m, cas } => {
-                let mut data = Map::new();
-                for pair in pairs {
-                    let (key, value) = pair.split_once('=').ok_or(format!("{pair:?}: expected KEY=VALUE"))?;
-                    data.insert(key.to_owned(), Value::String(value.to_owned()));
-                }
+                let data = self::pairs(&pairs)?;
                 VaultRequest::SetSecret(SetSecret {
                     mount: mount(m)?,
                     path: path(p)?,
@@ -207,8 +241,69 @@ impl RequestOperation {
             RequestOperation::RenewToken { increment } => {
                 VaultRequest::RenewToken(RenewToken { increment_seconds: increment })
             }
+            // The rest are built from their wire form, so the models' own
+            // parsing and validation apply unchanged.
+            RequestOperation::LookupToken => wire(json!({"operation": "lookup_token"}))?,
+            RequestOperation::ReadMetadata { path, mount } => {
+                wire(json!({"operation": "read_metadata", "path": path, "mount": mount}))?
+            }
+            RequestOperation::WriteMetadata {
+                path,
+                mount,
+                custom,
+                max_versions,
+                cas_required,
+                delete_version_after,
+            } => {
+                let custom = if custom.is_empty() { None } else { Some(pairs(&custom)?) };
+                wire(json!({"operation": "write_metadata", "path": path, "mount": mount, "custom_metadata": custom,
+                    "max_versions": max_versions, "cas_required": cas_required,
+                    "delete_version_after": delete_version_after}))?
+            }
+            RequestOperation::Undelete { path, versions, mount } => {
+                wire(json!({"operation": "undelete_versions", "path": path, "versions": versions, "mount": mount}))?
+            }
+            RequestOperation::Rotate { path, key, length, alphabet, mount, delivery } => {
+                let alphabet = match alphabet.as_str() {
+                    "alphanumeric" | "hex" | "base64url" => json!(alphabet),
+                    custom => json!({ "custom": custom }),
+                };
+                wire(json!({"operation": "rotate_secret", "path": path, "key": key, "length": length,
+                    "alphabet": alphabet, "mount": mount, "delivery": delivery}))?
+            }
+            RequestOperation::Encrypt { key, plaintext, mount } => {
+                wire(json!({"operation": "encrypt", "key": key, "plaintext": plaintext, "mount": mount}))?
+            }
+            RequestOperation::Decrypt { key, ciphertext, mount, delivery } => wire(
+                json!({"operation": "decrypt", "key": key, "ciphertext": ciphertext, "mount": mount, "delivery": delivery}),
+            )?,
+            RequestOperation::Rewrap { key, ciphertext, mount } => {
+                wire(json!({"operation": "rewrap", "key": key, "ciphertext": ciphertext, "mount": mount}))?
+            }
         })
     }
+}
+
+/// `KEY=VALUE` arguments as a JSON object of strings.
+fn pairs(pairs: &[String]) -> Result<Map<String, Value>, String> {
+    pairs
+        .iter()
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').ok_or(format!("{pair:?}: expected KEY=VALUE"))?;
+            Ok((key.to_owned(), Value::String(value.to_owned())))
+        })
+        .collect()
+}
+
+/// A request from its wire form (nulls dropped), named fields in errors.
+fn wire(mut payload: Value) -> Result<VaultRequest, String> {
+    if let Value::Object(fields) = &mut payload {
+        fields.retain(|_, value| !value.is_null());
+    }
+    serde_path_to_error::deserialize(payload).map_err(|e| {
+        let at = e.path().to_string();
+        format!("{at}: {}", e.into_inner())
+    })
 }
 
 pub fn run(args: RequestArgs) -> ExitCode {

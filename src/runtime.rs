@@ -54,8 +54,9 @@ type RequestConsumer = StreamConsumer<ConsumerEvents>;
 pub async fn run(node: Arc<Node>, stop: CancellationToken) -> anyhow::Result<()> {
     let bus_settings = &node.contract.event_bus;
     let events = ConsumerEvents { telemetry: node.telemetry.clone() };
-    let consumer: RequestConsumer =
-        bus::consumer_config(&node.contract).create_with_context(events).context("cannot create the Kafka consumer")?;
+    let consumer: RequestConsumer = bus::consumer_config(&node.contract)
+        .create_with_context(events)
+        .map_err(|e| bus::client_error(e, "consumer"))?;
     consumer
         .subscribe(&[bus_settings.subscribe_topics.requests.as_str()])
         .context("cannot subscribe to the request topic")?;
@@ -388,5 +389,5 @@ pub async fn publish_lease_events(
 
 /// Builds the producer the node publishes with.
 pub fn producer(contract: &Contract) -> anyhow::Result<FutureProducer> {
-    bus::producer_config(contract).create().context("cannot create the Kafka producer")
+    bus::producer_config(contract).create().map_err(|e| bus::client_error(e, "producer"))
 }

@@ -146,6 +146,21 @@ async fn the_request_cli_prints_tables_or_json_with_clear_exit_codes() {
     assert!(err.starts_with("RESOURCE_NOT_FOUND"), "{err}");
     let (code, _, err) = adapter(&node, &["get", "../escape"]);
     assert_eq!(code, Some(2), "bad usage exits 2: {err}");
+    // The operations beyond the basic six.
+    let (code, out, err) = adapter(&node, &["write-metadata", "cli/app/db", "--custom", "owner=ops"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, out, _) = adapter(&node, &["read-metadata", "cli/app/db", "--json"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(serde_json::from_str::<Value>(&out).expect("JSON")["custom_metadata"]["owner"], "ops");
+    let (code, out, err) =
+        adapter(&node, &["rotate", "cli/app/db", "password", "--length", "20", "--delivery", "wrapped"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.lines().any(|l| l.starts_with("wrap_token")), "{out}");
+    let (code, out, _) = adapter(&node, &["lookup-token"]);
+    assert_eq!(code, Some(0));
+    assert!(out.lines().any(|l| l.starts_with("policies")), "{out}");
+    let (code, _, err) = adapter(&node, &["rotate", "cli/app/db", "password", "--length", "3"]);
+    assert_eq!(code, Some(2), "a length the node refuses is caught before sending: {err}");
     let (code, out, _) = adapter(&node, &["delete", "cli/app/db"]);
     assert_eq!(code, Some(0), "{out}");
 }

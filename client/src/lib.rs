@@ -33,16 +33,19 @@ use std::thread;
 use std::time::Duration;
 
 use onex_vault_models::{
-    DeleteSecret, DeleteSecretResult, Envelope, ErrorCode, FolderPath, GetSecret, GetSecretResult, GetSecretsBatch,
-    GetSecretsBatchResult, ListSecrets, LookupLease, LookupLeaseResult, OpenError, OperationResult, RenewLease,
-    RenewLeaseResult, RenewToken, RenewTokenResult, ReplyError, RequesterIdentity, RevokeLease, RevokeLeaseResult,
-    SecretData, SecretPath, SetSecret, SetSecretResult, VaultRequest, SIGNATURE_HEADER,
+    Alphabet, CiphertextResult, DecryptResult, DeleteSecret, DeleteSecretResult, Delivery, Envelope, ErrorCode,
+    FolderPath, GetSecret, GetSecretResult, GetSecretsBatch, GetSecretsBatchResult, ListSecrets, LookupLease,
+    LookupLeaseResult, LookupToken, LookupTokenResult, OpenError, OperationResult, ReadMetadata, ReadMetadataResult,
+    RenewLease, RenewLeaseResult, RenewToken, RenewTokenResult, ReplyError, RequesterIdentity, RevokeLease,
+    RevokeLeaseResult, RotateSecret, RotateSecretResult, SecretData, SecretPath, SetSecret, SetSecretResult,
+    TransitDecrypt, TransitEncrypt, VaultRequest, SIGNATURE_HEADER,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
+use secrecy::SecretString;
 use uuid::Uuid;
 
 use inbox::Inbox;
@@ -357,6 +360,67 @@ impl VaultAdapterClient {
     pub async fn renew_token(&self, increment_seconds: Option<u64>) -> Result<RenewTokenResult, ClientError> {
         match self.call(VaultRequest::RenewToken(RenewToken { increment_seconds })).await? {
             OperationResult::RenewToken(result) => Ok(result),
+            _ => Err(ClientError::UnexpectedResult),
+        }
+    }
+}
+
+/// The operations beyond the basic six.
+impl VaultAdapterClient {
+    pub async fn read_metadata(&self, path: &str) -> Result<ReadMetadataResult, ClientError> {
+        let request = ReadMetadata { mount: None, path: secret_path(path)? };
+        match self.call(VaultRequest::ReadMetadata(request)).await? {
+            OperationResult::ReadMetadata(result) => Ok(result),
+            _ => Err(ClientError::UnexpectedResult),
+        }
+    }
+
+    /// A new random `length`-character alphanumeric value for `key`; sealed
+    /// (with an identity) the result carries the value.
+    pub async fn rotate_secret(&self, path: &str, key: &str, length: u32) -> Result<RotateSecretResult, ClientError> {
+        let request = RotateSecret {
+            mount: None,
+            path: secret_path(path)?,
+            key: key.to_owned(),
+            length,
+            alphabet: Alphabet::Alphanumeric,
+            delivery: self.settings.identity.as_ref().map(|_| Delivery::Sealed),
+        };
+        match self.call(VaultRequest::RotateSecret(request)).await? {
+            OperationResult::RotateSecret(result) => Ok(result),
+            _ => Err(ClientError::UnexpectedResult),
+        }
+    }
+
+    /// Transit encryption of `plaintext` (raw bytes; base64 on the wire).
+    pub async fn encrypt(&self, key: &str, plaintext: &[u8]) -> Result<CiphertextResult, ClientError> {
+        use base64::Engine as _;
+        let plaintext = SecretString::from(base64::engine::general_purpose::STANDARD.encode(plaintext));
+        let request = TransitEncrypt { mount: None, key: key.to_owned(), plaintext, context: None };
+        match self.call(VaultRequest::Encrypt(request)).await? {
+            OperationResult::Ciphertext(result) => Ok(result),
+            _ => Err(ClientError::UnexpectedResult),
+        }
+    }
+
+    /// Transit decryption; the plaintext as base64, in a secret box.
+    pub async fn decrypt(&self, key: &str, ciphertext: &str) -> Result<DecryptResult, ClientError> {
+        let request = TransitDecrypt {
+            mount: None,
+            key: key.to_owned(),
+            ciphertext: ciphertext.to_owned(),
+            context: None,
+            delivery: self.settings.identity.as_ref().map(|_| Delivery::Sealed),
+        };
+        match self.call(VaultRequest::Decrypt(request)).await? {
+            OperationResult::Decrypt(result) => Ok(result),
+            _ => Err(ClientError::UnexpectedResult),
+        }
+    }
+
+    pub async fn lookup_token(&self) -> Result<LookupTokenResult, ClientError> {
+        match self.call(VaultRequest::LookupToken(LookupToken {})).await? {
+            OperationResult::LookupToken(result) => Ok(result),
             _ => Err(ClientError::UnexpectedResult),
         }
     }

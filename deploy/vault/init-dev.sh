@@ -41,4 +41,7 @@ chmod 0600 "${credentials_dir}/role-id" "${credentials_dir}/secret-id"
 echo "vault-init: AppRole credentials written to ${credentials_dir}"
 
 vault kv put secret/app/database username=app password=dev-password
+# Transit, for the encrypt/decrypt/rewrap operations (idempotent).
+vault secrets list -format=json | grep -q '"transit/"' || vault secrets enable transit
+vault write -f transit/keys/onex-dev >/dev/null
 echo "vault-init: done"

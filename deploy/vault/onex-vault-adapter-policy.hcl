@@ -14,10 +14,11 @@ path "secret/data/*" {
   capabilities = ["create", "read", "update", "delete"]
 }
 
-# KV v2 metadata: list_secrets (list), delete_secret's lookup of the latest
-# version (read) and all_versions (delete of the metadata and every version).
+# KV v2 metadata: list_secrets (list), read_metadata and delete_secret's
+# lookup of the latest version (read), write_metadata (create/update) and
+# all_versions (delete of the metadata and every version).
 path "secret/metadata/*" {
-  capabilities = ["read", "list", "delete"]
+  capabilities = ["create", "read", "update", "list", "delete"]
 }
 
 # Listing the mount's root folder.
@@ -65,4 +66,23 @@ path "auth/token/lookup-self" {
 # health event (mount names and types only, no secrets).
 path "sys/mounts" {
   capabilities = ["read"]
+}
+
+# Transit (encrypt, decrypt, rewrap) with any key of the `transit/` mount;
+# narrow to the keys your requesters use.
+path "transit/encrypt/*" {
+  capabilities = ["update"]
+}
+
+path "transit/decrypt/*" {
+  capabilities = ["update"]
+}
+
+path "transit/rewrap/*" {
+  capabilities = ["update"]
+}
+
+# Wrapped replies of results the node makes (rotate_secret, decrypt).
+path "sys/wrapping/wrap" {
+  capabilities = ["update"]
 }

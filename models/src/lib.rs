@@ -43,13 +43,17 @@ pub use events::{
 pub use identity::RequesterIdentity;
 pub use path::{mask_path, FolderPath, MountName, PathError, SecretPath, MAX_PATH_BYTES};
 pub use reply::{
-    BatchItem, DeleteSecretResult, GetSecretResult, GetSecretsBatchResult, ListSecretsResult, LookupLeaseResult,
-    OperationResult, RenewLeaseResult, RenewTokenResult, ReplyStatus, RevokeLeaseResult, SecretVersionMetadata,
-    SetSecretResult, VaultReply, WrappedResult, WrappedTag, REPLY_PAYLOAD_TYPE,
+    BatchItem, CiphertextResult, DecryptResult, DeleteSecretResult, GetSecretResult, GetSecretsBatchResult,
+    ListSecretsResult, LookupLeaseResult, LookupTokenResult, OperationResult, ReadMetadataResult, RenewLeaseResult,
+    RenewTokenResult, ReplyStatus, RevokeLeaseResult, RotateSecretResult, SecretVersionMetadata, SetSecretResult,
+    UndeleteVersionsResult, VaultReply, VersionState, WrappedResult, WrappedTag, WriteMetadataResult,
+    REPLY_PAYLOAD_TYPE,
 };
 pub use request::{
-    Consistency, DeleteSecret, Delivery, GetSecret, GetSecretsBatch, ListSecrets, LookupLease, Operation, RenewLease,
-    RenewToken, RevokeLease, SetSecret, VaultRequest, MAX_BATCH_PATHS, MAX_SECRET_DATA_BYTES,
+    Alphabet, Consistency, DeleteSecret, Delivery, GetSecret, GetSecretsBatch, ListSecrets, LookupLease, LookupToken,
+    Operation, ReadMetadata, RenewLease, RenewToken, RevokeLease, RotateSecret, SetSecret, TransitDecrypt,
+    TransitEncrypt, TransitRewrap, UndeleteVersions, VaultRequest, WriteMetadata, MAX_BATCH_PATHS,
+    MAX_SECRET_DATA_BYTES, ROTATE_LENGTH,
 };
 pub use schema::{schemas, MessageSchema};
 pub use sealing::{OpenError, SealedResult, SealedTag, SealingPublicKey, SealingSecretKey, SEALED_BOX_SCHEME};

@@ -78,6 +78,14 @@ pub enum OperationResult {
     LookupLease(LookupLeaseResult),
     RevokeLease(RevokeLeaseResult),
     GetSecretsBatch(GetSecretsBatchResult),
+    ReadMetadata(ReadMetadataResult),
+    WriteMetadata(WriteMetadataResult),
+    UndeleteVersions(UndeleteVersionsResult),
+    RotateSecret(RotateSecretResult),
+    /// `encrypt` and `rewrap`.
+    Ciphertext(CiphertextResult),
+    Decrypt(DecryptResult),
+    LookupToken(LookupTokenResult),
     /// A result with secret values, sealed to the requester's key.
     Sealed(SealedResult),
     /// A result with secret values, left in Vault behind a wrapping token.
@@ -221,4 +229,99 @@ pub struct RenewTokenResult {
     pub renewable: bool,
     /// The token's remaining time to live after renewal, in seconds.
     pub ttl_seconds: u64,
+}
+
+/// KV v2 metadata of a secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadMetadataResult {
+    pub current_version: u64,
+    pub oldest_version: u64,
+    pub max_versions: u64,
+    pub cas_required: bool,
+    pub delete_version_after: String,
+    pub created_time: String,
+    pub updated_time: String,
+    pub custom_metadata: Option<BTreeMap<String, String>>,
+    /// By version number.
+    pub versions: BTreeMap<String, VersionState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VersionState {
+    pub created_time: String,
+    /// Null when the version is not deleted.
+    pub deletion_time: Option<String>,
+    pub destroyed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WriteMetadataResult {
+    pub metadata_written: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UndeleteVersionsResult {
+    pub undeleted: bool,
+    pub versions: Vec<u64>,
+}
+
+/// A rotated secret: its new version, and the new value only when the reply
+/// is sealed (or, wrapped, behind the token).
+#[derive(Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecretResult {
+    pub version: u64,
+    pub created_time: String,
+    pub rotated_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "crate::secret::expose_optional")]
+    #[schemars(with = "Option<String>")]
+    pub value: Option<SecretString>,
+}
+
+impl std::fmt::Debug for RotateSecretResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RotateSecretResult")
+            .field("version", &self.version)
+            .field("rotated_key", &self.rotated_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A transit ciphertext (`encrypt`, `rewrap`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CiphertextResult {
+    pub ciphertext: String,
+    pub key_version: u64,
+}
+
+/// A transit plaintext, base64: secret material.
+#[derive(Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecryptResult {
+    #[serde(serialize_with = "crate::secret::expose_string")]
+    #[schemars(with = "String")]
+    pub plaintext: SecretString,
+}
+
+impl std::fmt::Debug for DecryptResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DecryptResult { .. }")
+    }
+}
+
+/// The node's own token, described (never the token or its accessor).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LookupTokenResult {
+    pub ttl_seconds: u64,
+    pub renewable: bool,
+    pub policies: Vec<String>,
+    pub expire_time: Option<String>,
+    pub entity_id: Option<String>,
+    pub display_name: Option<String>,
 }

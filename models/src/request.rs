@@ -10,6 +10,8 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use secrecy::ExposeSecret as _;
+
 use crate::path::{FolderPath, MountName, SecretPath};
 use crate::secret::SecretData;
 
@@ -40,6 +42,22 @@ pub enum VaultRequest {
     RevokeLease(RevokeLease),
     /// Read several secrets in one request; one result per path.
     GetSecretsBatch(GetSecretsBatch),
+    /// Read a secret's metadata: versions, times, custom metadata.
+    ReadMetadata(ReadMetadata),
+    /// Write a secret's metadata (only the fields given change).
+    WriteMetadata(WriteMetadata),
+    /// Restore soft-deleted versions.
+    UndeleteVersions(UndeleteVersions),
+    /// Replace one key of a secret with a new random value (new version, CAS).
+    RotateSecret(RotateSecret),
+    /// Transit: encrypt base64 plaintext with a named key.
+    Encrypt(TransitEncrypt),
+    /// Transit: decrypt to base64 plaintext (secret material in the reply).
+    Decrypt(TransitDecrypt),
+    /// Transit: re-encrypt a ciphertext with the key's latest version.
+    Rewrap(TransitRewrap),
+    /// Look up the node's own token (never the token itself).
+    LookupToken(LookupToken),
 }
 
 /// Whether a read may be served from the node's read cache.
@@ -82,6 +100,168 @@ impl Delivery {
         }
     }
 }
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount: Option<MountName>,
+    pub path: SecretPath,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WriteMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount: Option<MountName>,
+    pub path: SecretPath,
+    /// Replaces the custom metadata (string values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_metadata: Option<std::collections::BTreeMap<String, String>>,
+    /// Versions kept; 0 = the mount's setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_versions: Option<u64>,
+    /// Whether every write must give `cas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cas_required: Option<bool>,
+    /// Versions are deleted this long after they are written (`"30d"`, `"0s"` = never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_version_after: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UndeleteVersions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount: Option<MountName>,
+    pub path: SecretPath,
+    #[schemars(length(min = 1))]
+    pub versions: Vec<u64>,
+}
+
+/// The characters a rotated value is drawn from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Alphabet {
+    /// A-Z a-z 0-9.
+    #[default]
+    Alphanumeric,
+    /// 0-9 a-f.
+    Hex,
+    /// A-Z a-z 0-9 - _.
+    Base64url,
+    /// These characters (2 to 256 distinct, no control characters).
+    Custom(String),
+}
+
+impl Alphabet {
+    /// The characters, or why they cannot be used.
+    pub fn characters(&self) -> Result<Vec<char>, String> {
+        let range = |r: std::ops::RangeInclusive<char>| r.collect::<Vec<char>>();
+        Ok(match self {
+            Alphabet::Alphanumeric => [range('A'..='Z'), range('a'..='z'), range('0'..='9')].concat(),
+            Alphabet::Hex => [range('0'..='9'), range('a'..='f')].concat(),
+            Alphabet::Base64url => [range('A'..='Z'), range('a'..='z'), range('0'..='9'), vec!['-', '_']].concat(),
+            Alphabet::Custom(text) => {
+                let mut chars: Vec<char> = text.chars().collect();
+                chars.sort_unstable();
+                chars.dedup();
+                if chars.len() < 2 || chars.len() > 256 || chars.iter().any(|c| c.is_control()) {
+                    return Err(
+                        "payload.alphabet.custom: 2 to 256 distinct characters, none a control character".into()
+                    );
+                }
+                chars
+            }
+        })
+    }
+}
+
+/// Shortest and longest rotated value.
+pub const ROTATE_LENGTH: std::ops::RangeInclusive<u32> = 16..=256;
+
+fn default_rotate_length() -> u32 {
+    32
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount: Option<MountName>,
+    pub path: SecretPath,
+    /// The key of the secret's data that gets the new value; other keys are kept.
+    #[schemars(length(min = 1, max = 256))]
+    pub key: String,
+    #[serde(default = "default_rotate_length")]
+    #[schemars(range(min = 16, max = 256))]
+    pub length: u32,
+    #[serde(default)]
+    pub alphabet: Alphabet,
+    /// The value is secret material: `sealed` or `wrapped` return it; `clear`
+    /// returns the new version only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
+}
+
+/// A transit key name: 1 to 128 of `A-Z a-z 0-9 _ - .`.
+fn valid_key_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && name != "."
+        && name != ".."
+}
+
+fn valid_base64(text: &str) -> bool {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(text).is_ok()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransitEncrypt {
+    /// Transit mount; `transit` when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount: Option<MountName>,
+    pub key: String,
+    /// Base64 of the data to encrypt (secret: never logged).
+    #[serde(serialize_with = "crate::secret::expose_string")]
+    #[schemars(with = "String")]
+    pub plaintext: secrecy::SecretString,
+    /// Base64 key-derivation context, for derived keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransitDecrypt {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount: Option<MountName>,
+    pub key: String,
+    /// `vault:v<N>:…` as `encrypt` returned it.
+    pub ciphertext: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// The plaintext is secret material: sealed, wrapped or (if allowed) clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransitRewrap {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount: Option<MountName>,
+    pub key: String,
+    pub ciphertext: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LookupToken {}
 
 /// Most paths one batch may name (the contract may set a lower limit).
 pub const MAX_BATCH_PATHS: usize = 256;
@@ -215,10 +395,18 @@ pub enum Operation {
     LookupLease,
     RevokeLease,
     GetSecretsBatch,
+    ReadMetadata,
+    WriteMetadata,
+    UndeleteVersions,
+    RotateSecret,
+    Encrypt,
+    Decrypt,
+    Rewrap,
+    LookupToken,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 9] = [
+    pub const ALL: [Operation; 17] = [
         Operation::GetSecret,
         Operation::SetSecret,
         Operation::DeleteSecret,
@@ -228,6 +416,14 @@ impl Operation {
         Operation::LookupLease,
         Operation::RevokeLease,
         Operation::GetSecretsBatch,
+        Operation::ReadMetadata,
+        Operation::WriteMetadata,
+        Operation::UndeleteVersions,
+        Operation::RotateSecret,
+        Operation::Encrypt,
+        Operation::Decrypt,
+        Operation::Rewrap,
+        Operation::LookupToken,
     ];
 
     /// The wire name, e.g. `get_secret`.
@@ -242,6 +438,14 @@ impl Operation {
             Operation::LookupLease => "lookup_lease",
             Operation::RevokeLease => "revoke_lease",
             Operation::GetSecretsBatch => "get_secrets_batch",
+            Operation::ReadMetadata => "read_metadata",
+            Operation::WriteMetadata => "write_metadata",
+            Operation::UndeleteVersions => "undelete_versions",
+            Operation::RotateSecret => "rotate_secret",
+            Operation::Encrypt => "encrypt",
+            Operation::Decrypt => "decrypt",
+            Operation::Rewrap => "rewrap",
+            Operation::LookupToken => "lookup_token",
         }
     }
 
@@ -256,6 +460,16 @@ impl fmt::Display for Operation {
     }
 }
 
+fn check_transit(key: &str, context: Option<&str>) -> Result<(), String> {
+    if !valid_key_name(key) {
+        return Err("payload.key: a transit key name, 1 to 128 of A-Z a-z 0-9 _ - .".into());
+    }
+    if context.is_some_and(|c| !valid_base64(c)) {
+        return Err("payload.context: must be base64".into());
+    }
+    Ok(())
+}
+
 impl VaultRequest {
     pub fn operation(&self) -> Operation {
         match self {
@@ -268,6 +482,14 @@ impl VaultRequest {
             VaultRequest::LookupLease(_) => Operation::LookupLease,
             VaultRequest::RevokeLease(_) => Operation::RevokeLease,
             VaultRequest::GetSecretsBatch(_) => Operation::GetSecretsBatch,
+            VaultRequest::ReadMetadata(_) => Operation::ReadMetadata,
+            VaultRequest::WriteMetadata(_) => Operation::WriteMetadata,
+            VaultRequest::UndeleteVersions(_) => Operation::UndeleteVersions,
+            VaultRequest::RotateSecret(_) => Operation::RotateSecret,
+            VaultRequest::Encrypt(_) => Operation::Encrypt,
+            VaultRequest::Decrypt(_) => Operation::Decrypt,
+            VaultRequest::Rewrap(_) => Operation::Rewrap,
+            VaultRequest::LookupToken(_) => Operation::LookupToken,
         }
     }
 
@@ -288,6 +510,8 @@ impl VaultRequest {
         match self {
             VaultRequest::GetSecret(r) => Some(r.delivery),
             VaultRequest::GetSecretsBatch(r) => Some(r.delivery),
+            VaultRequest::RotateSecret(r) => Some(r.delivery),
+            VaultRequest::Decrypt(r) => Some(r.delivery),
             _ => None,
         }
     }
@@ -332,6 +556,45 @@ impl VaultRequest {
             }
             VaultRequest::GetSecret(get) if get.version == Some(0) => {
                 return Err("payload.version: must be ≥ 1".into());
+            }
+            VaultRequest::UndeleteVersions(r) if r.versions.is_empty() || r.versions.contains(&0) => {
+                return Err("payload.versions: one or more versions, each ≥ 1".into());
+            }
+            VaultRequest::WriteMetadata(r)
+                if r.custom_metadata.is_none()
+                    && r.max_versions.is_none()
+                    && r.cas_required.is_none()
+                    && r.delete_version_after.is_none() =>
+            {
+                return Err(
+                    "payload: give at least one of custom_metadata, max_versions, cas_required, delete_version_after"
+                        .into(),
+                );
+            }
+            VaultRequest::RotateSecret(r) => {
+                if r.key.is_empty() || r.key.len() > 256 || r.key.chars().any(char::is_control) {
+                    return Err("payload.key: 1 to 256 characters, no control characters".into());
+                }
+                if !ROTATE_LENGTH.contains(&r.length) {
+                    return Err(format!("payload.length: {} to {}", ROTATE_LENGTH.start(), ROTATE_LENGTH.end()));
+                }
+                r.alphabet.characters()?;
+            }
+            VaultRequest::Encrypt(r) => {
+                check_transit(&r.key, r.context.as_deref())?;
+                if !valid_base64(r.plaintext.expose_secret()) {
+                    return Err("payload.plaintext: must be base64".into());
+                }
+            }
+            VaultRequest::Decrypt(TransitDecrypt { key, ciphertext, context, .. })
+            | VaultRequest::Rewrap(TransitRewrap { key, ciphertext, context, .. }) => {
+                check_transit(key, context.as_deref())?;
+                if !ciphertext.starts_with("vault:v")
+                    || ciphertext.len() > 1 << 20
+                    || ciphertext.chars().any(char::is_control)
+                {
+                    return Err("payload.ciphertext: must be a transit ciphertext (vault:v<N>:…)".into());
+                }
             }
             _ => {}
         }

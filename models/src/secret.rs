@@ -99,6 +99,14 @@ impl JsonSchema for SecretData {
 
 /// Serializes a secret string as its plain value: for the few wire fields
 /// (a wrapping token) that exist to carry one.
+pub(crate) fn expose_optional<S: Serializer>(value: &Option<secrecy::SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(value) => s.serialize_str(value.expose_secret()),
+        None => s.serialize_none(),
+    }
+}
+
+/// Serializes a secret string as its plain value (see [`expose_optional`]).
 pub(crate) fn expose_string<S: Serializer>(value: &secrecy::SecretString, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(value.expose_secret())
 }

@@ -19,6 +19,23 @@ use rdkafka::{ClientContext, Statistics};
 use crate::contract::Contract;
 use crate::telemetry::Telemetry;
 
+/// A client-creation error without the value of a secret setting:
+/// librdkafka's message quotes the value it refused.
+pub fn client_error(error: rdkafka::error::KafkaError, what: &str) -> anyhow::Error {
+    match error {
+        rdkafka::error::KafkaError::ClientConfig(_, description, key, _) => {
+            if crate::contract::is_secret_property(&key) {
+                anyhow::anyhow!(
+                    "cannot create the Kafka {what}: librdkafka refused the setting {key} (value not shown)"
+                )
+            } else {
+                anyhow::anyhow!("cannot create the Kafka {what}: librdkafka refused the setting {key}: {description}")
+            }
+        }
+        other => anyhow::anyhow!("cannot create the Kafka {what}: {other}"),
+    }
+}
+
 /// librdkafka settings shared by the consumer and the producer.
 fn client_config(contract: &Contract) -> ClientConfig {
     let mut config = ClientConfig::new();

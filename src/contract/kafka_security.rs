@@ -11,9 +11,8 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use super::{redacted, require, scalar_string};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
 pub enum KafkaProtocol {
     #[default]
     Plaintext,
@@ -68,6 +67,39 @@ pub struct KafkaSecurity {
 }
 
 impl KafkaSecurity {
+    /// The settings from the environment variables the shipped contract
+    /// reads (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`, `KAFKA_SSL_*`), for
+    /// the CLI's clients (`send`, `request`, `resolve`, `health`), checked.
+    pub fn from_env() -> Result<KafkaSecurity, String> {
+        let var = |name: &str| std::env::var(name).unwrap_or_default();
+        let protocol = match var("KAFKA_SECURITY_PROTOCOL").as_str() {
+            "" | "plaintext" => KafkaProtocol::Plaintext,
+            "ssl" => KafkaProtocol::Ssl,
+            "sasl_plaintext" => KafkaProtocol::SaslPlaintext,
+            "sasl_ssl" => KafkaProtocol::SaslSsl,
+            other => return Err(format!("KAFKA_SECURITY_PROTOCOL: unknown protocol {other:?}")),
+        };
+        let mut security = KafkaSecurity {
+            protocol,
+            sasl_mechanism: var("KAFKA_SASL_MECHANISM"),
+            sasl_username: var("KAFKA_SASL_USERNAME"),
+            sasl_password: Some(var("KAFKA_SASL_PASSWORD")).filter(|p| !p.is_empty()).map(SecretString::from),
+            sasl_password_file: var("KAFKA_SASL_PASSWORD_FILE"),
+            ssl_ca_file: var("KAFKA_SSL_CA_FILE"),
+            ssl_certificate_file: var("KAFKA_SSL_CERTIFICATE_FILE"),
+            ssl_key_file: var("KAFKA_SSL_KEY_FILE"),
+            properties: BTreeMap::new(),
+        };
+        security.read_files()?;
+        let mut problems = Vec::new();
+        security.problems(&mut problems);
+        if problems.is_empty() {
+            Ok(security)
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
     /// Reads `sasl_password_file` when only it is set.
     pub fn read_files(&mut self) -> Result<(), String> {
         if self.sasl_password.is_none() && !self.sasl_password_file.is_empty() {

@@ -242,3 +242,26 @@ fn kafka_sasl_needs_its_settings_and_maps_to_librdkafka_without_showing_the_pass
     assert!(printed.contains("client.rack: r1"), "{printed}");
     assert!(!format!("{contract:?}").contains("canary-kafka-pw"), "Debug shows the password");
 }
+
+#[test]
+fn the_clis_kafka_settings_read_the_same_variables_as_the_shipped_contract() {
+    let kafka = [
+        ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+        ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-256"),
+        ("KAFKA_SASL_USERNAME", "onex"),
+        ("KAFKA_SASL_PASSWORD", "pw"),
+        ("KAFKA_SSL_CA_FILE", "/etc/hostname"),
+    ];
+    let mut vars = BASE.to_vec();
+    vars.extend(kafka);
+    let from_contract = load(SHIPPED, &vars).expect("valid").event_bus.security.librdkafka_properties();
+    // Only this test sets these variables.
+    for (name, value) in kafka {
+        std::env::set_var(name, value);
+    }
+    let from_env = KafkaSecurity::from_env().map(|s| s.librdkafka_properties());
+    for (name, _) in kafka {
+        std::env::remove_var(name);
+    }
+    assert_eq!(from_env.expect("valid"), from_contract);
+}

@@ -10,7 +10,7 @@ use vaultrs::api::kv2::requests::ReadSecretRequest;
 use vaultrs::api::kv2::responses::ReadSecretResponse;
 
 use super::Context;
-use crate::vault::VaultError;
+use crate::vault::{VaultError, WrapInfo};
 
 pub async fn run(cx: &Context<'_>, request: &GetSecret) -> Result<OperationResult, VaultError> {
     let endpoint = ReadSecretRequest::builder()
@@ -45,12 +45,16 @@ pub async fn run_wrapped(cx: &Context<'_>, request: &GetSecret, ttl: Duration) -
     if let Some(version) = request.version {
         path.push_str(&format!("?version={version}"));
     }
-    let wrap = cx.vault.wrapped(&path, ttl).await?;
-    Ok(OperationResult::Wrapped(WrappedResult {
+    Ok(wrapped_result(cx.vault.wrapped(&path, ttl).await?))
+}
+
+/// The reply's result for a wrapping token Vault made.
+pub(super) fn wrapped_result(wrap: WrapInfo) -> OperationResult {
+    OperationResult::Wrapped(WrappedResult {
         delivery: WrappedTag::Wrapped,
         wrap_token: wrap.token,
         wrap_accessor: wrap.accessor,
         ttl_seconds: wrap.ttl,
         creation_time: wrap.creation_time,
-    }))
+    })
 }

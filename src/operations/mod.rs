@@ -1,7 +1,7 @@
 //! Operations: where a typed request becomes a Vault call.
 //!
 //! Each operation has its own file taking its typed request and returning its
-//! typed result. [`Dispatcher::handle`] picks the file by the request's variant
+//! typed result (transit's `encrypt`, `decrypt` and `rewrap` share `transit.rs`). [`Dispatcher::handle`] picks the file by the request's variant
 //! and runs it inside the resilience layers (breaker → retry → timeout), so no
 //! operation deals with timeouts, retries or the breaker itself.
 //!
@@ -12,10 +12,16 @@ mod delete_secret;
 mod get_secret;
 mod list_secrets;
 mod lookup_lease;
+mod lookup_token;
+mod read_metadata;
 mod renew_lease;
 mod renew_token;
 mod revoke_lease;
+mod rotate_secret;
 mod set_secret;
+mod transit;
+mod undelete_versions;
+mod write_metadata;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -23,7 +29,7 @@ use std::time::Duration;
 
 use onex_vault_models::{
     BatchItem, Consistency, DeleteSecret, ErrorCode, GetSecret, GetSecretsBatch, GetSecretsBatchResult, MountName,
-    Operation, OperationResult, ReplyError, ReplyStatus, SetSecret, VaultRequest,
+    Operation, OperationResult, ReplyError, ReplyStatus, RotateSecret, SetSecret, UndeleteVersions, VaultRequest,
 };
 
 use crate::cache::ReadCache;
@@ -118,13 +124,15 @@ impl Dispatcher {
             ));
         }
         if let Some(ttl) = wrap {
-            return self.call(request, Some(ttl)).await;
+            return self.wrapped(request, ttl).await;
         }
         match request {
             VaultRequest::GetSecret(get) => self.read(get).await,
             VaultRequest::GetSecretsBatch(batch) => self.read_batch(batch).await,
             VaultRequest::SetSecret(SetSecret { mount, path, .. })
-            | VaultRequest::DeleteSecret(DeleteSecret { mount, path, .. }) => {
+            | VaultRequest::DeleteSecret(DeleteSecret { mount, path, .. })
+            | VaultRequest::RotateSecret(RotateSecret { mount, path, .. })
+            | VaultRequest::UndeleteVersions(UndeleteVersions { mount, path, .. }) => {
                 let outcome = self.call(request, None).await;
                 if let Some(cache) = &self.cache {
                     // Even a failed write may have reached Vault: forget the path.
@@ -134,6 +142,27 @@ impl Dispatcher {
             }
             _ => self.call(request, None).await,
         }
+    }
+
+    /// A secret-returning request whose result Vault keeps behind a
+    /// single-use wrapping token of lifetime `ttl`: a read is wrapped by
+    /// Vault as it answers; a result made here (a rotated value, a decrypted
+    /// plaintext) is wrapped with `sys/wrapping/wrap`, in a second guarded
+    /// call, so a failed wrap never repeats the operation.
+    async fn wrapped(&self, request: &VaultRequest, ttl: Duration) -> Result<OperationResult, ReplyError> {
+        if let VaultRequest::GetSecret(_) = request {
+            return self.call(request, Some(ttl)).await;
+        }
+        let result = serde_json::to_value(self.call(request, None).await?)
+            .map_err(|_| ReplyError::new(ErrorCode::InternalError, "the result could not be serialized"))?;
+        let vault = &self.vault;
+        let result = &result;
+        guarded_call(&self.breaker, &self.backoff, self.timeout, move || async move {
+            let wrap = vault.wrap_data(result, ttl).await?;
+            Ok(get_secret::wrapped_result(wrap))
+        })
+        .await
+        .map_err(|failure| self.reply_error(failure))
     }
 
     /// A read, from the cache when allowed and fresh, else from Vault.
@@ -277,8 +306,23 @@ async fn dispatch(
         VaultRequest::RenewToken(r) => renew_token::run(cx, r).await,
         VaultRequest::LookupLease(r) => lookup_lease::run(cx, r).await,
         VaultRequest::RevokeLease(r) => revoke_lease::run(cx, r).await,
+        VaultRequest::ReadMetadata(r) => read_metadata::run(cx, r).await,
+        VaultRequest::WriteMetadata(r) => write_metadata::run(cx, r).await,
+        VaultRequest::UndeleteVersions(r) => undelete_versions::run(cx, r).await,
+        VaultRequest::RotateSecret(r) => rotate_secret::run(cx, r).await,
+        VaultRequest::Encrypt(r) => transit::encrypt(cx, r).await,
+        VaultRequest::Decrypt(r) => transit::decrypt(cx, r).await,
+        VaultRequest::Rewrap(r) => transit::rewrap(cx, r).await,
+        VaultRequest::LookupToken(_) => lookup_token::run(cx).await,
         // Composite: `Dispatcher::read_batch` runs it as single reads.
         VaultRequest::GetSecretsBatch(_) => Err(VaultError::Malformed),
+    }
+}
+
+fn transit_target(mount: &Option<MountName>, key: &str) -> Target {
+    Target {
+        mount: Some(mount.as_ref().map_or(transit::DEFAULT_MOUNT, MountName::as_str).to_owned()),
+        paths: vec![key.to_owned()],
     }
 }
 
@@ -304,6 +348,15 @@ impl Target {
             VaultRequest::DeleteSecret(r) => kv(&r.mount, vec![r.path.to_string()]),
             VaultRequest::ListSecrets(r) => kv(&r.mount, vec![r.path.to_string()]),
             VaultRequest::GetSecretsBatch(r) => kv(&r.mount, r.paths.iter().map(|p| p.to_string()).collect()),
+            VaultRequest::ReadMetadata(r) => kv(&r.mount, vec![r.path.to_string()]),
+            VaultRequest::WriteMetadata(r) => kv(&r.mount, vec![r.path.to_string()]),
+            VaultRequest::UndeleteVersions(r) => kv(&r.mount, vec![r.path.to_string()]),
+            VaultRequest::RotateSecret(r) => kv(&r.mount, vec![r.path.to_string()]),
+            // Transit: the mount is the transit mount, the "path" the key name.
+            VaultRequest::Encrypt(r) => transit_target(&r.mount, &r.key),
+            VaultRequest::Decrypt(r) => transit_target(&r.mount, &r.key),
+            VaultRequest::Rewrap(r) => transit_target(&r.mount, &r.key),
+            VaultRequest::LookupToken(_) => Target::none(),
             VaultRequest::RenewLease(_) | VaultRequest::LookupLease(_) | VaultRequest::RevokeLease(_) => {
                 Target { mount: None, paths: request.lease_id().map(str::to_owned).into_iter().collect() }
             }
@@ -311,7 +364,7 @@ impl Target {
         }
     }
 
-    /// A request that names nothing (or could not be read).
+    /// A request that names nothing, or could not be read, or the node's token.
     pub fn none() -> Target {
         Target { mount: None, paths: Vec::new() }
     }

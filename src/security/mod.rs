@@ -177,11 +177,18 @@ impl Gate {
 impl Delivered {
     /// The result as the reply carries it: sealed when it must be.
     pub fn deliver(&self, correlation_id: uuid::Uuid, result: OperationResult) -> Result<OperationResult, ReplyError> {
-        match self {
-            Delivered::Sealed(key) => key.seal(correlation_id, &result).map(OperationResult::Sealed).map_err(|_| {
-                ReplyError::new(ErrorCode::InternalError, "the result could not be sealed to the requester's key")
-            }),
-            _ => Ok(result),
+        match (self, result) {
+            (Delivered::Sealed(key), result) => {
+                key.seal(correlation_id, &result).map(OperationResult::Sealed).map_err(|_| {
+                    ReplyError::new(ErrorCode::InternalError, "the result could not be sealed to the requester's key")
+                })
+            }
+            // A rotated value never travels in clear: the new version only.
+            (Delivered::Clear, OperationResult::RotateSecret(mut rotated)) => {
+                rotated.value = None;
+                Ok(OperationResult::RotateSecret(rotated))
+            }
+            (_, result) => Ok(result),
         }
     }
 

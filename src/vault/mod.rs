@@ -228,6 +228,14 @@ impl Vault {
         serde_json::from_value(info).map_err(|_| VaultError::Malformed)
     }
 
+    /// `data` kept by Vault behind a single-use wrapping token living `ttl`
+    /// (`sys/wrapping/wrap`): for results the node made itself.
+    pub async fn wrap_data(&self, data: &Value, ttl: Duration) -> Result<WrapInfo, VaultError> {
+        let mut answer = self.send(Method::POST, "sys/wrapping/wrap", Some(data), Some(ttl)).await?;
+        let info = answer.remove("wrap_info").ok_or(VaultError::Malformed)?;
+        serde_json::from_value(info).map_err(|_| VaultError::Malformed)
+    }
+
     /// Sends one request with the node's token; the answer's top-level
     /// object, or the error its status means.
     async fn send(

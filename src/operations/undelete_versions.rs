@@ -1,0 +1,19 @@
+//! `undelete_versions`: restore soft-deleted versions of a KV v2 secret
+//! (destroyed versions stay destroyed).
+
+use onex_vault_models::{OperationResult, UndeleteVersions, UndeleteVersionsResult};
+use reqwest::Method;
+use serde_json::json;
+
+use super::Context;
+use crate::vault::VaultError;
+
+pub async fn run(cx: &Context<'_>, request: &UndeleteVersions) -> Result<OperationResult, VaultError> {
+    let path = format!("{}/undelete/{}", cx.mount(&request.mount), request.path.as_str());
+    let body = json!({ "versions": request.versions });
+    let _: serde_json::Value = cx.vault.call(Method::POST, &path, Some(&body)).await?;
+    Ok(OperationResult::UndeleteVersions(UndeleteVersionsResult {
+        undeleted: true,
+        versions: request.versions.clone(),
+    }))
+}
