@@ -189,25 +189,33 @@ fn field(path: &serde_path_to_error::Path) -> String {
 
 /// serde quotes offending string values (`invalid type: string "hunter2"`,
 /// `unknown variant `hunter2`, expected …`); the reply and the logs must
-/// not, so every double-quoted part and the variant named as unknown are
-/// elided. Field names (`missing field `path``) stay: they help the sender.
+/// not, so the variant named as unknown and every double-quoted part
+/// (escapes included) are elided. Field names (`missing field `path``) stay:
+/// they help the sender.
 fn quiet(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut inside = false;
-    for c in message.chars() {
-        if c == '"' {
-            if !inside {
-                out.push_str("\"…\"");
-            }
-            inside = !inside;
-        } else if !inside {
-            out.push(c);
-        }
-    }
+    let mut message = message.to_owned();
     const UNKNOWN_VARIANT: &str = "unknown variant `";
-    if let Some(start) = out.find(UNKNOWN_VARIANT).map(|at| at + UNKNOWN_VARIANT.len()) {
-        if let Some(end) = out[start..].find('`') {
-            out.replace_range(start..start + end, "…");
+    if let Some(start) = message.find(UNKNOWN_VARIANT).map(|at| at + UNKNOWN_VARIANT.len()) {
+        // The value may hold anything, backticks too: the last "`, expected"
+        // is serde's own.
+        let end = message.rfind("`, expected").filter(|end| *end >= start).unwrap_or(message.len());
+        message.replace_range(start..end, "…");
+    }
+    let mut out = String::with_capacity(message.len());
+    let (mut inside, mut escaped) = (false, false);
+    for c in message.chars() {
+        if inside {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => inside = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            out.push_str("\"…\"");
+            inside = true;
+        } else {
+            out.push(c);
         }
     }
     out
@@ -304,6 +312,13 @@ mod tests {
         let r = refusal(&envelope(json!({"operation": "get_secret", "path": "a", "consistency": "canary-78"})));
         assert!(!r.error.message.contains("canary"), "{}", r.error.message);
         assert!(r.error.message.contains("unknown variant `…`, expected `cached` or `fresh`"), "{}", r.error.message);
+        // And values with quotes, escapes or backticks of their own.
+        for value in ["canary\"-79", "canary`, expected `x`-80", "canary\\\"-81"] {
+            let r = refusal(&envelope(json!({"operation": "get_secret", "path": "a", "consistency": value})));
+            assert!(!r.error.message.contains("canary") && !r.error.message.contains("-8"), "{}", r.error.message);
+            let r = refusal(&envelope(json!({"operation": "get_secret", "path": "a", "version": value})));
+            assert!(!r.error.message.contains("canary") && !r.error.message.contains("-8"), "{}", r.error.message);
+        }
     }
 
     #[test]
