@@ -39,6 +39,8 @@ pub enum Hint {
     NotRenewable,
     /// "lease not found" or an invalid lease id.
     LeaseNotFound,
+    /// Transit: "encryption key not found".
+    KeyNotFound,
     /// 404 "no handler for route": the mount does not exist.
     NoSuchMount,
     /// 404 with an empty error list: nothing at that path.
@@ -57,6 +59,7 @@ impl Hint {
             }
             400 if text.contains("not renewable") => Hint::NotRenewable,
             400 if text.contains("lease not found") || text.contains("invalid lease") => Hint::LeaseNotFound,
+            400 if text.contains("key not found") => Hint::KeyNotFound,
             _ => Hint::None,
         }
     }
@@ -72,7 +75,7 @@ impl VaultError {
         match self {
             VaultError::Status { status, hint } => match (status, hint) {
                 (400, Hint::CasMismatch) => ErrorCode::Conflict,
-                (400, Hint::LeaseNotFound) => ErrorCode::ResourceNotFound,
+                (400, Hint::LeaseNotFound | Hint::KeyNotFound) => ErrorCode::ResourceNotFound,
                 (400 | 405 | 413 | 422, _) => ErrorCode::InvalidRequest,
                 (401, _) => ErrorCode::AuthenticationError,
                 (403, _) => ErrorCode::PermissionDenied,
@@ -97,6 +100,7 @@ impl fmt::Display for VaultError {
                 }
                 Hint::NotRenewable => write!(f, "not renewable (Vault {status})"),
                 Hint::LeaseNotFound => write!(f, "lease not found (Vault {status})"),
+                Hint::KeyNotFound => write!(f, "transit key not found (Vault {status})"),
                 Hint::NoSuchMount => write!(f, "no such mount (Vault {status})"),
                 Hint::EmptyNotFound | Hint::None => match status {
                     403 => write!(f, "permission denied (Vault 403)"),
@@ -221,6 +225,7 @@ mod tests {
             (status(503, &["Vault is sealed"]), ErrorCode::ServiceUnavailable, true, true),
             (VaultError::Transport, ErrorCode::ServiceUnavailable, true, true),
             (status(400, &["lease not found"]), ErrorCode::ResourceNotFound, false, false),
+            (status(400, &["encryption key not found"]), ErrorCode::ResourceNotFound, false, false),
         ];
         for (error, code, retryable, breaker) in cases {
             assert_eq!(error.code(), code, "{error:?}");
