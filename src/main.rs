@@ -249,11 +249,10 @@ async fn start(contract: Contract) -> anyhow::Result<()> {
     })
     .report_transitions(transitions_tx);
 
-    let gate = Gate::new(&contract);
     let policy = security::load_policy(&contract, &vault)
         .await
         .map_err(|e| anyhow::anyhow!("access_policy.vault_keys: cannot read the requester keys from Vault: {e}"))?;
-    gate.use_policy(policy);
+    let gate = Gate::new(&contract, policy);
     for warning in gate.warnings() {
         tracing::warn!("{warning}");
     }

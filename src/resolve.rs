@@ -331,14 +331,12 @@ pub fn run(args: ResolveArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Replaces `path` with `text`, readable by its owner only.
+/// Replaces `path` with `text`, readable by its owner only: written beside
+/// it, then renamed over it.
 fn write_env_file(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
     let tmp = path.with_extension("tmp-resolve");
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
+    let _ = std::fs::remove_file(&tmp);
+    crate::requester::write_private_file(&tmp, text)?;
     std::fs::rename(&tmp, path)
 }
 

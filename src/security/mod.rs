@@ -79,15 +79,15 @@ pub struct Gate {
 }
 
 impl Gate {
-    pub fn new(contract: &Contract) -> Gate {
+    /// The gate of `contract`, with `policy` (see [`load_policy`]).
+    pub fn new(contract: &Contract, policy: AccessPolicy) -> Gate {
         let security = &contract.security;
-        let default_mount = contract.vault.default_mount.as_str();
         Gate {
             profile: security.profile,
             skew: TimeDelta::seconds(i64::try_from(security.max_clock_skew_seconds).unwrap_or(i64::MAX / 1000)),
             default_delivery: security.default_delivery,
             wrap_ttl: Duration::from_secs(security.wrap_ttl_seconds),
-            policy: RwLock::new(Arc::new(AccessPolicy::from_settings(&contract.access_policy, default_mount))),
+            policy: RwLock::new(Arc::new(policy)),
             replay: Mutex::new(ReplayGuard::new(security.replay_cache_max_entries)),
         }
     }
@@ -163,7 +163,7 @@ impl Gate {
         }
     }
 
-    /// The contract's policy plus keys kept in Vault (see [`read_vault_keys`]).
+    /// A refreshed policy (see [`refresh_policy`]).
     pub fn use_policy(&self, policy: AccessPolicy) {
         *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
     }
