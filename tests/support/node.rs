@@ -130,7 +130,8 @@ impl Node {
         Node::start_with(NodeOptions::default().env("VAULT_TOKEN", servers().root_token())).await
     }
 
-    /// Starts a node with `options`, and waits until its HTTP endpoint answers.
+    /// Starts a node with `options`, and waits until it has started (see
+    /// [`Node::wait_until_started`]).
     pub async fn start_with(options: NodeOptions) -> Node {
         let stack = servers();
         let topics = match options.topics {
@@ -189,7 +190,7 @@ impl Node {
         }
         let child = command.spawn().expect("start onex-vault-adapter");
         let mut node = Node { child: Some(child), topics, group_id, http_port, log_path, _dir: dir };
-        node.wait_until_alive().await;
+        node.wait_until_started().await;
         node
     }
 
@@ -211,18 +212,32 @@ impl Node {
         .await
     }
 
-    async fn wait_until_alive(&mut self) {
-        let url = format!("http://127.0.0.1:{}/health", self.http_port);
-        let client = reqwest::Client::builder().no_proxy().build().expect("http client");
+    /// Waits until the node has built itself (Vault login, policy, producer):
+    /// `/ready` answers anything but "starting". `/health` alone is not enough:
+    /// it answers while the node still logs in to Vault, so a test that broke
+    /// Vault right after start could kill the start-up instead of a request.
+    async fn wait_until_started(&mut self) {
+        let url = format!("http://127.0.0.1:{}/ready", self.http_port);
+        // `/ready` asks Vault once started; a test's stalled Vault must not hold the poll.
+        let client =
+            reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build().expect("http client");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("the node exited ({status}) during start-up; log:\n{}", self.log());
             }
-            if client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
-                return;
+            match client.get(&url).send().await {
+                Ok(response) => {
+                    let body: Value = response.json().await.unwrap_or(Value::Null);
+                    if body["reason"] != "starting" {
+                        return;
+                    }
+                }
+                // Listening, but `/ready` is waiting on Vault: started.
+                Err(error) if error.is_timeout() => return,
+                Err(_) => {}
             }
-            assert!(tokio::time::Instant::now() < deadline, "node not alive after 30 s; log:\n{}", self.log());
+            assert!(tokio::time::Instant::now() < deadline, "node not started after 30 s; log:\n{}", self.log());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
