@@ -108,11 +108,14 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) -> anyhow::Result<()>
         }
     }
 
-    // Shutdown: no new records; wait for the in-flight ones, within the deadline.
-    let deadline = Instant::now() + Duration::from_secs(bus_settings.shutdown_timeout_seconds);
+    // Shutdown: no new records; wait for the in-flight ones, then commit,
+    // flush and leave, all within the deadline.
+    let total = Duration::from_secs(bus_settings.shutdown_timeout_seconds);
+    let deadline = Instant::now() + total;
+    let in_flight_deadline = deadline - leave_reserve(total);
     tracing::info!(in_flight = offsets.in_flight(), "stopping: finishing in-flight requests");
     while offsets.in_flight() > 0 {
-        match tokio::time::timeout_at(deadline.into(), done_rx.recv()).await {
+        match tokio::time::timeout_at(in_flight_deadline.into(), done_rx.recv()).await {
             Ok(Some(finished)) => finish(&node, &consumer, &mut offsets, &mut key_order, finished),
             Ok(None) => break,
             Err(_) => {
@@ -125,13 +128,43 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) -> anyhow::Result<()>
             }
         }
     }
-    if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-        tracing::debug!(%error, "final commit had nothing to commit or failed");
-    }
-    node.publisher.flush(Duration::from_secs(5));
-    consumer.unsubscribe();
-    tracing::info!("stopped consuming");
+    leave_bus(node, consumer, deadline).await;
     Ok(())
+}
+
+/// Of the shutdown deadline, the part kept for [`leave_bus`] after the
+/// in-flight records are done or abandoned.
+fn leave_reserve(total: Duration) -> Duration {
+    (total / 2).min(Duration::from_secs(5))
+}
+
+/// Commits the stored offsets, flushes the producer and leaves the group.
+/// With the broker unreachable each of these blocks (librdkafka's own limits
+/// are a minute or more), so they run on a thread of their own and the node
+/// stops at `deadline` whatever they do; what was not committed is answered
+/// again by the group's next member.
+async fn leave_bus(node: Arc<Node>, consumer: RequestConsumer, deadline: Instant) {
+    let (left_tx, left) = tokio::sync::oneshot::channel();
+    let leaving = std::thread::Builder::new().name("leave-bus".to_owned()).spawn(move || {
+        if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(%error, "final commit had nothing to commit or failed");
+        }
+        node.publisher.flush(deadline.saturating_duration_since(Instant::now()));
+        consumer.unsubscribe();
+        drop(consumer);
+        let _ = left_tx.send(());
+    });
+    if let Err(error) = leaving {
+        tracing::warn!(%error, "cannot start the thread that leaves the bus; stopping without a final commit");
+        return;
+    }
+    match tokio::time::timeout_at(deadline.into(), left).await {
+        Ok(_) => tracing::info!("stopped consuming"),
+        Err(_) => tracing::warn!(
+            "shutdown deadline reached before the final commit and group leave (is Kafka reachable?); \
+             requests answered since the last commit will be answered again by the group's next member"
+        ),
+    }
 }
 
 /// A free in-flight slot and the next record. At the bound this waits for a

@@ -104,3 +104,47 @@ async fn kafka_link_cut_longer_than_the_session_loses_no_request() {
 async fn kafka_link_blip_loses_no_request() {
     cut_and_restore("kafka_link_blip", "kafka-cut/blip", Duration::from_secs(2)).await;
 }
+
+/// SIGTERM while the broker is unreachable: the node cannot commit or leave
+/// its group, but it still stops within its shutdown deadline and says what
+/// it abandoned (redelivery to the group's next member is `fault_node`'s).
+#[tokio::test]
+async fn sigterm_with_kafka_unreachable_stops_within_the_deadline() {
+    let link = match KafkaLink::start() {
+        Ok(link) => link,
+        Err(e) if servers().stack() == Stack::Containers => {
+            let _ = writeln!(std::io::stderr(), "SKIPPED: no Kafka link on the containers stack: {e}");
+            return;
+        }
+        Err(e) => panic!("cannot build the Kafka link: {e}"),
+    };
+    const DEADLINE_SECONDS: u64 = 4;
+    let mut node = Node::start_with(
+        NodeOptions::default()
+            .env("VAULT_TOKEN", servers().root_token())
+            .bootstrap_servers(&link.bootstrap_servers())
+            .edit(|c| c["event_bus"]["shutdown_timeout_seconds"] = DEADLINE_SECONDS.into()),
+    )
+    .await;
+    node.wait_for_metric("onex_vault_adapter_assigned_partitions", |p| p >= 3.0, WAIT).await;
+    // One request answered: the node has offsets to commit.
+    let answered = node.requester().call(json!({"operation": "list_secrets"})).await;
+    assert_eq!(answered["status"], "success", "{answered}");
+
+    link.proxy.cut();
+    let stopping = Instant::now();
+    node.terminate();
+    // The deadline covers in-flight work, the final commit and the group
+    // leave; the last health event has its own 5 s bound, run beside them.
+    let limit = Duration::from_secs(DEADLINE_SECONDS.max(5) + 5);
+    let code = node.wait_exit(limit);
+    let took = stopping.elapsed();
+    assert_eq!(code, Some(0), "a clean stop, even without the broker; log:\n{}", node.log_tail(30));
+    let log = node.log();
+    assert!(
+        log.contains("shutdown deadline reached before the final commit"),
+        "the node says what it abandoned; log:\n{}",
+        node.log_tail(30)
+    );
+    let _ = writeln!(std::io::stderr(), "stop with Kafka unreachable took {took:?}");
+}

@@ -71,7 +71,13 @@ impl Publisher {
     pub async fn deliver(&self, message: &Outgoing, stop: &CancellationToken) -> bool {
         let mut delay = Duration::from_millis(100);
         loop {
-            match self.send(message).await {
+            // A send to an unreachable broker waits up to librdkafka's
+            // message timeout; `stop` cuts that wait short too.
+            let sent = tokio::select! {
+                sent = self.send(message) => sent,
+                _ = stop.cancelled() => return false,
+            };
+            match sent {
                 Ok(()) => return true,
                 Err(error) => {
                     tracing::warn!(topic = %message.topic, %error, "publish failed; retrying")
