@@ -14,7 +14,7 @@ use onex_vault_adapter::resilience::{BreakerConfig, CircuitBreaker};
 use onex_vault_adapter::runtime::{self, Node};
 use onex_vault_adapter::security::{self, Gate};
 use onex_vault_adapter::telemetry::Telemetry;
-use onex_vault_adapter::vault::{keep_token_alive, Vault};
+use onex_vault_adapter::vault::{connect_at_start, keep_token_alive};
 use onex_vault_adapter::{http, logging, requester, shutdown};
 use onex_vault_models::RequesterIdentity;
 
@@ -236,7 +236,11 @@ async fn start(contract: Contract) -> anyhow::Result<()> {
     if health.enabled {
         http::serve(health.http_port, &health.endpoint, slot.clone(), stop.clone()).await?;
     }
-    let vault = Vault::connect(&contract.vault).await.map_err(|e| anyhow::anyhow!("Vault: {e}"))?;
+    let vault = match connect_at_start(&contract.vault, &stop).await {
+        Ok(Some(vault)) => vault,
+        Ok(None) => return Ok(()),
+        Err(error) => anyhow::bail!("Vault: {error}"),
+    };
 
     let policy = &contract.error_handling.circuit_breaker;
     let (transitions_tx, transitions) = tokio::sync::mpsc::unbounded_channel();

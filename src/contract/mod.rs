@@ -157,6 +157,10 @@ pub struct VaultSettings {
     pub namespace: String,
     pub default_mount: MountName,
     pub request_timeout_ms: u64,
+    /// How long start-up keeps trying to reach a Vault that is not there yet
+    /// (unreachable, sealed, 5xx) before the node gives up; 0: one attempt.
+    #[serde(default = "default_startup_wait_seconds")]
+    pub startup_wait_seconds: u64,
     pub auth: VaultAuth,
     #[serde(default)]
     pub token_renewal: TokenRenewal,
@@ -268,6 +272,10 @@ pub struct VaultAuth {
     pub secret_id_file: String,
     #[serde(default = "default_approle_mount")]
     pub approle_mount: String,
+}
+
+fn default_startup_wait_seconds() -> u64 {
+    60
 }
 
 fn default_approle_mount() -> String {

@@ -132,6 +132,21 @@ impl fmt::Display for VaultError {
 
 impl std::error::Error for VaultError {}
 
+impl VaultError {
+    /// Whether this says Vault is not up yet (unreachable, sealed, starting,
+    /// overloaded) rather than that the node is set up wrong: worth waiting
+    /// for at start. A refused login or an untrusted certificate is not.
+    pub fn is_vault_not_up(&self) -> bool {
+        match self {
+            VaultError::Transport => true,
+            VaultError::Status { status, .. } | VaultError::Login { status: Some(status) } => {
+                matches!(status, 408 | 429 | 500..=599)
+            }
+            VaultError::Login { status: None } | VaultError::Tls | VaultError::TlsFile | VaultError::Malformed => false,
+        }
+    }
+}
+
 impl Failure for VaultError {
     /// Transport errors, 412 (eventual consistency), 429 and 5xx may succeed
     /// on another try; 4xx answers will not.
@@ -231,6 +246,32 @@ mod tests {
             assert_eq!(error.code(), code, "{error:?}");
             assert_eq!(error.is_retryable(), retryable, "{error:?}");
             assert_eq!(error.counts_against_breaker(), breaker, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn start_up_waits_only_for_a_vault_that_is_not_up() {
+        let wait = [
+            VaultError::Transport,
+            status(503, &["Vault is sealed"]),
+            status(500, &[]),
+            status(429, &[]),
+            VaultError::Login { status: Some(503) },
+        ];
+        let stop = [
+            VaultError::Login { status: Some(403) },
+            VaultError::Login { status: Some(400) },
+            VaultError::Login { status: None },
+            VaultError::Tls,
+            VaultError::TlsFile,
+            VaultError::Malformed,
+            status(403, &["permission denied"]),
+        ];
+        for error in wait {
+            assert!(error.is_vault_not_up(), "{error:?}");
+        }
+        for error in stop {
+            assert!(!error.is_vault_not_up(), "{error:?}");
         }
     }
 

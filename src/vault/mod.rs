@@ -8,6 +8,7 @@
 
 mod error;
 mod renewal;
+mod startup;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -22,6 +23,7 @@ use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 
 pub use error::{Hint, VaultError};
 pub use renewal::keep_token_alive;
+pub use startup::connect_at_start;
 
 use crate::contract::{AuthMethod, VaultSettings, VaultTls};
 

@@ -121,7 +121,7 @@ async fn log_in_again(vault: &Vault, generation: u64) -> bool {
 }
 
 /// Sleeps for `duration`; true if `stop` fired first.
-async fn sleep_or_stop(duration: Duration, stop: &CancellationToken) -> bool {
+pub(super) async fn sleep_or_stop(duration: Duration, stop: &CancellationToken) -> bool {
     tokio::select! {
         _ = stop.cancelled() => true,
         _ = tokio::time::sleep(duration) => false,

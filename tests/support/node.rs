@@ -133,6 +133,13 @@ impl Node {
     /// Starts a node with `options`, and waits until it has started (see
     /// [`Node::wait_until_started`]).
     pub async fn start_with(options: NodeOptions) -> Node {
+        let mut node = Node::spawn_with(options).await;
+        node.wait_until_started().await;
+        node
+    }
+
+    /// Starts a node with `options` without waiting for it to start.
+    pub async fn spawn_with(options: NodeOptions) -> Node {
         let stack = servers();
         let topics = match options.topics {
             Some(topics) => topics,
@@ -189,9 +196,7 @@ impl Node {
             command.env(key, value);
         }
         let child = command.spawn().expect("start onex-vault-adapter");
-        let mut node = Node { child: Some(child), topics, group_id, http_port, log_path, _dir: dir };
-        node.wait_until_started().await;
-        node
+        Node { child: Some(child), topics, group_id, http_port, log_path, _dir: dir }
     }
 
     /// Starts a node in the `strict` security profile (root token) with
@@ -216,7 +221,7 @@ impl Node {
     /// `/ready` answers anything but "starting". `/health` alone is not enough:
     /// it answers while the node still logs in to Vault, so a test that broke
     /// Vault right after start could kill the start-up instead of a request.
-    async fn wait_until_started(&mut self) {
+    pub async fn wait_until_started(&mut self) {
         let url = format!("http://127.0.0.1:{}/ready", self.http_port);
         // `/ready` asks Vault once started; a test's stalled Vault must not hold the poll.
         let client =
