@@ -1,17 +1,27 @@
-//! Kafka TLS/SASL settings on a running node. Tansu 0.6 (the test broker)
-//! has no usable TLS or SASL listener, so this checks what can be checked for
-//! real: a node told to use SASL against a plaintext broker reports the
-//! failure, stays not ready, and never writes the SASL password to its log or
-//! its `check-contract` output. (The settings' mapping to librdkafka is unit
-//! tested in `src/contract/tests.rs`.)
+//! Kafka TLS/SASL settings on a running node. Tansu (the test broker) has no
+//! TLS or SASL listener, so:
+//!
+//! - TLS is tested end to end through a TLS front (a test CA's certificate) and
+//!   a Tansu relay that advertises it: the node's whole Kafka conversation
+//!   (metadata, group, fetch, produce) is TLS, and a node trusting another CA
+//!   never gets in.
+//! - SASL is tested as far as a plaintext broker allows: a node told to use
+//!   SASL reports the failure, stays not ready, and never writes the SASL
+//!   password to its log or its `check-contract` output.
+//!
+//! (The settings' mapping to librdkafka is unit tested in `src/contract/tests.rs`.)
 
 mod support;
 
 use std::process::Command;
 use std::time::Duration;
 
+use serde_json::json;
+use support::kafka_link::KafkaLink;
 use support::node::{Node, NodeOptions};
-use support::servers;
+use support::servers::Stack;
+use support::tls::TestCa;
+use support::{servers, vault};
 
 const PASSWORD: &str = "canary-sasl-3b7e-never-log-me";
 
@@ -51,4 +61,62 @@ async fn a_sasl_password_never_reaches_the_log_and_a_failed_handshake_keeps_the_
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     assert!(printed.contains("protocol: sasl_ssl") && printed.contains("sasl_password: <redacted>"), "{printed}");
     assert!(!printed.contains(PASSWORD));
+}
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Polls `done` every 100 ms until it holds or [`WAIT`] passes.
+async fn eventually(what: &str, node: &Node, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}; node log:\n{}", node.log_tail(30));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_talks_tls_to_kafka_with_the_contracts_ca_and_refuses_another() {
+    let ca = TestCa::new("ONEX test Kafka CA");
+    let link = match KafkaLink::start_tls(&ca) {
+        Ok(link) => link,
+        // The relay is the local stack's Tansu binary.
+        Err(e) if servers().stack() == Stack::Containers => {
+            eprintln!("SKIPPED: no Kafka link on the containers stack: {e}");
+            return;
+        }
+        Err(e) => panic!("cannot build the TLS Kafka link: {e}"),
+    };
+    let front = link.tls_front().expect("a TLS link");
+    vault::write_kv("secret", "kafka-tls/app", &json!({"over": "tls"})).await;
+    let over_tls = |ca_file: &std::path::Path| {
+        NodeOptions::default()
+            .env("VAULT_TOKEN", servers().root_token())
+            .bootstrap_servers(&link.bootstrap_servers())
+            .env("KAFKA_SECURITY_PROTOCOL", "ssl")
+            .env("KAFKA_SSL_CA_FILE", ca_file.to_str().expect("UTF-8 path"))
+    };
+
+    let node = Node::start_with(over_tls(ca.ca_file())).await;
+    node.wait_for_metric("onex_vault_adapter_assigned_partitions", |p| p >= 3.0, WAIT).await;
+    let reply = node.requester().call(json!({"operation": "get_secret", "path": "kafka-tls/app"})).await;
+    assert_eq!(reply["status"], "success", "{reply}");
+    assert_eq!(reply["result"]["data"]["over"], "tls", "{reply}");
+    assert!(front.handshakes() >= 1, "the node reached the broker only through the TLS front");
+    assert_eq!(front.failed_handshakes(), 0);
+    let handshakes = front.handshakes();
+
+    let stranger = TestCa::new("some other CA");
+    let refused = Node::start_with(over_tls(stranger.ca_file())).await;
+    eventually("no failed TLS handshake at the front", &refused, || front.failed_handshakes() >= 1).await;
+    eventually("no certificate failure in the log", &refused, || {
+        refused.log().to_ascii_lowercase().contains("certificate verify failed")
+    })
+    .await;
+    let ready = reqwest::get(format!("http://127.0.0.1:{}/ready", refused.http_port)).await.expect("/ready answers");
+    assert_eq!(ready.status().as_u16(), 503, "a node that does not trust the broker is not ready");
+    println!(
+        "FAULT kafka_tls: injected=a broker certificate from an untrusted CA; {handshakes} handshakes with the \
+         contract's CA, {} refused with another",
+        front.failed_handshakes()
+    );
 }

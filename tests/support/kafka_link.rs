@@ -36,16 +36,18 @@ use super::{
     local_stack::{spawn_kafka_relay, KafkaRelay},
     proxy::Proxy,
     servers::{free_port, servers},
+    tls::{TestCa, TlsFront},
 };
 
 /// How long the relay may take to answer metadata through the proxy.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The node's side of a cuttable Kafka link (see the module comment).
-#[derive(Debug)]
 pub struct KafkaLink {
-    /// The fault proxy the node connects to: `cut()`, `stall()`, `pass()`, ...
+    /// The fault proxy behind the node's end: `cut()`, `stall()`, `pass()`, ...
     pub proxy: Proxy,
+    /// With [`KafkaLink::start_tls`], the node's end: TLS in front of the proxy.
+    tls: Option<(TlsFront, PathBuf)>,
     relay: KafkaRelay,
 }
 
@@ -53,32 +55,54 @@ impl KafkaLink {
     /// Starts the relay and the proxy (in [`super::proxy::Mode::Pass`]) and waits
     /// until a metadata request through the proxy names the proxy as the broker.
     pub fn start() -> Result<KafkaLink, String> {
+        KafkaLink::start_with(None)
+    }
+
+    /// The same link with TLS at the node's end: the node connects to a
+    /// [`TlsFront`] with a certificate of `ca`, in front of the proxy.
+    ///
+    /// ```text
+    /// node ──TLS──▶ TlsFront ──▶ Proxy ──▶ Tansu proxy (relay) ──▶ the test broker
+    /// ```
+    pub fn start_tls(ca: &TestCa) -> Result<KafkaLink, String> {
+        KafkaLink::start_with(Some(ca))
+    }
+
+    fn start_with(ca: Option<&TestCa>) -> Result<KafkaLink, String> {
         let origin = servers().bootstrap_servers();
         let log_dir = servers().log_dir().map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-        // The relay advertises the proxy and the proxy forwards to the relay: take
-        // the relay's port first (the proxy connects upstream per connection only).
+        // The relay advertises the node's end of the link, which forwards to the
+        // relay: take the relay's port first (the proxy connects upstream per
+        // connection only).
         let relay_port = free_port();
         let relay_addr: SocketAddr = ([127, 0, 0, 1], relay_port).into();
         let proxy = Proxy::start(relay_addr);
-        let advertised = proxy.addr().to_string();
+        let tls = ca.map(|ca| (TlsFront::start(proxy.addr(), ca), ca.ca_file().to_path_buf()));
+        let advertised = tls.as_ref().map_or(proxy.addr(), |(front, _)| front.addr()).to_string();
         let relay = spawn_kafka_relay(relay_port, &advertised, &origin, &log_dir)?;
-        let mut link = KafkaLink { proxy, relay };
+        let mut link = KafkaLink { proxy, tls, relay };
         link.wait_ready()?;
         Ok(link)
     }
 
-    /// `bootstrap.servers` for the node: the proxy's address.
+    /// `bootstrap.servers` for the node: the node's end of the link.
     pub fn bootstrap_servers(&self) -> String {
-        self.proxy.addr().to_string()
+        self.tls.as_ref().map_or(self.proxy.addr(), |(front, _)| front.addr()).to_string()
+    }
+
+    /// The TLS front, with [`KafkaLink::start_tls`].
+    pub fn tls_front(&self) -> Option<&TlsFront> {
+        self.tls.as_ref().map(|(front, _)| front)
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
         let bootstrap = self.bootstrap_servers();
-        let client: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("socket.connection.setup.timeout.ms", "1000")
-            .create()
-            .map_err(|e| format!("metadata client for {bootstrap}: {e}"))?;
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &bootstrap).set("socket.connection.setup.timeout.ms", "1000");
+        if let Some((_, ca_file)) = &self.tls {
+            config.set("security.protocol", "ssl").set("ssl.ca.location", ca_file.display().to_string());
+        }
+        let client: BaseConsumer = config.create().map_err(|e| format!("metadata client for {bootstrap}: {e}"))?;
         let started = Instant::now();
         loop {
             self.relay

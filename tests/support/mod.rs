@@ -7,7 +7,8 @@
 //! - [`faults`] seals, unseals, kills and restarts the shared Vault server; fault
 //!   tests live in their own test binaries (see there why).
 //! - [`proxy`] is a loopback TCP proxy that can delay, stall or cut a link.
-//! - [`kafka_link`] puts such a proxy between the node and the broker, for the node only.
+//! - [`kafka_link`] puts such a proxy between the node and the broker, for the node only
+//!   (optionally with TLS at the node's end, from [`tls`]).
 //! - [`load`] sends many requests and accounts for their replies (lost, duplicated, latency).
 //!
 //! Every test binary compiles this module separately and uses only part of it.
@@ -22,6 +23,7 @@ mod local_stack;
 pub mod node;
 pub mod proxy;
 pub mod servers;
+pub mod tls;
 pub mod vault;
 
 #[allow(unused_imports)]
