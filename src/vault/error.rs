@@ -18,9 +18,13 @@ pub enum VaultError {
     Status { status: u16, hint: Hint },
     /// No answer: connection refused or reset, DNS.
     Transport,
-    /// The TLS handshake failed: Vault's certificate is not trusted (or the
-    /// node's client certificate was refused). Not retried: it will not heal.
-    Tls,
+    /// The TLS handshake failed: Vault's certificate is not trusted by the
+    /// node. Not retried: it will not heal.
+    TlsUntrusted,
+    /// The TLS handshake failed: Vault refused it with an alert, most often
+    /// over the node's client certificate (missing, or of a CA it does not
+    /// trust). Not retried either.
+    TlsRefused,
     /// An answer we could not read.
     Malformed,
     /// Our own login failed (bad credentials, or the token was refused at start).
@@ -84,7 +88,7 @@ impl VaultError {
                 (408, _) => ErrorCode::TimeoutError,
                 _ => ErrorCode::ServiceUnavailable,
             },
-            VaultError::Transport | VaultError::Tls => ErrorCode::ServiceUnavailable,
+            VaultError::Transport | VaultError::TlsUntrusted | VaultError::TlsRefused => ErrorCode::ServiceUnavailable,
             VaultError::Malformed | VaultError::TlsFile => ErrorCode::InternalError,
             VaultError::Login { .. } => ErrorCode::AuthenticationError,
         }
@@ -112,9 +116,12 @@ impl fmt::Display for VaultError {
                 },
             },
             VaultError::Transport => f.write_str("Vault is unreachable"),
-            VaultError::Tls => f.write_str(
-                "TLS with Vault failed: its certificate is not trusted by vault.tls.ca_cert (VAULT_CACERT), \
-                 or it refused the client certificate (vault.tls.client_cert)",
+            VaultError::TlsUntrusted => {
+                f.write_str("TLS with Vault failed: its certificate is not trusted by vault.tls.ca_cert (VAULT_CACERT)")
+            }
+            VaultError::TlsRefused => f.write_str(
+                "TLS with Vault failed: Vault refused the handshake, most often over the node's client certificate \
+                 (missing, or not from a CA it trusts: vault.tls.client_cert, VAULT_CLIENT_CERT)",
             ),
             VaultError::Malformed => {
                 f.write_str("Vault sent an answer the node could not read (a bug or an incompatible server)")
@@ -142,7 +149,11 @@ impl VaultError {
             VaultError::Status { status, .. } | VaultError::Login { status: Some(status) } => {
                 matches!(status, 408 | 429 | 500..=599)
             }
-            VaultError::Login { status: None } | VaultError::Tls | VaultError::TlsFile | VaultError::Malformed => false,
+            VaultError::Login { status: None }
+            | VaultError::TlsUntrusted
+            | VaultError::TlsRefused
+            | VaultError::TlsFile
+            | VaultError::Malformed => false,
         }
     }
 }
@@ -154,7 +165,11 @@ impl Failure for VaultError {
         match self {
             VaultError::Transport => true,
             VaultError::Status { status, .. } => matches!(status, 408 | 412 | 429 | 500..=599),
-            VaultError::Tls | VaultError::TlsFile | VaultError::Malformed | VaultError::Login { .. } => false,
+            VaultError::TlsUntrusted
+            | VaultError::TlsRefused
+            | VaultError::TlsFile
+            | VaultError::Malformed
+            | VaultError::Login { .. } => false,
         }
     }
 
@@ -162,7 +177,7 @@ impl Failure for VaultError {
     /// 404 is a healthy Vault answering.
     fn counts_against_breaker(&self) -> bool {
         match self {
-            VaultError::Transport | VaultError::Tls => true,
+            VaultError::Transport | VaultError::TlsUntrusted | VaultError::TlsRefused => true,
             VaultError::Status { status, .. } => matches!(status, 408 | 429 | 500..=599),
             VaultError::TlsFile | VaultError::Malformed | VaultError::Login { .. } => false,
         }
@@ -176,8 +191,9 @@ impl From<ClientError> for VaultError {
             ClientError::APIError { code, errors } => VaultError::status(code, &errors),
             ClientError::RestClientError { source } => match source {
                 Rest::ServerResponseError { code, .. } => VaultError::status(code, &[]),
-                Rest::RequestError { .. } | Rest::ResponseError { .. } if is_tls(&source) => VaultError::Tls,
-                Rest::RequestError { .. } | Rest::ResponseError { .. } => VaultError::Transport,
+                Rest::RequestError { .. } | Rest::ResponseError { .. } => {
+                    tls_failure(&source).unwrap_or(VaultError::Transport)
+                }
                 _ => VaultError::Malformed,
             },
             ClientError::ResponseEmptyError
@@ -192,25 +208,29 @@ impl From<reqwest::Error> for VaultError {
     fn from(error: reqwest::Error) -> Self {
         if error.is_decode() {
             VaultError::Malformed
-        } else if is_tls(&error) {
-            VaultError::Tls
         } else {
-            VaultError::Transport
+            tls_failure(&error).unwrap_or(VaultError::Transport)
         }
     }
 }
 
-/// Whether a transport error (or one it wraps) is a failed TLS handshake.
-fn is_tls(error: &(dyn std::error::Error + 'static)) -> bool {
+/// Whether a transport error (or one it wraps) is a failed TLS handshake, and
+/// whose doing: an alert *received* is Vault refusing the node (its client
+/// certificate, mostly); a certificate the node could not verify is Vault not
+/// being trusted.
+fn tls_failure(error: &(dyn std::error::Error + 'static)) -> Option<VaultError> {
     let mut current = Some(error);
     while let Some(error) = current {
         let text = error.to_string().to_ascii_lowercase();
+        if text.contains("received fatal alert") {
+            return Some(VaultError::TlsRefused);
+        }
         if text.contains("certificate") || text.contains("handshake") || text.contains("unknownissuer") {
-            return true;
+            return Some(VaultError::TlsUntrusted);
         }
         current = error.source();
     }
-    false
+    None
 }
 
 #[cfg(test)]
@@ -262,7 +282,8 @@ mod tests {
             VaultError::Login { status: Some(403) },
             VaultError::Login { status: Some(400) },
             VaultError::Login { status: None },
-            VaultError::Tls,
+            VaultError::TlsUntrusted,
+            VaultError::TlsRefused,
             VaultError::TlsFile,
             VaultError::Malformed,
             status(403, &["permission denied"]),

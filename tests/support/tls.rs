@@ -1,6 +1,6 @@
-//! TLS for tests that need it on a link the test servers do not secure
-//! themselves (Tansu has no TLS listener): a throwaway certificate authority,
-//! and a TLS front that terminates TLS with a certificate of that authority
+//! TLS for tests: a throwaway certificate authority (for a TLS listener of
+//! OpenBao, or client certificates), and, for a link the test servers do not
+//! secure themselves (Tansu has no TLS listener), a TLS front that terminates TLS with a certificate of that authority
 //! and forwards the plain bytes to a loopback upstream.
 //!
 //! ```ignore
@@ -60,14 +60,30 @@ impl TestCa {
         &self.ca_file
     }
 
-    /// A server certificate for `127.0.0.1` and `localhost`, and its key.
+    /// A certificate issued by this CA for `127.0.0.1` and `localhost` (good
+    /// for a server or a client), and its key.
+    fn issue(&self) -> (rcgen::Certificate, KeyPair) {
+        let params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("certificate parameters");
+        let key = KeyPair::generate().expect("key");
+        let certificate = params.signed_by(&key, &self.issuer).expect("certificate");
+        (certificate, key)
+    }
+
+    /// [`TestCa::issue`] as PEM files beside the CA's: `<name>.pem` and
+    /// `<name>-key.pem` (PKCS#8).
+    pub fn issue_files(&self, name: &str) -> (PathBuf, PathBuf) {
+        let (certificate, key) = self.issue();
+        let dir = self.ca_file.parent().expect("the CA's directory");
+        let (certificate_file, key_file) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}-key.pem")));
+        std::fs::write(&certificate_file, certificate.pem()).expect("write the certificate");
+        std::fs::write(&key_file, key.serialize_pem()).expect("write the key");
+        (certificate_file, key_file)
+    }
+
     fn server_certificate(&self) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
-        let params =
-            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).expect("server parameters");
-        let key = KeyPair::generate().expect("server key");
-        let certificate = params.signed_by(&key, &self.issuer).expect("server certificate");
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        (certificate.der().clone(), key)
+        let (certificate, key) = self.issue();
+        (certificate.der().clone(), PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())))
     }
 }
 
