@@ -44,6 +44,16 @@ async fn metadata_operations_read_write_and_undelete() {
     assert_eq!(result["custom_metadata"]["owner"], "billing", "{read}");
     assert_eq!(result["versions"]["1"]["destroyed"], false, "{read}");
     assert!(read.to_string().find("\"v\"").is_none(), "metadata carries no data: {read}");
+    // A second write of one field leaves the others as the first one set them.
+    let written =
+        requester.call(json!({"operation": "write_metadata", "path": "more/meta/db", "cas_required": true})).await;
+    assert_eq!(written["result"]["metadata_written"], true, "{written}");
+    let read = requester.call(json!({"operation": "read_metadata", "path": "more/meta/db"})).await;
+    let result = &read["result"];
+    assert_eq!(result["cas_required"], true, "{read}");
+    assert_eq!(result["max_versions"], 5, "{read}");
+    assert_eq!(result["custom_metadata"]["owner"], "billing", "{read}");
+    requester.call(json!({"operation": "write_metadata", "path": "more/meta/db", "cas_required": false})).await;
 
     let deleted = requester.call(json!({"operation": "delete_secret", "path": "more/meta/db", "versions": [2]})).await;
     assert_eq!(deleted["status"], "success", "{deleted}");

@@ -34,7 +34,7 @@ struct Version {
     destroyed: bool,
 }
 
-/// `GET <mount>/metadata/<path>`, shared with `write_metadata`.
+/// `GET <mount>/metadata/<path>`, shared with `undelete_versions`.
 pub(super) async fn fetch(cx: &Context<'_>, mount: &str, path: &str) -> Result<Metadata, VaultError> {
     cx.vault.call(Method::GET, &format!("{mount}/metadata/{path}"), None).await
 }
