@@ -476,24 +476,6 @@ async fn vault_slow_and_stalled_times_out_with_bounded_in_flight() {
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
-/// Polls the node's log until `needle` appears `times` times.
-async fn wait_for_log(node: &Node, needle: &str, times: usize) {
-    let deadline = Instant::now() + WAIT;
-    while node.log().matches(needle).count() < times {
-        assert!(Instant::now() < deadline, "no {times}× {needle:?} in the log:\n{}", node.log_tail(40));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// `/health` and `/ready`: (status, JSON body).
-async fn probe(node: &Node, endpoint: &str) -> (u16, Value) {
-    let url = format!("http://127.0.0.1:{}/{endpoint}", node.http_port);
-    let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().expect("client");
-    let response = client.get(&url).send().await.expect("the node's HTTP endpoint answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// Injected: Vault unreachable when the node starts (its link cut), then back.
 /// Expected: the node waits, alive but not ready, retrying with backoff; once
 /// Vault answers it starts by itself and serves requests.
@@ -509,9 +491,9 @@ async fn the_node_waits_at_start_for_a_vault_that_is_not_up_yet() {
             .vault_addr(&format!("http://{}", proxy.addr())),
     )
     .await;
-    wait_for_log(&node, "Vault is not up yet; waiting for it", 3).await;
-    assert_eq!(probe(&node, "health").await.0, 200, "alive while it waits");
-    let (status, body) = probe(&node, "ready").await;
+    node.wait_for_log("Vault is not up yet; waiting for it", 3, WAIT).await;
+    assert_eq!(node.http_get("/health").await.0, 200, "alive while it waits");
+    let (status, body) = node.http_get("/ready").await;
     assert_eq!((status, body["reason"].as_str()), (503, Some("starting")), "{body}");
 
     let restored = Instant::now();
@@ -545,7 +527,7 @@ async fn the_node_gives_up_on_vault_after_the_start_up_wait() {
     assert!(log.contains("Vault is unreachable"), "{log}");
 
     let mut stopped = Node::spawn_with(options()).await;
-    wait_for_log(&stopped, "Vault is not up yet; waiting for it", 1).await;
+    stopped.wait_for_log("Vault is not up yet; waiting for it", 1, WAIT).await;
     assert_eq!(stopped.stop(), Some(0), "SIGTERM while waiting: {}", stopped.log());
     assert!(stopped.log().contains("stopped while waiting for Vault"));
 }

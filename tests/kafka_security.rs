@@ -37,13 +37,8 @@ async fn a_sasl_password_never_reaches_the_log_and_a_failed_handshake_keeps_the_
     )
     .await;
     // librdkafka reports the failed authentication through the consumer.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !node.log().to_ascii_lowercase().contains("sasl") {
-        assert!(tokio::time::Instant::now() < deadline, "no SASL failure reported:\n{}", node.log_tail(30));
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let ready = reqwest::get(format!("http://127.0.0.1:{}/ready", node.http_port)).await.expect("/ready answers");
-    assert_eq!(ready.status().as_u16(), 503, "a node that cannot authenticate to Kafka is not ready");
+    node.wait_for_log("sasl", 1, Duration::from_secs(30)).await;
+    assert_eq!(node.http_get("/ready").await.0, 503, "a node that cannot authenticate to Kafka is not ready");
     assert!(!node.log().contains(PASSWORD), "the SASL password is in the node log");
 
     let check = Command::new(env!("CARGO_BIN_EXE_onex-vault-adapter"))
@@ -108,12 +103,8 @@ async fn the_node_talks_tls_to_kafka_with_the_contracts_ca_and_refuses_another()
     let stranger = TestCa::new("some other CA");
     let refused = Node::start_with(over_tls(stranger.ca_file())).await;
     eventually("no failed TLS handshake at the front", &refused, || front.failed_handshakes() >= 1).await;
-    eventually("no certificate failure in the log", &refused, || {
-        refused.log().to_ascii_lowercase().contains("certificate verify failed")
-    })
-    .await;
-    let ready = reqwest::get(format!("http://127.0.0.1:{}/ready", refused.http_port)).await.expect("/ready answers");
-    assert_eq!(ready.status().as_u16(), 503, "a node that does not trust the broker is not ready");
+    refused.wait_for_log("certificate verify failed", 1, WAIT).await;
+    assert_eq!(refused.http_get("/ready").await.0, 503, "a node that does not trust the broker is not ready");
     println!(
         "FAULT kafka_tls: injected=a broker certificate from an untrusted CA; {handshakes} handshakes with the \
          contract's CA, {} refused with another",

@@ -158,6 +158,25 @@ fn run_node(vault_addr: &str, extra: &[(&str, &str)]) -> Output {
     command.output().expect("run the node")
 }
 
+/// [`run_node`] for a node that must stop at start: checks exit code 1 and
+/// returns what it printed.
+fn refused_at_start(vault_addr: &str, extra: &[(&str, &str)]) -> String {
+    let output = run_node(vault_addr, extra);
+    let printed = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{printed}");
+    printed
+}
+
+/// Writes a secret through the node and reads it back through the node.
+async fn set_then_get(node: &Node, secret_path: &str, password: &str) {
+    let requester = node.requester();
+    let set =
+        requester.call(json!({"operation": "set_secret", "path": secret_path, "data": {"password": password}})).await;
+    assert_eq!(set["status"], "success", "{set}");
+    let got = requester.call(json!({"operation": "get_secret", "path": secret_path})).await;
+    assert_eq!(got["result"]["data"]["password"], password, "{got}");
+}
+
 fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
 }
@@ -173,32 +192,21 @@ async fn the_node_talks_https_to_vault_with_the_contracts_ca_and_refuses_an_untr
             .env("VAULT_CACERT", path(&vault.ca_cert)),
     )
     .await;
-    let requester = node.requester();
-    let set = requester
-        .call(json!({"operation": "set_secret", "path": "tls/app/db", "data": {"password": "over-tls"}}))
-        .await;
-    assert_eq!(set["status"], "success", "{set}");
-    let got = requester.call(json!({"operation": "get_secret", "path": "tls/app/db"})).await;
-    assert_eq!(got["result"]["data"]["password"], "over-tls", "{got}");
+    set_then_get(&node, "tls/app/db", "over-tls").await;
 
     // A CA bundle that does not sign Vault's certificate (the system's).
     let system_roots = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"]
         .into_iter()
         .find(|p| Path::new(p).is_file())
         .expect("a system CA bundle");
-    let refused = run_node(&vault.addr, &[("VAULT_CACERT", system_roots)]);
-    assert_eq!(refused.status.code(), Some(1));
-    let log = String::from_utf8_lossy(&refused.stdout).to_string() + &String::from_utf8_lossy(&refused.stderr);
+    let log = refused_at_start(&vault.addr, &[("VAULT_CACERT", system_roots)]);
     assert!(log.contains("certificate is not trusted by vault.tls.ca_cert (VAULT_CACERT)"), "{log}");
 
     // No CA at all: the system roots do not know the dev CA either.
-    let refused = run_node(&vault.addr, &[]);
-    assert_eq!(refused.status.code(), Some(1));
+    refused_at_start(&vault.addr, &[]);
 
     // A CA file that is not there is a contract error naming the setting.
-    let missing = run_node(&vault.addr, &[("VAULT_CACERT", "/nonexistent/ca.pem")]);
-    assert_eq!(missing.status.code(), Some(1));
-    let log = String::from_utf8_lossy(&missing.stderr).to_string() + &String::from_utf8_lossy(&missing.stdout);
+    let log = refused_at_start(&vault.addr, &[("VAULT_CACERT", "/nonexistent/ca.pem")]);
     assert!(log.contains("vault.tls.ca_cert: cannot read /nonexistent/ca.pem (set VAULT_CACERT"), "{log}");
 }
 
@@ -217,28 +225,18 @@ async fn the_node_presents_its_client_certificate_to_a_vault_that_demands_one() 
             .env("VAULT_CLIENT_KEY", path(&key)),
     )
     .await;
-    let requester = node.requester();
-    let set = requester
-        .call(json!({"operation": "set_secret", "path": "mtls/app", "data": {"password": "client-cert"}}))
-        .await;
-    assert_eq!(set["status"], "success", "{set}");
-    let got = requester.call(json!({"operation": "get_secret", "path": "mtls/app"})).await;
-    assert_eq!(got["result"]["data"]["password"], "client-cert", "{got}");
+    set_then_get(&node, "mtls/app", "client-cert").await;
 
     // No client certificate: Vault ends the handshake; start-up stops at once.
-    let without = run_node(&vault.addr, &[("VAULT_CACERT", path(ca.ca_file()))]);
-    assert_eq!(without.status.code(), Some(1));
-    let log = String::from_utf8_lossy(&without.stdout).to_string() + &String::from_utf8_lossy(&without.stderr);
+    let log = refused_at_start(&vault.addr, &[("VAULT_CACERT", path(ca.ca_file()))]);
     assert!(log.contains("Vault refused the handshake, most often over the node's client certificate"), "{log}");
 
     // A client certificate of another CA: refused the same way.
     let stranger = TestCa::new("some other CA");
     let (cert, key) = stranger.issue_files("impostor");
-    let impostor = run_node(
+    let log = refused_at_start(
         &vault.addr,
         &[("VAULT_CACERT", path(ca.ca_file())), ("VAULT_CLIENT_CERT", path(&cert)), ("VAULT_CLIENT_KEY", path(&key))],
     );
-    assert_eq!(impostor.status.code(), Some(1));
-    let log = String::from_utf8_lossy(&impostor.stdout).to_string() + &String::from_utf8_lossy(&impostor.stderr);
     assert!(log.contains("Vault refused the handshake, most often over the node's client certificate"), "{log}");
 }

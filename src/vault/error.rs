@@ -18,19 +18,24 @@ pub enum VaultError {
     Status { status: u16, hint: Hint },
     /// No answer: connection refused or reset, DNS.
     Transport,
-    /// The TLS handshake failed: Vault's certificate is not trusted by the
-    /// node. Not retried: it will not heal.
-    TlsUntrusted,
-    /// The TLS handshake failed: Vault refused it with an alert, most often
-    /// over the node's client certificate (missing, or of a CA it does not
-    /// trust). Not retried either.
-    TlsRefused,
+    /// The TLS handshake failed. Not retried: it will not heal.
+    Tls(TlsFailure),
     /// An answer we could not read.
     Malformed,
     /// Our own login failed (bad credentials, or the token was refused at start).
     Login { status: Option<u16> },
     /// A `vault.tls` file is not PEM of the right kind.
     TlsFile,
+}
+
+/// Which side of a TLS handshake gave up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The node does not trust Vault's certificate.
+    VaultUntrusted,
+    /// Vault refused the node with an alert, most often over its client
+    /// certificate (missing, or of a CA Vault does not trust).
+    NodeRefused,
 }
 
 /// What the body of a 400 or 404 told us, reduced to a verdict.
@@ -88,7 +93,7 @@ impl VaultError {
                 (408, _) => ErrorCode::TimeoutError,
                 _ => ErrorCode::ServiceUnavailable,
             },
-            VaultError::Transport | VaultError::TlsUntrusted | VaultError::TlsRefused => ErrorCode::ServiceUnavailable,
+            VaultError::Transport | VaultError::Tls(_) => ErrorCode::ServiceUnavailable,
             VaultError::Malformed | VaultError::TlsFile => ErrorCode::InternalError,
             VaultError::Login { .. } => ErrorCode::AuthenticationError,
         }
@@ -116,10 +121,10 @@ impl fmt::Display for VaultError {
                 },
             },
             VaultError::Transport => f.write_str("Vault is unreachable"),
-            VaultError::TlsUntrusted => {
+            VaultError::Tls(TlsFailure::VaultUntrusted) => {
                 f.write_str("TLS with Vault failed: its certificate is not trusted by vault.tls.ca_cert (VAULT_CACERT)")
             }
-            VaultError::TlsRefused => f.write_str(
+            VaultError::Tls(TlsFailure::NodeRefused) => f.write_str(
                 "TLS with Vault failed: Vault refused the handshake, most often over the node's client certificate \
                  (missing, or not from a CA it trusts: vault.tls.client_cert, VAULT_CLIENT_CERT)",
             ),
@@ -142,18 +147,14 @@ impl std::error::Error for VaultError {}
 impl VaultError {
     /// Whether this says Vault is not up yet (unreachable, sealed, starting,
     /// overloaded) rather than that the node is set up wrong: worth waiting
-    /// for at start. A refused login or an untrusted certificate is not.
+    /// for at start. That is what a retry would heal, also for a login (a
+    /// refused login or an untrusted certificate is not).
     pub fn is_vault_not_up(&self) -> bool {
-        match self {
-            VaultError::Transport => true,
-            VaultError::Status { status, .. } | VaultError::Login { status: Some(status) } => {
-                matches!(status, 408 | 429 | 500..=599)
+        match *self {
+            VaultError::Login { status: Some(status) } => {
+                VaultError::Status { status, hint: Hint::None }.is_retryable()
             }
-            VaultError::Login { status: None }
-            | VaultError::TlsUntrusted
-            | VaultError::TlsRefused
-            | VaultError::TlsFile
-            | VaultError::Malformed => false,
+            ref other => other.is_retryable(),
         }
     }
 }
@@ -165,11 +166,7 @@ impl Failure for VaultError {
         match self {
             VaultError::Transport => true,
             VaultError::Status { status, .. } => matches!(status, 408 | 412 | 429 | 500..=599),
-            VaultError::TlsUntrusted
-            | VaultError::TlsRefused
-            | VaultError::TlsFile
-            | VaultError::Malformed
-            | VaultError::Login { .. } => false,
+            VaultError::Tls(_) | VaultError::TlsFile | VaultError::Malformed | VaultError::Login { .. } => false,
         }
     }
 
@@ -177,7 +174,7 @@ impl Failure for VaultError {
     /// 404 is a healthy Vault answering.
     fn counts_against_breaker(&self) -> bool {
         match self {
-            VaultError::Transport | VaultError::TlsUntrusted | VaultError::TlsRefused => true,
+            VaultError::Transport | VaultError::Tls(_) => true,
             VaultError::Status { status, .. } => matches!(status, 408 | 429 | 500..=599),
             VaultError::TlsFile | VaultError::Malformed | VaultError::Login { .. } => false,
         }
@@ -223,10 +220,10 @@ fn tls_failure(error: &(dyn std::error::Error + 'static)) -> Option<VaultError> 
     while let Some(error) = current {
         let text = error.to_string().to_ascii_lowercase();
         if text.contains("received fatal alert") {
-            return Some(VaultError::TlsRefused);
+            return Some(VaultError::Tls(TlsFailure::NodeRefused));
         }
         if text.contains("certificate") || text.contains("handshake") || text.contains("unknownissuer") {
-            return Some(VaultError::TlsUntrusted);
+            return Some(VaultError::Tls(TlsFailure::VaultUntrusted));
         }
         current = error.source();
     }
@@ -282,8 +279,8 @@ mod tests {
             VaultError::Login { status: Some(403) },
             VaultError::Login { status: Some(400) },
             VaultError::Login { status: None },
-            VaultError::TlsUntrusted,
-            VaultError::TlsRefused,
+            VaultError::Tls(TlsFailure::VaultUntrusted),
+            VaultError::Tls(TlsFailure::NodeRefused),
             VaultError::TlsFile,
             VaultError::Malformed,
             status(403, &["permission denied"]),

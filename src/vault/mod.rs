@@ -19,9 +19,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 
-pub use error::{Hint, VaultError};
+pub use error::{Hint, TlsFailure, VaultError};
 pub use renewal::keep_token_alive;
 pub use startup::connect_at_start;
 
@@ -347,4 +348,13 @@ fn build_client(
     }
     let settings = settings.build().map_err(|_| VaultError::Malformed)?;
     VaultClient::new(settings).map_err(|_| VaultError::Malformed)
+}
+
+/// Sleeps for `duration`; true if `stop` fired first. For the background
+/// waits of this module (token renewal, start-up).
+async fn sleep_or_stop(duration: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => true,
+        _ = tokio::time::sleep(duration) => false,
+    }
 }

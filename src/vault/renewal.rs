@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Vault, VaultError};
+use super::{sleep_or_stop, Vault, VaultError};
 use crate::resilience::BackoffPolicy;
 use crate::telemetry::Telemetry;
 
@@ -117,13 +117,5 @@ async fn log_in_again(vault: &Vault, generation: u64) -> bool {
             tracing::warn!(%error, "logging in to Vault again failed");
             false
         }
-    }
-}
-
-/// Sleeps for `duration`; true if `stop` fired first.
-pub(super) async fn sleep_or_stop(duration: Duration, stop: &CancellationToken) -> bool {
-    tokio::select! {
-        _ = stop.cancelled() => true,
-        _ = tokio::time::sleep(duration) => false,
     }
 }

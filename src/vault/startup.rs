@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::renewal::sleep_or_stop;
-use super::{Vault, VaultError};
+use super::{sleep_or_stop, Vault, VaultError};
 use crate::contract::VaultSettings;
 use crate::resilience::BackoffPolicy;
 
@@ -34,11 +33,11 @@ pub async fn connect_at_start(settings: &VaultSettings, stop: &CancellationToken
             Ok(vault) => return Ok(Some(vault)),
             Err(error) => error,
         };
-        let delay = delays.next().unwrap_or(backoff.max_delay);
-        let waited = started.elapsed();
         if !error.is_vault_not_up() {
             return Err(error);
         }
+        let delay = delays.next().unwrap_or(backoff.max_delay);
+        let waited = started.elapsed();
         if waited + delay > patience {
             tracing::error!(
                 %error,

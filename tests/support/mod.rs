@@ -14,6 +14,7 @@
 //! Every test binary compiles this module separately and uses only part of it.
 #![allow(dead_code)]
 
+mod background;
 pub mod bus;
 mod container_stack;
 pub mod faults;

@@ -310,16 +310,45 @@ impl Node {
         self.child.as_ref().map(Child::id)
     }
 
+    /// `GET path` (`/ready`, `/health`, ...) of the node's HTTP endpoint:
+    /// the status and the body as text; `None` when the node does not answer
+    /// within 5 s.
+    async fn http_text(&self, path: &str) -> Option<(u16, String)> {
+        let client =
+            reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().expect("http client");
+        let response = client.get(format!("http://127.0.0.1:{}{path}", self.http_port)).send().await.ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().await.unwrap_or_default()))
+    }
+
+    /// `GET path` of the node's HTTP endpoint: the status and the JSON body
+    /// (null when there is none). Panics when the node does not answer.
+    pub async fn http_get(&self, path: &str) -> (u16, Value) {
+        let (status, body) = self.http_text(path).await.unwrap_or_else(|| panic!("the node's {path} does not answer"));
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    /// Polls the node's log until `needle` (any case) appears `times` times,
+    /// failing after `limit`.
+    pub async fn wait_for_log(&self, needle: &str, times: usize, limit: Duration) {
+        let needle = needle.to_lowercase();
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.log().to_lowercase().matches(&needle).count() < times {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {times}× {needle:?} in the node log after {limit:?}:\n{}",
+                self.log_tail(40)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// `GET /metrics`, every sample summed per metric name over its labels
     /// (e.g. `onex_vault_adapter_in_flight`). Empty when the node does not answer.
     pub async fn metrics(&self) -> HashMap<String, f64> {
-        let client =
-            reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().expect("http client");
-        let url = format!("http://127.0.0.1:{}/metrics", self.http_port);
-        let Ok(response) = client.get(&url).send().await else {
+        let Some((_, text)) = self.http_text("/metrics").await else {
             return HashMap::new();
         };
-        let text = response.text().await.unwrap_or_default();
         let mut metrics = HashMap::new();
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let Some((series, value)) = line.rsplit_once(' ') else {

@@ -11,9 +11,8 @@
 //! proxy.pass();                            // back to normal
 //! ```
 //!
-//! Each proxy runs on its own thread with its own Tokio runtime, so it keeps
-//! forwarding whatever the test's runtime is doing (even a blocking call), and can be
-//! used from sync code too. Dropping the [`Proxy`] stops it and closes every
+//! Each proxy is a [`BackgroundServer`]: it keeps forwarding whatever the test's
+//! runtime is doing, and dropping the [`Proxy`] stops it and closes every
 //! connection it holds.
 //!
 //! Bounded by design (it only ever talks to loopback): at most [`MAX_CONNECTIONS`]
@@ -22,21 +21,22 @@
 //! forwarded; past that it stops reading, and TCP flow control holds the sender.
 
 use std::{
-    net::{Ipv4Addr, SocketAddr},
+    net::SocketAddr,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
-    thread,
     time::Duration,
 };
 
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},
-    sync::{mpsc, oneshot, watch, Semaphore},
+    sync::{mpsc, watch, Semaphore},
     time::Instant,
 };
+
+use super::background::BackgroundServer;
 
 /// Connections forwarded at the same time; further ones are reset.
 pub const MAX_CONNECTIONS: usize = 256;
@@ -68,12 +68,9 @@ pub enum Mode {
 /// A running proxy. See the module comment.
 #[derive(Debug)]
 pub struct Proxy {
-    addr: SocketAddr,
+    server: BackgroundServer,
     upstream: SocketAddr,
     shared: Arc<Shared>,
-    /// Dropping it tells the proxy thread to stop.
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<thread::JoinHandle<()>>,
 }
 
 /// State shared by the proxy's handle and its thread.
@@ -90,28 +87,20 @@ impl Proxy {
     /// in [`Mode::Pass`]. It accepts connections as soon as this returns.
     pub fn start(upstream: SocketAddr) -> Proxy {
         assert!(upstream.ip().is_loopback(), "the test proxy only forwards to loopback, not to {upstream}");
-        let listener =
-            std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding the test proxy to 127.0.0.1:0");
-        listener.set_nonblocking(true).expect("making the test proxy's listener non-blocking");
-        let addr = listener.local_addr().expect("the test proxy's address");
         let shared = Arc::new(Shared {
             mode: watch::Sender::new(Mode::Pass),
             connections: AtomicU64::new(0),
             bytes_to_upstream: AtomicU64::new(0),
             bytes_to_client: AtomicU64::new(0),
         });
-        let (stop, stopped) = oneshot::channel();
-        let thread_shared = Arc::clone(&shared);
-        let thread = thread::Builder::new()
-            .name(format!("test-proxy-{}", addr.port()))
-            .spawn(move || run(listener, upstream, thread_shared, stopped))
-            .expect("starting the test proxy thread");
-        Proxy { addr, upstream, shared, stop: Some(stop), thread: Some(thread) }
+        let served = Arc::clone(&shared);
+        let server = BackgroundServer::start("test-proxy", move |listener| accept_loop(listener, upstream, served));
+        Proxy { server, upstream, shared }
     }
 
     /// Where clients connect: `127.0.0.1:<port>`.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// The server the proxy forwards to.
@@ -163,31 +152,6 @@ impl Proxy {
     pub fn bytes_to_client(&self) -> u64 {
         self.shared.bytes_to_client.load(Ordering::SeqCst)
     }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Body of the proxy thread: accept until told to stop. Dropping the runtime then
-/// cancels every connection task, which closes their sockets.
-fn run(listener: std::net::TcpListener, upstream: SocketAddr, shared: Arc<Shared>, stopped: oneshot::Receiver<()>) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("building the test proxy's Tokio runtime");
-    runtime.block_on(async move {
-        let listener = TcpListener::from_std(listener).expect("registering the test proxy's listener");
-        tokio::select! {
-            _ = stopped => {}
-            () = accept_loop(listener, upstream, shared) => {}
-        }
-    });
 }
 
 async fn accept_loop(listener: TcpListener, upstream: SocketAddr, shared: Arc<Shared>) {

@@ -8,24 +8,20 @@
 //! let front = TlsFront::start(upstream, &ca); // clients trust ca.ca_file()
 //! ```
 //!
-//! Like [`super::proxy::Proxy`], the front runs on its own thread with its own
-//! Tokio runtime and stops when dropped.
+//! Like [`super::proxy::Proxy`], the front is a [`BackgroundServer`]: it stops
+//! when dropped.
 
 use std::{
-    net::{Ipv4Addr, SocketAddr},
+    net::SocketAddr,
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
-    thread,
 };
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-use tokio::{
-    net::{TcpListener, TcpStream},
-    sync::oneshot,
-};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{
     rustls::{
         self,
@@ -33,6 +29,8 @@ use tokio_rustls::{
     },
     TlsAcceptor,
 };
+
+use super::background::BackgroundServer;
 
 /// A certificate authority made for one test; its certificate is in a PEM file
 /// that clients are told to trust.
@@ -89,11 +87,8 @@ impl TestCa {
 
 /// A running TLS front. See the module comment.
 pub struct TlsFront {
-    addr: SocketAddr,
+    server: BackgroundServer,
     shared: Arc<Counters>,
-    /// Dropping it tells the front's thread to stop.
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<thread::JoinHandle<()>>,
 }
 
 #[derive(Default)]
@@ -116,34 +111,16 @@ impl TlsFront {
             .with_single_cert(vec![certificate], key)
             .expect("server certificate and key");
         let acceptor = TlsAcceptor::from(Arc::new(config));
-        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the TLS front");
-        listener.set_nonblocking(true).expect("non-blocking listener");
-        let addr = listener.local_addr().expect("the TLS front's address");
         let shared = Arc::new(Counters::default());
-        let (stop, stopped) = oneshot::channel();
         let counters = shared.clone();
-        let thread = thread::Builder::new()
-            .name(format!("tls-front-{}", addr.port()))
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("the TLS front's runtime");
-                runtime.block_on(async move {
-                    let listener = TcpListener::from_std(listener).expect("register the listener");
-                    tokio::select! {
-                        _ = stopped => {}
-                        () = accept_loop(listener, acceptor, upstream, counters) => {}
-                    }
-                });
-            })
-            .expect("start the TLS front's thread");
-        TlsFront { addr, shared, stop: Some(stop), thread: Some(thread) }
+        let server =
+            BackgroundServer::start("tls-front", move |listener| accept_loop(listener, acceptor, upstream, counters));
+        TlsFront { server, shared }
     }
 
     /// Where clients connect (TLS): `127.0.0.1:<port>`.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// TLS handshakes completed so far.
@@ -154,15 +131,6 @@ impl TlsFront {
     /// TLS handshakes that failed (e.g. a client that does not trust the CA).
     pub fn failed_handshakes(&self) -> u64 {
         self.shared.failed_handshakes.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for TlsFront {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
