@@ -1,4 +1,4 @@
-# Container image of the onex-vault-adapter node (node_vault_adapter_effect).
+# Container image of the onex-vault-adapter node (node_infrastructure_vault_adapter_effect).
 #
 #   docker build -t onex-vault-adapter .
 #   docker run --rm onex-vault-adapter check-contract    # needs the env vars below

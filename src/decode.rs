@@ -17,9 +17,16 @@ use uuid::Uuid;
 /// What became of a record.
 #[derive(Debug)]
 pub enum Decoded {
-    Request(Box<RequestEnvelope>),
+    /// A request, and whether its sender stamped it itself (an
+    /// `envelope_id` and an `envelope_timestamp` in the record, not filled
+    /// in by default): the strict profile's replay checks need both.
+    Request(Box<RequestEnvelope>, Stamped),
     Refused(Refusal),
 }
+
+/// Whether a request's `envelope_id` and `envelope_timestamp` came with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamped(pub bool);
 
 /// A record the node will not perform, and what it knows of its sender.
 #[derive(Debug)]
@@ -68,28 +75,29 @@ pub fn decode(bytes: &[u8], max_record_bytes: usize) -> Decoded {
             error: ReplyError::new(code, message),
             operation: envelope.payload.get("operation").and_then(Value::as_str).map(str::to_owned),
             dead_letter: false,
-            correlation_id: Some(envelope.correlation_id),
+            correlation_id: envelope.correlation_id,
             envelope_id: Some(envelope.envelope_id),
-            source_tool: Some(envelope.source_tool.clone()),
+            source_tool: envelope.source_tool.clone(),
         })
     };
     let Some(name) = envelope.payload.get("operation").and_then(Value::as_str) else {
-        return refuse(ErrorCode::InvalidRequest, "payload.operation: missing or not a string".into());
+        return refuse(ErrorCode::InvalidInput, "payload.operation: missing or not a string".into());
     };
-    if Operation::from_name(name).is_none() {
+    if Operation::from_wire_name(name).is_none() {
         return refuse(ErrorCode::UnsupportedOperation, format!("payload.operation: unknown operation {name:?}"));
     }
     let payload: VaultRequest = match serde_path_to_error::deserialize(&envelope.payload) {
         Ok(payload) => payload,
         Err(e) => {
             let at = format!("payload.{}", e.path()).trim_end_matches(".").to_owned();
-            return refuse(ErrorCode::InvalidRequest, format!("{at}: {}", quiet(&e.into_inner().to_string())));
+            return refuse(ErrorCode::InvalidInput, format!("{at}: {}", quiet(&e.into_inner().to_string())));
         }
     };
     if let Err(problem) = payload.validate() {
-        return refuse(ErrorCode::InvalidRequest, problem);
+        return refuse(ErrorCode::InvalidInput, problem);
     }
-    Decoded::Request(Box::new(envelope.with_payload(payload)))
+    let stamped = Stamped(value.get("envelope_id").is_some() && value.get("envelope_timestamp").is_some());
+    Decoded::Request(Box::new(envelope.with_payload(payload)), stamped)
 }
 
 impl Refusal {
@@ -97,7 +105,7 @@ impl Refusal {
     fn dead_letter(reason: String, value: &Value) -> Refusal {
         let uuid = |key: &str| value.get(key).and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok());
         Refusal {
-            error: ReplyError::new(ErrorCode::InvalidRequest, reason),
+            error: ReplyError::new(ErrorCode::InvalidInput, reason),
             operation: value.pointer("/payload/operation").and_then(Value::as_str).map(str::to_owned),
             dead_letter: true,
             correlation_id: uuid("correlation_id"),
@@ -255,14 +263,14 @@ mod tests {
     fn refusal(bytes: &[u8]) -> Refusal {
         match decode(bytes, 1 << 20) {
             Decoded::Refused(refusal) => refusal,
-            Decoded::Request(r) => panic!("accepted {r:?}"),
+            Decoded::Request(r, _) => panic!("accepted {r:?}"),
         }
     }
 
     #[test]
     fn a_valid_request_decodes() {
         let bytes = envelope(json!({"operation": "get_secret", "path": "app/db"}));
-        assert!(matches!(decode(&bytes, 1 << 20), Decoded::Request(_)));
+        assert!(matches!(decode(&bytes, 1 << 20), Decoded::Request(..)));
     }
 
     #[test]
@@ -275,16 +283,51 @@ mod tests {
 
     #[test]
     fn a_broken_envelope_with_a_correlation_id_is_dead_lettered_and_answered() {
-        let r = refusal(br#"{"correlation_id": "0b8f8f62-54a4-4f0c-9b7e-08c2b2a1a0e1", "payload": {}}"#);
+        let r =
+            refusal(br#"{"correlation_id": "0b8f8f62-54a4-4f0c-9b7e-08c2b2a1a0e1", "envelope_id": 7, "payload": {}}"#);
         assert!(r.dead_letter);
         assert!(r.correlation_id.is_some());
         assert!(r.error.message.contains("envelope_id"), "{}", r.error.message);
     }
 
     #[test]
+    fn upstream_envelopes_decode_in_either_version_form_and_without_correlation() {
+        // As omnibase-core's ModelEventEnvelope.model_dump(mode="json") writes it.
+        let upstream = json!({
+            "payload": {"operation": "vault.read_secret", "path": "app/db", "mount_point": "secret"},
+            "envelope_id": "3f0e8a4c-5d1b-4c8e-9a51-1f2d3c4b5a60",
+            "envelope_timestamp": "2026-11-29T14:00:00.123456Z",
+            "correlation_id": null, "parent_envelope_id": null, "source_tool": null, "target_tool": null,
+            "metadata": {"trace_id": null, "request_id": null, "span_id": null, "parent_span_id": null,
+                         "headers": {}, "tags": {}},
+            "security_context": null, "event_type": null, "payload_type": null, "payload_schema_version": null,
+            "priority": 5, "timeout_seconds": null, "retry_count": 0, "request_id": null, "trace_id": null,
+            "span_id": null, "tenant_id": null, "producer": null,
+            "onex_version": {"major": 1, "minor": 0, "patch": 0, "prerelease": null, "build": null},
+            "envelope_version": {"major": 2, "minor": 3, "patch": 0, "prerelease": null, "build": null},
+        });
+        let Decoded::Request(request, _) = decode(upstream.to_string().as_bytes(), 1 << 20) else {
+            panic!("an upstream envelope is refused")
+        };
+        assert!(
+            matches!(&request.payload, VaultRequest::GetSecret(get) if get.mount.as_ref().is_some_and(|m| m.as_str() == "secret"))
+        );
+        assert_eq!(request.reply_correlation_id(), request.envelope_id);
+
+        for (priority, timeout) in
+            [(json!(0), json!(null)), (json!(11), json!(null)), (json!(5), json!(0)), (json!(5), json!(1.5))]
+        {
+            let mut bad = upstream.clone();
+            bad["priority"] = priority;
+            bad["timeout_seconds"] = timeout;
+            assert!(refusal(bad.to_string().as_bytes()).dead_letter, "{bad}");
+        }
+    }
+
+    #[test]
     fn payload_problems_are_answered_not_dead_lettered() {
         let r = refusal(&envelope(json!({"operation": "get_secret", "path": "../sys"})));
-        assert_eq!(r.error.code, ErrorCode::InvalidRequest);
+        assert_eq!(r.error.code, ErrorCode::InvalidInput);
         assert!(!r.dead_letter);
         assert_eq!(r.error.message, "payload: `path` has a '.' or '..' segment");
 
@@ -300,7 +343,7 @@ mod tests {
         let bytes = envelope(json!({"operation": "set_secret", "path": "a", "data": {"k": "x".repeat(4096)}}));
         match decode(&bytes, 1024) {
             Decoded::Refused(r) => assert!(r.dead_letter && r.correlation_id.is_some()),
-            Decoded::Request(_) => panic!("oversized record accepted"),
+            Decoded::Request(..) => panic!("oversized record accepted"),
         }
     }
 
@@ -364,7 +407,7 @@ mod tests {
         /// Every decode outcome must be one of these two, consistent with itself.
         fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
             match decode(bytes, 64 * 1024) {
-                Decoded::Request(request) => {
+                Decoded::Request(request, _) => {
                     prop_assert!(request.payload.validate().is_ok());
                 }
                 Decoded::Refused(refusal) => {
@@ -475,7 +518,7 @@ mod tests {
                 let operation = if list { "list_secrets" } else { "get_secret" };
                 let bytes = envelope_around(json!({"operation": operation, "path": path})).to_string();
                 check(bytes.as_bytes())?;
-                if let Decoded::Request(request) = decode(bytes.as_bytes(), 64 * 1024) {
+                if let Decoded::Request(request, _) = decode(bytes.as_bytes(), 64 * 1024) {
                     let path = match &request.payload {
                         VaultRequest::GetSecret(get) => get.path.to_string(),
                         VaultRequest::ListSecrets(list) => list.path.to_string(),

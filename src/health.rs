@@ -12,19 +12,25 @@
 //!   `health_check.degraded_p99_ms`;
 //! - `healthy` otherwise.
 //!
-//! `vault_metrics` carries only what the node truly measures (rates of its own
-//! traffic over the interval, what Vault reports, its own memory and CPU);
-//! every other `ModelVaultMetrics` field is null.
+//! The payload is omnibase-core's `ModelNodeHealthEvent`: `health_metrics`
+//! holds the generic figures every ONEX orchestrator reads, and
+//! `health_metrics.custom_metrics` the node's own ([`HealthDetails`]: the
+//! status and its reasons, Vault, token, breaker, bus, cache, security).
+//! Its `vault_metrics` carries only what the node truly measures (rates of
+//! its own traffic over the interval, what Vault reports, its own memory and
+//! CPU); every other `ModelVaultMetrics` field is null.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::Utc;
 use onex_vault_models::{
-    BreakerState, BusStats, CircuitBreakerStatus, HealthEvent, HealthPhase, HealthStatus, SecurityStatus, TokenStatus,
-    VaultMetrics, VaultStatus, NODE_NAME,
+    BreakerState, BusStats, CircuitBreakerStatus, HealthDetails, HealthMetrics, HealthPhase, HealthStatus,
+    NodeHealthEvent, SecurityStatus, TokenStatus, VaultMetrics, VaultStatus, NODE_HEALTH_EVENT_TYPE, NODE_NAME,
 };
 use reqwest::Method;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::contract::HealthCheck;
 use crate::messages;
@@ -69,21 +75,64 @@ impl Reporter {
     }
 
     async fn publish(&mut self, phase: HealthPhase, stop: &CancellationToken) {
-        let event = self.event(phase).await;
+        let details = self.details(phase).await;
         tracing::info!(
-            status = ?event.status,
-            reasons = ?event.status_reasons,
+            status = ?details.status,
+            reasons = ?details.status_reasons,
             phase = ?phase,
             "health event"
         );
-        for warning in &event.security.warnings {
-            tracing::warn!(profile = %event.security.profile, "{warning}");
+        for warning in &details.security.warnings {
+            tracing::warn!(profile = %details.security.profile, "{warning}");
         }
+        let event = self.event(details);
         let message = messages::health(&self.node.contract.event_bus, event);
         self.node.publisher.deliver(&message, stop).await;
     }
 
-    async fn event(&mut self, phase: HealthPhase) -> HealthEvent {
+    /// The upstream event around `details`: the generic figures derived
+    /// from them, the schedule of the next report.
+    fn event(&self, details: HealthDetails) -> NodeHealthEvent {
+        let interval = self.node.contract.health_check.interval_seconds;
+        let now = Utc::now();
+        let metrics = &details.vault_metrics;
+        // Both rates are over the same interval: their ratio is the share of
+        // failed requests.
+        let error_rate = match (metrics.operation_errors_per_second, metrics.api_requests_per_second) {
+            (Some(errors), Some(requests)) if requests > 0.0 => (errors * 100.0 / requests).clamp(0.0, 100.0),
+            _ => 0.0,
+        };
+        let memory_mb = metrics.memory_usage_mb.unwrap_or(0.0);
+        let next_report_time = (details.phase != HealthPhase::Stopping)
+            .then(|| now + chrono::TimeDelta::seconds(i64::try_from(interval).unwrap_or(i64::MAX / 1000)));
+        NodeHealthEvent {
+            event_type: NODE_HEALTH_EVENT_TYPE.to_owned(),
+            node_id: Uuid::new_v5(&Uuid::NAMESPACE_OID, details.instance_id.as_bytes()),
+            timestamp: now,
+            event_id: Uuid::new_v4(),
+            node_name: NODE_NAME.to_owned(),
+            health_metrics: HealthMetrics {
+                cpu_usage_percent: metrics.cpu_usage_percent.unwrap_or(0.0).clamp(0.0, 100.0),
+                memory_usage_mb: memory_mb.round() as u64,
+                memory_usage_percent: machine_memory_mb()
+                    .map_or(0.0, |total| (memory_mb * 100.0 / total).clamp(0.0, 100.0)),
+                response_time_ms: metrics.api_response_time_ms.unwrap_or(0.0),
+                error_rate,
+                success_rate: 100.0 - error_rate,
+                active_connections: details.bus.in_flight,
+                requests_per_second: metrics.api_requests_per_second.unwrap_or(0.0),
+                uptime_seconds: details.uptime_seconds as u64,
+                last_error_timestamp: self.node.telemetry.last_fault(),
+                consecutive_errors: u64::from(details.circuit_breaker.consecutive_failures),
+                health_check_latency_ms: details.vault.latency_ms,
+                custom_metrics: details,
+            },
+            report_interval_seconds: interval,
+            next_report_time,
+        }
+    }
+
+    async fn details(&mut self, phase: HealthPhase) -> HealthDetails {
         let node = &self.node;
         let vault = node.dispatcher.vault();
         let telemetry = &node.telemetry;
@@ -128,7 +177,7 @@ impl Reporter {
         let (status, status_reasons) = status_of(&vault_status, breaker_state, &report, &node.contract.health_check);
         let (renewals, renewal_failures) = telemetry.token_renewals();
 
-        HealthEvent {
+        HealthDetails {
             node_name: NODE_NAME.to_owned(),
             node_version: env!("CARGO_PKG_VERSION").to_owned(),
             instance_id: node.instance_id.clone(),
@@ -274,6 +323,14 @@ fn resident_memory_mb() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+/// The machine's memory, from `/proc/meminfo` (Linux).
+fn machine_memory_mb() -> Option<f64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    (kib > 0.0).then_some(kib / 1024.0)
 }
 
 /// CPU used by this process between two samples, in percent of one core.

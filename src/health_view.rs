@@ -3,7 +3,7 @@
 //! nodes publish on the health topic.
 //!
 //! The pure part, unit-tested without Kafka: [`decode`] turns a record into a
-//! [`HealthEnvelope`], [`update`] keeps the last two events per instance in a
+//! [`Seen`], [`update`] keeps the last two events per instance in a
 //! [`Fleet`], and [`render`] draws the table (rates come from the operation
 //! counts of an instance's last two events). Around it, a thin Kafka loop:
 //! [`snapshot`] reads the topic from its beginning to its current end and
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _};
 use chrono::{DateTime, TimeDelta, Utc};
-use onex_vault_models::{HealthEnvelope, HealthPhase, HealthStatus};
+use onex_vault_models::{Envelope, HealthDetails, HealthPhase, HealthStatus};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -75,8 +75,8 @@ pub struct Fleet {
 
 #[derive(Debug, Clone)]
 struct Instance {
-    last: HealthEnvelope,
-    previous: Option<HealthEnvelope>,
+    last: Seen,
+    previous: Option<Seen>,
 }
 
 impl Fleet {
@@ -129,7 +129,7 @@ impl Fleet {
 /// one before becomes the previous. A repeat of the last event (same
 /// `envelope_id`) or an event older than the last is ignored; an event without
 /// an instance id counts as skipped.
-pub fn update(fleet: &mut Fleet, envelope: &HealthEnvelope) {
+pub fn update(fleet: &mut Fleet, envelope: &Seen) {
     let id = envelope.payload.instance_id.trim();
     if id.is_empty() {
         fleet.skip();
@@ -161,12 +161,21 @@ pub fn ingest(fleet: &mut Fleet, value: Option<&[u8]>) {
     }
 }
 
+/// What the view keeps of a health event: its envelope around the node's
+/// own figures (`health_metrics.custom_metrics`).
+pub type Seen = Envelope<HealthDetails>;
+
 /// Decodes a health envelope, tolerating fields it does not know. The bus
 /// stats' `consumer_lag` is accepted as a map of numbers (`topic/partition` →
 /// records) or as one number (kept as the single entry `"*"`); any other
 /// shape of it is dropped rather than failing the whole event.
-pub fn decode(bytes: &[u8]) -> Result<HealthEnvelope, serde_json::Error> {
+pub fn decode(bytes: &[u8]) -> Result<Seen, serde_json::Error> {
     let mut value: Value = serde_json::from_slice(bytes)?;
+    // The view reads the node's own figures: the event's custom metrics.
+    let details = value.pointer_mut("/payload/health_metrics/custom_metrics").map(Value::take).unwrap_or_default();
+    if let Some(envelope) = value.as_object_mut() {
+        envelope.insert("payload".to_owned(), details);
+    }
     if let Some(bus) = value.pointer_mut("/payload/bus").and_then(Value::as_object_mut) {
         let lag = bus.remove("consumer_lag").and_then(lag_map);
         if let Some(lag) = lag {
@@ -652,11 +661,11 @@ mod tests {
             "envelope_id": uuid::Uuid::new_v4(),
             "envelope_timestamp": at(at_seconds),
             "correlation_id": uuid::Uuid::new_v4(),
-            "source_tool": "node_vault_adapter_effect",
-            "payload_type": "ModelVaultHealthEvent",
-            "envelope_version": "2.1.0",
+            "source_tool": "node_infrastructure_vault_adapter_effect",
+            "payload_type": "ModelNodeHealthEvent",
+            "envelope_version": {"major": 2, "minor": 3, "patch": 0, "prerelease": null, "build": null},
             "payload": {
-                "node_name": "node_vault_adapter_effect",
+                "node_name": "node_infrastructure_vault_adapter_effect",
                 "node_version": "0.1.0",
                 "instance_id": instance,
                 "uptime_seconds": uptime,
@@ -682,8 +691,17 @@ mod tests {
         })
     }
 
+    /// Sends the fixture as the node publishes it: its figures in the
+    /// custom metrics of an upstream `ModelNodeHealthEvent`.
     fn feed(fleet: &mut Fleet, event: &Value) {
-        let bytes = serde_json::to_vec(event).expect("serializable");
+        let mut event = event.clone();
+        let details = event["payload"].take();
+        event["payload"] = json!({
+            "event_type": "node_health_event", "node_id": uuid::Uuid::new_v4(), "node_name": "n",
+            "timestamp": "2026-11-29T00:00:00Z", "event_id": uuid::Uuid::new_v4(),
+            "health_metrics": {"custom_metrics": details}, "report_interval_seconds": 10
+        });
+        let bytes = serde_json::to_vec(&event).expect("serializable");
         ingest(fleet, Some(&bytes));
     }
 

@@ -1,4 +1,4 @@
-//! The ONEX Vault adapter node (`node_vault_adapter_effect`) as a library:
+//! The ONEX Vault adapter node (`node_infrastructure_vault_adapter_effect`) as a library:
 //! `main.rs` is a thin CLI over it, and the integration tests drive the binary.
 //!
 //! Reading order, along the data path: `contract` (what the node is told),

@@ -5,12 +5,11 @@
 use base64::Engine as _;
 use chrono::Utc;
 use onex_vault_models::{
-    AuditRecord, BreakerState, CircuitBreakerEvent, DeadLetter, Envelope, HealthEvent, LeaseEvent, VaultReply,
+    AuditRecord, BreakerState, CircuitBreakerEvent, DeadLetter, Envelope, LeaseEvent, NodeHealthEvent, VaultReply,
     AUDIT_PAYLOAD_TYPE, CIRCUIT_BREAKER_PAYLOAD_TYPE, DEAD_LETTER_PAYLOAD_TYPE, HEALTH_PAYLOAD_TYPE,
     LEASE_EVENT_PAYLOAD_TYPE, REPLY_PAYLOAD_TYPE,
 };
 use rdkafka::message::{Message, OwnedMessage};
-use uuid::Uuid;
 
 use crate::bus::{Kind, Outgoing};
 use crate::contract::EventBus;
@@ -21,17 +20,20 @@ use crate::resilience::{self, Transition};
 pub fn reply(bus: &EventBus, envelope: Envelope<VaultReply>) -> Outgoing {
     let topics = &bus.publish_topics;
     let topic = if envelope.payload.is_success() { &topics.completed } else { &topics.failed };
-    let id = envelope.correlation_id.to_string();
-    Outgoing::json(Kind::Reply, topic, Some(id.clone().into_bytes()), Some(id), &envelope)
+    let key = envelope.correlation_id.map(|id| id.to_string().into_bytes());
+    let operation = envelope.payload.operation.clone();
+    Outgoing::envelope(Kind::Reply, topic, key, envelope).with_operation_name(&operation)
 }
 
-/// The failed reply to a refused record, when its sender can be named.
+/// The failed reply to a refused record, when its sender can be named: by
+/// its `correlation_id`, else by its `envelope_id`.
 pub fn refusal_reply(bus: &EventBus, refusal: &Refusal, duration_ms: f64) -> Option<Outgoing> {
-    let correlation_id = refusal.correlation_id?;
+    let correlation_id = refusal.correlation_id.or(refusal.envelope_id)?;
     let operation = refusal.operation.as_deref().unwrap_or("unknown");
     let failure = VaultReply::failure(operation, refusal.error.clone(), duration_ms);
-    let mut envelope = Envelope::new(correlation_id, REPLY_PAYLOAD_TYPE, failure);
-    envelope.causation_id = refusal.envelope_id;
+    let mut envelope = Envelope::new(REPLY_PAYLOAD_TYPE, failure);
+    envelope.correlation_id = Some(correlation_id);
+    envelope.parent_envelope_id = refusal.envelope_id;
     envelope.target_tool = refusal.source_tool.clone();
     Some(reply(bus, envelope))
 }
@@ -54,23 +56,18 @@ pub fn dead_letter(bus: &EventBus, record: &OwnedMessage, refusal: &Refusal) -> 
         failure_timestamp: Utc::now(),
         correlation_id: refusal.correlation_id,
     };
-    let correlation_id = refusal.correlation_id.unwrap_or_else(Uuid::new_v4);
-    let envelope = Envelope::new(correlation_id, DEAD_LETTER_PAYLOAD_TYPE, letter);
-    Outgoing::json(
-        Kind::DeadLetter,
-        &bus.dlq_topics.requests,
-        record.key().map(<[u8]>::to_vec),
-        refusal.correlation_id.map(|id| id.to_string()),
-        &envelope,
-    )
+    let mut envelope = Envelope::new(DEAD_LETTER_PAYLOAD_TYPE, letter);
+    envelope.correlation_id = refusal.correlation_id;
+    envelope.parent_envelope_id = refusal.envelope_id;
+    Outgoing::envelope(Kind::DeadLetter, &bus.dlq_topics.requests, record.key().map(<[u8]>::to_vec), envelope)
 }
 
 /// An audit record, keyed by the request's correlation id.
 pub fn audit(bus: &EventBus, record: AuditRecord) -> Outgoing {
-    let correlation_id = record.correlation_id;
-    let envelope = Envelope::new(correlation_id.unwrap_or_else(Uuid::new_v4), AUDIT_PAYLOAD_TYPE, record);
-    let id = correlation_id.map(|id| id.to_string());
-    Outgoing::json(Kind::Audit, &bus.publish_topics.audit, id.clone().map(String::into_bytes), id, &envelope)
+    let key = record.correlation_id.map(|id| id.to_string().into_bytes());
+    let mut envelope = Envelope::new(AUDIT_PAYLOAD_TYPE, record);
+    envelope.correlation_id = envelope.payload.correlation_id;
+    Outgoing::envelope(Kind::Audit, &bus.publish_topics.audit, key, envelope)
 }
 
 /// A breaker transition, keyed by the guarded service (`vault`).
@@ -84,26 +81,23 @@ pub fn breaker_transition(bus: &EventBus, change: &Transition) -> Outgoing {
         timestamp: change.at.into(),
         correlation_id: None,
     };
-    let envelope = Envelope::new(Uuid::new_v4(), CIRCUIT_BREAKER_PAYLOAD_TYPE, event);
-    let id = envelope.correlation_id.to_string();
-    Outgoing::json(Kind::Event, &bus.publish_topics.circuit_breaker, Some(b"vault".to_vec()), Some(id), &envelope)
+    let envelope = Envelope::new(CIRCUIT_BREAKER_PAYLOAD_TYPE, event);
+    Outgoing::envelope(Kind::Event, &bus.publish_topics.circuit_breaker, Some(b"vault".to_vec()), envelope)
 }
 
 /// A lease event, keyed by the lease id.
 pub fn lease_event(bus: &EventBus, mut event: LeaseEvent, instance_id: &str) -> Outgoing {
     event.instance_id = Some(instance_id.to_owned());
     let key = event.lease_id.clone().into_bytes();
-    let envelope = Envelope::new(Uuid::new_v4(), LEASE_EVENT_PAYLOAD_TYPE, event);
-    let id = envelope.correlation_id.to_string();
-    Outgoing::json(Kind::Event, &bus.publish_topics.lease_events, Some(key), Some(id), &envelope)
+    let envelope = Envelope::new(LEASE_EVENT_PAYLOAD_TYPE, event);
+    Outgoing::envelope(Kind::Event, &bus.publish_topics.lease_events, Some(key), envelope)
 }
 
 /// A health event, keyed by the instance id.
-pub fn health(bus: &EventBus, event: HealthEvent) -> Outgoing {
-    let key = event.instance_id.clone().into_bytes();
-    let envelope = Envelope::new(Uuid::new_v4(), HEALTH_PAYLOAD_TYPE, event);
-    let id = envelope.correlation_id.to_string();
-    Outgoing::json(Kind::Event, &bus.publish_topics.health, Some(key), Some(id), &envelope)
+pub fn health(bus: &EventBus, event: NodeHealthEvent) -> Outgoing {
+    let key = event.health_metrics.custom_metrics.instance_id.clone().into_bytes();
+    let envelope = Envelope::new(HEALTH_PAYLOAD_TYPE, event);
+    Outgoing::envelope(Kind::Event, &bus.publish_topics.health, Some(key), envelope)
 }
 
 /// The wire name of a breaker state.

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use chrono::Utc;
 use onex_vault_models::{
-    AuditRecord, Envelope, ErrorCode, LeaseEvent, Operation, ReplyError, ReplyStatus, VaultReply, VaultRequest,
-    REPLY_PAYLOAD_TYPE, SIGNATURE_HEADER,
+    AuditRecord, Envelope, ErrorCode, ErrorReason, LeaseEvent, Operation, ReplyError, ReplyStatus, VaultReply,
+    VaultRequest, REPLY_PAYLOAD_TYPE, SIGNATURE_HEADER,
 };
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
@@ -223,13 +223,13 @@ async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationTo
     let bus = &node.contract.event_bus;
     let value = record.payload().unwrap_or_default();
     let (mut outgoing, audit) = match decode(value, bus.max_record_bytes) {
-        Decoded::Request(request) => {
+        Decoded::Request(request, stamped) => {
             let target = Target::of(&request.payload, &node.contract.vault.default_mount);
-            let trace = TraceContext::continue_from(request.metadata.as_ref(), record_header(record, "traceparent"));
+            let trace = TraceContext::continue_from(&request, record_header(record, "traceparent"));
             let span = tracing::info_span!(
                 "request",
-                correlation_id = %request.correlation_id,
-                requester = %request.source_tool,
+                correlation_id = %request.reply_correlation_id(),
+                requester = request.source_tool.as_deref().unwrap_or("unknown"),
                 operation = %request.payload.operation(),
                 target = %target.masked(),
                 trace_id = %trace.trace_id,
@@ -240,6 +240,7 @@ async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationTo
                 position: (record.partition(), record.offset()),
                 value,
                 signature: record_header_bytes(record, SIGNATURE_HEADER),
+                stamped,
             };
             let admitted = node.gate.admit(&facts, &request, &target);
             let denial = admitted.as_ref().err().copied();
@@ -247,19 +248,17 @@ async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationTo
                 Ok(delivered) => perform(node, &request, &delivered, started).instrument(span).await,
                 Err(denial) => span.in_scope(|| deny(&request, denial, started)),
             };
-            reply.metadata = Some(trace.reply_metadata());
+            trace.apply_to(&mut reply);
             let mut audit = audit_record(node, record, Some(&request), target, &reply.payload, started);
             audit.denial = denial.map(|d| d.reason.to_owned());
-            let mut message = messages::reply(bus, reply);
-            message.traceparent = trace.traceparent();
-            (vec![message], audit)
+            (vec![messages::reply(bus, reply)], audit)
         }
         Decoded::Refused(mut refusal) => {
-            // The body wins; a `correlation_id` header names the requester
-            // when the body cannot.
-            let from_header =
-                record_header(record, "correlation_id").and_then(|v| uuid::Uuid::parse_str(v.trim()).ok());
-            refusal.correlation_id = refusal.correlation_id.or(from_header);
+            // The body wins; omnibase-infra's `correlation_id` and
+            // `message_id` headers name the requester when the body cannot.
+            let header_id = |name| record_header(record, name).and_then(|v| uuid::Uuid::parse_str(v.trim()).ok());
+            refusal.correlation_id = refusal.correlation_id.or_else(|| header_id("correlation_id"));
+            refusal.envelope_id = refusal.envelope_id.or_else(|| header_id("message_id"));
             refuse(node, record, refusal, started)
         }
     };
@@ -291,10 +290,11 @@ async fn perform(
         Some(deadline) if deadline < Utc::now() => Err(ReplyError::new(
             ErrorCode::TimeoutError,
             "request expired (envelope_timestamp + timeout_seconds) before the node reached it",
-        )),
+        )
+        .with_reason(ErrorReason::RequestExpired)),
         _ => node.dispatcher.handle(&request.payload, delivered.wrap_ttl()).await,
     };
-    let outcome = outcome.and_then(|result| delivered.deliver(request.correlation_id, result));
+    let outcome = outcome.and_then(|result| delivered.deliver(request.reply_correlation_id(), result));
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let reply = match outcome {
         Ok(result) => {
@@ -357,13 +357,13 @@ fn audit_record(
     started: Instant,
 ) -> AuditRecord {
     AuditRecord {
-        requester: request.map(|r| r.source_tool.clone()),
+        requester: request.and_then(|r| r.source_tool.clone()),
         operation: Some(reply.operation.clone()),
         path: target.audit_path(),
         mount: target.mount,
         outcome: reply.status,
         error_code: reply.error.as_ref().map(|e| e.code).filter(|_| reply.status == ReplyStatus::Error),
-        correlation_id: request.map(|r| r.correlation_id),
+        correlation_id: request.map(Envelope::reply_correlation_id),
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         instance_id: node.instance_id.clone(),
         timestamp: Utc::now(),

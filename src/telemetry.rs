@@ -56,6 +56,7 @@ pub struct Telemetry {
     token_renewal_failures: Counter,
     vault_health_checks: Counter,
     last_token_renewal: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
+    last_fault: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
     interval: Mutex<IntervalStats>,
     lag: Mutex<BTreeMap<String, i64>>,
     last_breaker_opened: AtomicU64,
@@ -135,6 +136,7 @@ impl Telemetry {
             token_renewal_failures: Counter::default(),
             vault_health_checks: Counter::default(),
             last_token_renewal: Mutex::default(),
+            last_fault: Mutex::default(),
             interval: Mutex::default(),
             lag: Mutex::default(),
             last_breaker_opened: AtomicU64::new(0),
@@ -171,7 +173,7 @@ impl Telemetry {
     /// One handled request: its operation as sent, its error code if it
     /// failed, and how long it took.
     pub fn record_request(&self, operation: &str, error: Option<ErrorCode>, duration: Duration) {
-        let outcome = error.map_or_else(|| "success".to_owned(), |code| code.as_str().to_ascii_lowercase());
+        let outcome = error.map_or_else(|| "success".to_owned(), |code| code.name().to_ascii_lowercase());
         let operation = operation.to_owned();
         self.requests.get_or_create(&RequestLabels { operation: operation.clone(), outcome }).inc();
         let seconds = duration.as_secs_f64();
@@ -190,6 +192,7 @@ impl Telemetry {
             window.window.errors += 1;
             if code.retryable() || code == ErrorCode::InternalError {
                 window.window.faults += 1;
+                *self.last_fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(chrono::Utc::now());
             }
         }
         if window.samples.len() < MAX_SAMPLES {
@@ -198,6 +201,11 @@ impl Telemetry {
             let slot = (window.window.requests as usize) % MAX_SAMPLES;
             window.samples[slot] = ms;
         }
+    }
+
+    /// When a request last failed for a reason of Vault's or the node's.
+    pub fn last_fault(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        *self.last_fault.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Figures for the health event; starts a new latency window.
@@ -369,7 +377,7 @@ mod tests {
     fn metrics_text_has_counters_by_operation_and_outcome() {
         let t = Telemetry::new();
         t.record_request("set_secret", None, Duration::from_millis(3));
-        t.record_request("set_secret", Some(ErrorCode::Conflict), Duration::from_millis(3));
+        t.record_request("set_secret", Some(ErrorCode::InvalidState), Duration::from_millis(3));
         t.set_breaker(BreakerState::Open, 2);
         let text = t.encode();
         assert!(
@@ -377,7 +385,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(r#"onex_vault_adapter_requests_total{operation="set_secret",outcome="conflict"} 1"#),
+            text.contains(r#"onex_vault_adapter_requests_total{operation="set_secret",outcome="invalid_state"} 1"#),
             "{text}"
         );
         assert!(text.contains("onex_vault_adapter_breaker_state 2"), "{text}");

@@ -4,8 +4,9 @@
 //! own, and carried into the reply (`metadata` and a `traceparent` header) so
 //! a requester's trace continues through the adapter.
 
-use onex_vault_models::EnvelopeMetadata;
+use onex_vault_models::Envelope;
 use rand::Rng;
+use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TraceContext {
@@ -20,20 +21,25 @@ pub struct TraceContext {
 
 impl TraceContext {
     /// The request's trace, continued; or a new trace when it carried none.
-    pub fn continue_from(metadata: Option<&EnvelopeMetadata>, record_traceparent: Option<&str>) -> TraceContext {
+    /// Looked for in this order: `metadata.headers.traceparent`, the
+    /// `traceparent` record header, `metadata.trace_id` (with
+    /// `metadata.span_id` as the parent), the envelope's own `trace_id`.
+    pub fn continue_from<P>(request: &Envelope<P>, record_traceparent: Option<&str>) -> TraceContext {
         let span_id = random_hex(8);
-        let from_metadata = metadata.and_then(|m| m.headers.get("traceparent")).map(String::as_str);
+        let metadata = &request.metadata;
+        let from_metadata = metadata.headers.get("traceparent").map(String::as_str);
         if let Some((trace_id, parent, flags)) = from_metadata.or(record_traceparent).and_then(parse_traceparent) {
             return TraceContext { trace_id, parent_span_id: Some(parent), span_id, flags };
         }
-        match metadata.and_then(|m| m.trace_id.clone()) {
-            Some(trace_id) => TraceContext {
-                trace_id,
-                parent_span_id: metadata.and_then(|m| m.span_id.clone()),
-                span_id,
-                flags: "01".into(),
-            },
-            None => TraceContext { trace_id: random_hex(16), parent_span_id: None, span_id, flags: "01".into() },
+        let flags = "01".to_owned();
+        match (&metadata.trace_id, request.trace_id) {
+            (Some(trace_id), _) => {
+                TraceContext { trace_id: trace_id.clone(), parent_span_id: metadata.span_id.clone(), span_id, flags }
+            }
+            (None, Some(trace_id)) => {
+                TraceContext { trace_id: trace_id.simple().to_string(), parent_span_id: None, span_id, flags }
+            }
+            (None, None) => TraceContext { trace_id: random_hex(16), parent_span_id: None, span_id, flags },
         }
     }
 
@@ -42,17 +48,20 @@ impl TraceContext {
         is_hex(&self.trace_id, 32).then(|| format!("00-{}-{}-{}", self.trace_id, self.span_id, self.flags))
     }
 
-    /// The reply's metadata: same trace, the node's span, and `traceparent`.
-    pub fn reply_metadata(&self) -> EnvelopeMetadata {
-        let mut metadata = EnvelopeMetadata {
-            trace_id: Some(self.trace_id.clone()),
-            span_id: Some(self.span_id.clone()),
-            ..EnvelopeMetadata::default()
-        };
+    /// Puts the trace on a reply: `metadata` names the trace, the node's
+    /// span and the requester's span as its parent, with a `traceparent`;
+    /// the envelope's `trace_id` is the trace when it is a W3C one.
+    pub fn apply_to<P>(&self, reply: &mut Envelope<P>) {
+        let metadata = &mut reply.metadata;
+        metadata.trace_id = Some(self.trace_id.clone());
+        metadata.span_id = Some(self.span_id.clone());
+        metadata.parent_span_id = self.parent_span_id.clone();
         if let Some(traceparent) = self.traceparent() {
             metadata.headers.insert("traceparent".into(), traceparent);
         }
-        metadata
+        if let Ok(trace_id) = Uuid::try_parse(&self.trace_id) {
+            reply.trace_id = Some(trace_id);
+        }
     }
 }
 
@@ -82,26 +91,37 @@ fn random_hex(bytes: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use onex_vault_models::EnvelopeMetadata;
 
     const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn request(metadata: EnvelopeMetadata, trace_id: Option<Uuid>) -> Envelope<()> {
+        let mut request = Envelope::new("T", ());
+        request.metadata = metadata;
+        request.trace_id = trace_id;
+        request
+    }
 
     #[test]
     fn continues_a_w3c_trace_from_metadata_headers() {
         let mut metadata = EnvelopeMetadata::default();
         metadata.headers.insert("traceparent".into(), PARENT.into());
-        let trace = TraceContext::continue_from(Some(&metadata), None);
+        let trace = TraceContext::continue_from(&request(metadata, None), None);
         assert_eq!(trace.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(trace.parent_span_id.as_deref(), Some("00f067aa0ba902b7"));
         assert_ne!(trace.span_id, "00f067aa0ba902b7", "the node opens its own span");
-        let reply = trace.reply_metadata();
-        let traceparent = &reply.headers["traceparent"];
+        let mut reply = Envelope::new("R", ());
+        trace.apply_to(&mut reply);
+        let traceparent = &reply.metadata.headers["traceparent"];
         assert!(traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
         assert!(traceparent.ends_with("-01"));
+        assert_eq!(reply.metadata.parent_span_id.as_deref(), Some("00f067aa0ba902b7"));
+        assert_eq!(reply.trace_id.map(|t| t.simple().to_string()).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
     }
 
     #[test]
     fn falls_back_to_the_record_header_then_onex_ids_then_a_new_trace() {
-        let from_header = TraceContext::continue_from(None, Some(PARENT));
+        let from_header = TraceContext::continue_from(&request(EnvelopeMetadata::default(), None), Some(PARENT));
         assert_eq!(from_header.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
 
         let onex = EnvelopeMetadata {
@@ -109,12 +129,16 @@ mod tests {
             span_id: Some("span-1".into()),
             ..Default::default()
         };
-        let from_ids = TraceContext::continue_from(Some(&onex), None);
+        let from_ids = TraceContext::continue_from(&request(onex, None), None);
         assert_eq!(from_ids.trace_id, "trace-abc");
         assert_eq!(from_ids.parent_span_id.as_deref(), Some("span-1"));
         assert!(from_ids.traceparent().is_none(), "not a W3C trace id");
 
-        let fresh = TraceContext::continue_from(None, None);
+        let top_level = Uuid::new_v4();
+        let from_envelope = TraceContext::continue_from(&request(EnvelopeMetadata::default(), Some(top_level)), None);
+        assert_eq!(from_envelope.trace_id, top_level.simple().to_string());
+
+        let fresh = TraceContext::continue_from(&request(EnvelopeMetadata::default(), None), None);
         assert!(fresh.traceparent().is_some());
     }
 

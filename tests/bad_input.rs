@@ -47,7 +47,7 @@ async fn bad_records_are_answered_or_dead_lettered_and_the_node_goes_on() {
     let letter = requester.watcher.wait_for(dead_letter_for(&requester, "marker-1"), wait).await.expect("dead letter");
     let body = letter.json.clone().expect("json");
     let dead = &body["payload"];
-    assert_eq!(dead["error_type"], "INVALID_REQUEST");
+    assert_eq!(dead["error_type"], "ONEX_CORE_007_INVALID_INPUT");
     assert_eq!(dead["original_topic"], requester.topics().requests);
     assert!(dead["original_offset"].as_i64().is_some());
     assert_eq!(dead["original_key"], base64::engine::general_purpose::STANDARD.encode("raw-key"));
@@ -56,30 +56,50 @@ async fn bad_records_are_answered_or_dead_lettered_and_the_node_goes_on() {
     assert_eq!(letter.key.as_deref(), Some(&b"raw-key"[..]), "dead letter keeps the original key");
     still_answers(&requester, probe).await;
 
-    // A broken envelope (no envelope_id) with a readable correlation id:
-    // dead letter and a failed reply.
+    // A broken envelope (an envelope_id that is not a UUID) with a readable
+    // correlation id: dead letter and a failed reply.
     let mut broken = Requester::envelope(json!({"operation": "get_secret", "path": "marker-2"}));
-    broken.as_object_mut().expect("object").remove("envelope_id");
+    broken["envelope_id"] = json!(7);
     requester.send_raw(None, broken.to_string().as_bytes()).await;
     let reply = requester.reply_to(broken["correlation_id"].as_str().expect("id")).await;
     assert_eq!(reply.topic, requester.topics().failed);
     let reply = reply.json.expect("json");
-    assert_eq!(reply["payload"]["error"]["code"], "INVALID_REQUEST");
+    assert_eq!(reply["payload"]["error"]["code"], "ONEX_CORE_007_INVALID_INPUT");
     assert!(reply["payload"]["error"]["message"].as_str().is_some_and(|m| m.contains("envelope_id")), "{reply}");
     requester.watcher.wait_for(dead_letter_for(&requester, "marker-2"), wait).await.expect("dead letter");
     still_answers(&requester, probe).await;
 
     // Payload problems: a typed error reply each, no dead letter.
     let cases = [
-        (json!({"operation": "get_secret"}), "INVALID_REQUEST", "missing field `path`"),
-        (json!({"operation": "get_secret", "path": "a", "verison": 2}), "INVALID_REQUEST", "unknown field `verison`"),
-        (json!({"operation": "drop_all_secrets", "path": "a"}), "UNSUPPORTED_OPERATION", "drop_all_secrets"),
-        (json!({"operation": "get_secret", "path": "../../sys/seal"}), "INVALID_REQUEST", "'..'"),
-        (json!({"operation": "get_secret", "path": "/etc/passwd"}), "INVALID_REQUEST", "must not start with '/'"),
-        (json!({"operation": "get_secret", "path": "a?list=true"}), "INVALID_REQUEST", "control character or one of"),
-        (json!({"operation": "get_secret", "mount": "sys/../x", "path": "a"}), "INVALID_REQUEST", "`mount`"),
-        (json!({"operation": "get_secret", "path": 42}), "INVALID_REQUEST", "invalid type"),
-        (json!({"operation": "set_secret", "path": "a", "data": {}}), "INVALID_REQUEST", "payload.data"),
+        (json!({"operation": "get_secret"}), "ONEX_CORE_007_INVALID_INPUT", "missing field `path`"),
+        (
+            json!({"operation": "get_secret", "path": "a", "verison": 2}),
+            "ONEX_CORE_007_INVALID_INPUT",
+            "unknown field `verison`",
+        ),
+        (
+            json!({"operation": "drop_all_secrets", "path": "a"}),
+            "ONEX_CORE_084_UNSUPPORTED_OPERATION",
+            "drop_all_secrets",
+        ),
+        (json!({"operation": "get_secret", "path": "../../sys/seal"}), "ONEX_CORE_007_INVALID_INPUT", "'..'"),
+        (
+            json!({"operation": "get_secret", "path": "/etc/passwd"}),
+            "ONEX_CORE_007_INVALID_INPUT",
+            "must not start with '/'",
+        ),
+        (
+            json!({"operation": "get_secret", "path": "a?list=true"}),
+            "ONEX_CORE_007_INVALID_INPUT",
+            "control character or one of",
+        ),
+        (
+            json!({"operation": "get_secret", "mount": "sys/../x", "path": "a"}),
+            "ONEX_CORE_007_INVALID_INPUT",
+            "`mount`",
+        ),
+        (json!({"operation": "get_secret", "path": 42}), "ONEX_CORE_007_INVALID_INPUT", "invalid type"),
+        (json!({"operation": "set_secret", "path": "a", "data": {}}), "ONEX_CORE_007_INVALID_INPUT", "payload.data"),
     ];
     for (payload, code, detail) in cases {
         let reply = requester.call(payload.clone()).await;
@@ -96,7 +116,7 @@ async fn bad_records_are_answered_or_dead_lettered_and_the_node_goes_on() {
     }));
     requester.send_raw(Some(b"marker-3"), big.to_string().as_bytes()).await;
     let reply = requester.reply_to(big["correlation_id"].as_str().expect("id")).await.json.expect("json");
-    assert_eq!(reply["payload"]["error"]["code"], "INVALID_REQUEST");
+    assert_eq!(reply["payload"]["error"]["code"], "ONEX_CORE_007_INVALID_INPUT");
     assert!(reply["payload"]["error"]["message"].as_str().is_some_and(|m| m.contains("over the limit")), "{reply}");
     let letter = requester.watcher.wait_for(dead_letter_for(&requester, "marker-3"), wait).await.expect("dead letter");
     let dead = &letter.json.expect("json")["payload"];
@@ -109,7 +129,7 @@ async fn bad_records_are_answered_or_dead_lettered_and_the_node_goes_on() {
     let header_id = uuid::Uuid::new_v4().to_string();
     requester.send_raw_with_headers(None, b"{garbled marker-5", &[("correlation_id", &header_id)]).await;
     let reply = requester.reply_to(&header_id).await.json.expect("json");
-    assert_eq!(reply["payload"]["error"]["code"], "INVALID_REQUEST", "{reply}");
+    assert_eq!(reply["payload"]["error"]["code"], "ONEX_CORE_007_INVALID_INPUT", "{reply}");
     requester.watcher.wait_for(dead_letter_for(&requester, "marker-5"), wait).await.expect("dead letter");
 
     // An empty record and a JSON array.

@@ -51,7 +51,7 @@ async fn cached_reads_skip_vault_and_writes_through_the_node_invalidate() {
     let cached = requester.call(get.clone()).await;
     assert_eq!(cached["result"]["data"]["v"], "three", "{cached}");
     let uncached = requester.call(json!({"operation": "get_secret", "path": unique("never-read")})).await;
-    assert_eq!(uncached["error"]["code"], "SERVICE_UNAVAILABLE", "{uncached}");
+    assert_eq!(uncached["error"]["code"], "ONEX_CORE_205_SERVICE_UNAVAILABLE", "{uncached}");
     servers().vault_start().await;
 
     let topic = node.topics.health.clone();
@@ -92,13 +92,13 @@ async fn a_batch_answers_every_path_and_respects_its_limit() {
     assert_eq!(results[0]["path"], paths[0]);
     assert_eq!(results[0]["data"], json!({"n": 1}));
     assert_eq!(results[1]["status"], "error");
-    assert_eq!(results[1]["error"]["code"], "RESOURCE_NOT_FOUND");
+    assert_eq!(results[1]["error"]["code"], "ONEX_CORE_085_RESOURCE_NOT_FOUND");
     assert_eq!(results[2]["data"], json!({"n": 2}));
     assert_eq!(results[2]["metadata"]["version"], 1);
 
     let too_many: Vec<String> = (0..5).map(|n| format!("{base}/{n}")).collect();
     let refused = requester.call(json!({"operation": "get_secrets_batch", "paths": too_many})).await;
-    assert_eq!(refused["error"]["code"], "INVALID_REQUEST", "{refused}");
+    assert_eq!(refused["error"]["code"], "ONEX_CORE_007_INVALID_INPUT", "{refused}");
     let hostile = requester.call(json!({"operation": "get_secrets_batch", "paths": ["ok", "../sys"]})).await;
-    assert_eq!(hostile["error"]["code"], "INVALID_REQUEST", "{hostile}");
+    assert_eq!(hostile["error"]["code"], "ONEX_CORE_007_INVALID_INPUT", "{hostile}");
 }

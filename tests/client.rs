@@ -79,7 +79,7 @@ async fn a_client_with_an_identity_is_let_in_by_a_strict_node_and_opens_its_seal
     assert_eq!(refused.code(), Some(ErrorCode::PermissionDenied), "{refused}");
 }
 
-/// Vault stalls behind a proxy: the node answers TIMEOUT_ERROR (retryable);
+/// Vault stalls behind a proxy: the node answers ONEX_CORE_092_TIMEOUT_ERROR (retryable);
 /// the client tries again and, once Vault flows, gets the secret. The audit
 /// trail shows both attempts under one correlation id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,9 +103,12 @@ async fn the_client_retries_what_the_node_marks_retryable() {
     proxy.stall();
     let call = tokio::spawn(async move { client.get_secret("client/retry/db").await });
     let timeout = failed
-        .wait_for(|r| r.json.as_ref().is_some_and(|j| j["payload"]["error"]["code"] == "TIMEOUT_ERROR"), REPLY_WAIT)
+        .wait_for(
+            |r| r.json.as_ref().is_some_and(|j| j["payload"]["error"]["code"] == "ONEX_CORE_092_TIMEOUT_ERROR"),
+            REPLY_WAIT,
+        )
         .await
-        .expect("the node answers the stalled attempt TIMEOUT_ERROR");
+        .expect("the node answers the stalled attempt ONEX_CORE_092_TIMEOUT_ERROR");
     proxy.pass();
     let read = call.await.expect("the call task").expect("a retry succeeds once Vault flows");
     assert_eq!(read.data.expose_secret()["password"], "after-retry");
@@ -143,7 +146,7 @@ async fn the_request_cli_prints_tables_or_json_with_clear_exit_codes() {
     assert_eq!((code, out.trim()), (Some(0), "db"));
     let (code, _, err) = adapter(&node, &["get", "cli/app/missing"]);
     assert_eq!(code, Some(1), "an error reply exits 1");
-    assert!(err.starts_with("RESOURCE_NOT_FOUND"), "{err}");
+    assert!(err.starts_with("ONEX_CORE_085_RESOURCE_NOT_FOUND"), "{err}");
     let (code, _, err) = adapter(&node, &["get", "../escape"]);
     assert_eq!(code, Some(2), "bad usage exits 2: {err}");
     // The operations beyond the basic six.

@@ -118,7 +118,7 @@ enum Outage {
 }
 
 /// Vault fails under load: the breaker opens after the configured failures,
-/// an event says so, callers get fast `SERVICE_UNAVAILABLE` with
+/// an event says so, callers get fast `ONEX_CORE_205_SERVICE_UNAVAILABLE` with
 /// `retry_after_ms`; Vault back → a half-open probe closes it and requests
 /// succeed again, with no restart of the node.
 async fn outage_under_load(outage: Outage) {
@@ -161,7 +161,7 @@ async fn outage_under_load(outage: Outage) {
     assert!(event["failure_count"].as_u64().is_some_and(|n| n >= FAILURE_THRESHOLD), "{event}");
     assert_eq!(event["threshold"], FAILURE_THRESHOLD, "{event}");
 
-    // While open: fast SERVICE_UNAVAILABLE with retry_after_ms (the half-open
+    // While open: fast ONEX_CORE_205_SERVICE_UNAVAILABLE with retry_after_ms (the half-open
     // probes in between fail and reopen it).
     let open_since = Instant::now();
     wait_replies(&load, open_since, "too few replies while the breaker is open", |r| r.len() >= 40).await;
@@ -169,7 +169,7 @@ async fn outage_under_load(outage: Outage) {
     let mut latencies = Vec::new();
     let mut retry_after = Vec::new();
     for (latency, reply) in &while_open {
-        assert_eq!(reply["error"]["code"], "SERVICE_UNAVAILABLE", "{reply}");
+        assert_eq!(reply["error"]["code"], "ONEX_CORE_205_SERVICE_UNAVAILABLE", "{reply}");
         assert_eq!(reply["error"]["retryable"], true, "{reply}");
         if let Some(ms) = reply["error"]["retry_after_ms"].as_u64() {
             assert!(ms <= OPEN_MS, "retry_after_ms {ms} beyond the open period: {reply}");
@@ -240,7 +240,7 @@ async fn outage_under_load(outage: Outage) {
         &tally,
         first_success,
         &format!(
-            "breaker open {} ms after the fault, while open {} answers SERVICE_UNAVAILABLE in {} (retry_after_ms {}..{}), \
+            "breaker open {} ms after the fault, while open {} answers ONEX_CORE_205_SERVICE_UNAVAILABLE in {} (retry_after_ms {}..{}), \
              closed by a half-open probe {} ms after Vault was back; outcomes {:?}; recovery measured from Vault back to the first success",
             open_after.as_millis(),
             while_open.len(),
@@ -318,7 +318,7 @@ impl FlightRecorder {
 }
 
 /// Vault slow, then stalled, behind a proxy: slow answers within the timeout
-/// succeed; stalled ones fail `TIMEOUT_ERROR` after timeout × attempts; the node
+/// succeed; stalled ones fail `ONEX_CORE_092_TIMEOUT_ERROR` after timeout × attempts; the node
 /// keeps at most `max_in_flight` requests and stops taking records instead of
 /// buffering them; once the link flows again everything is answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -454,14 +454,14 @@ async fn vault_slow_and_stalled_times_out_with_bounded_in_flight() {
     );
     // Checked last, together, so one run names every problem.
     let mut problems = Vec::new();
-    // Vault not answering in time is TIMEOUT_ERROR (README: error codes), and
+    // Vault not answering in time is ONEX_CORE_092_TIMEOUT_ERROR (README: error codes), and
     // only stalled requests failed: the rest succeeded once the link flowed.
-    if stalled_codes.keys().any(|code| code != "TIMEOUT_ERROR") {
+    if stalled_codes.keys().any(|code| code != "ONEX_CORE_092_TIMEOUT_ERROR") {
         problems.push(format!(
-            "a Vault that does not answer within the timeout must be TIMEOUT_ERROR, not 'unreachable': {stalled_codes:?}"
+            "a Vault that does not answer within the timeout must be ONEX_CORE_092_TIMEOUT_ERROR, not 'unreachable': {stalled_codes:?}"
         ));
     }
-    let timeouts = tally.outcomes.get("TIMEOUT_ERROR").copied().unwrap_or(0);
+    let timeouts = tally.outcomes.get("ONEX_CORE_092_TIMEOUT_ERROR").copied().unwrap_or(0);
     if timeouts + tally.outcomes.get("success").copied().unwrap_or(0) != tally.sent {
         problems.push(format!("other outcomes than timeouts and successes: {tally}"));
     }

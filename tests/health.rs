@@ -41,6 +41,12 @@ fn payload(record: &Record) -> &Value {
     &record.json.as_ref().expect("JSON record")["payload"]
 }
 
+/// The node's own figures in a health event: the custom metrics of the
+/// upstream `ModelNodeHealthEvent` it publishes.
+fn health_figures(record: &Record) -> &Value {
+    &payload(record)["health_metrics"]["custom_metrics"]
+}
+
 #[tokio::test]
 async fn health_metrics_and_audit_match_a_known_workload() {
     let _vault = faults::exclusive_vault().await;
@@ -102,22 +108,35 @@ async fn health_metrics_and_audit_match_a_known_workload() {
         .wait_for(
             move |r| {
                 r.topic == health_topic
-                    && r.json.as_ref().is_some_and(|j| j["payload"]["bus"]["consumed_total"] == total_records)
-                    && r.json.as_ref().is_some_and(|j| j["payload"]["bus"]["dlq_total"] == 1)
-                    && r.json.as_ref().is_some_and(|j| j["payload"]["bus"]["in_flight"] == 0)
+                    && r.json.as_ref().is_some_and(|j| j["payload"]["health_metrics"]["custom_metrics"]["bus"]["consumed_total"] == total_records)
+                    && r.json.as_ref().is_some_and(|j| j["payload"]["health_metrics"]["custom_metrics"]["bus"]["dlq_total"] == 1)
+                    && r.json.as_ref().is_some_and(|j| j["payload"]["health_metrics"]["custom_metrics"]["bus"]["in_flight"] == 0)
                     // librdkafka reports lag in its statistics (every second)
                     // once it has fetched: the first events may not have it yet.
                     && r.json.as_ref().is_some_and(|j| {
-                        j["payload"]["bus"]["consumer_lag"].as_object().is_some_and(|lag| !lag.is_empty())
+                        j["payload"]["health_metrics"]["custom_metrics"]["bus"]["consumer_lag"].as_object().is_some_and(|lag| !lag.is_empty())
                     })
             },
             WAIT,
         )
         .await
         .expect("a health event covering the workload");
-    let health = payload(&event).clone();
+    let health = health_figures(&event).clone();
     assert_eq!(event.key.as_deref(), Some(&b"health-test-instance"[..]));
-    assert_eq!(health["node_name"], "node_vault_adapter_effect");
+    // The upstream shape around the figures (omnibase-core's own models
+    // check it in tests/conformance).
+    let upstream = &event.json.as_ref().expect("JSON")["payload"];
+    assert_eq!(upstream["event_type"], "node_health_event");
+    assert_eq!(upstream["node_name"], "node_infrastructure_vault_adapter_effect");
+    assert!(upstream["node_id"].as_str().is_some_and(|id| uuid::Uuid::try_parse(id).is_ok()), "{upstream}");
+    assert_eq!(upstream["report_interval_seconds"], 1);
+    assert!(upstream["next_report_time"].as_str().is_some(), "{upstream}");
+    let generic = &upstream["health_metrics"];
+    assert!(generic["memory_usage_mb"].as_u64().is_some_and(|mb| mb >= 1), "{generic}");
+    assert!(generic["uptime_seconds"].as_u64().is_some(), "{generic}");
+    assert!(generic["cpu_usage_percent"].as_f64().is_some_and(|p| (0.0..=100.0).contains(&p)), "{generic}");
+    assert!(generic["health_check_latency_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{generic}");
+    assert_eq!(health["node_name"], "node_infrastructure_vault_adapter_effect");
     assert_eq!(health["instance_id"], "health-test-instance");
     assert_eq!(health["status"], "healthy", "{health}");
     assert_eq!(health["vault"]["reachable"], true);
@@ -149,7 +168,12 @@ async fn health_metrics_and_audit_match_a_known_workload() {
     let periodic: Vec<chrono::DateTime<chrono::Utc>> = events
         .all_records()
         .iter()
-        .filter(|r| r.topic == topics.health && r.json.as_ref().is_some_and(|j| j["payload"]["phase"] == "running"))
+        .filter(|r| {
+            r.topic == topics.health
+                && r.json
+                    .as_ref()
+                    .is_some_and(|j| j["payload"]["health_metrics"]["custom_metrics"]["phase"] == "running")
+        })
         .filter_map(|r| r.json.as_ref()?["envelope_timestamp"].as_str()?.parse().ok())
         .collect();
     assert!(periodic.len() >= 2, "at least two periodic events by now");
@@ -157,10 +181,8 @@ async fn health_metrics_and_audit_match_a_known_workload() {
         let gap = (pair[1] - pair[0]).num_milliseconds();
         assert!((500..=3000).contains(&gap), "events {gap} ms apart with a 1 s interval");
     }
-    assert!(events
-        .all_records()
-        .iter()
-        .any(|r| r.topic == topics.health && r.json.as_ref().is_some_and(|j| j["payload"]["phase"] == "started")));
+    assert!(events.all_records().iter().any(|r| r.topic == topics.health
+        && r.json.as_ref().is_some_and(|j| j["payload"]["health_metrics"]["custom_metrics"]["phase"] == "started")));
 
     // /metrics parses as Prometheus text and its counters match the workload.
     let (status, text) = http_get(node.http_port, "/metrics").await;
@@ -181,9 +203,9 @@ async fn health_metrics_and_audit_match_a_known_workload() {
     assert_eq!(count("get_secret", "success"), 4.0, "{requests:?}");
     assert_eq!(count("get_secret", "resource_not_found"), 2.0);
     assert_eq!(count("get_secret", "permission_denied"), 1.0);
-    assert_eq!(count("get_secret", "invalid_request"), 1.0);
+    assert_eq!(count("get_secret", "invalid_input"), 1.0);
     assert_eq!(count("set_secret", "success"), 3.0);
-    assert_eq!(count("unknown", "invalid_request"), 1.0);
+    assert_eq!(count("unknown", "invalid_input"), 1.0);
     for name in ["onex_vault_adapter_dead_letters_total", "onex_vault_adapter_records_consumed_total"] {
         assert!(scrape.samples.iter().any(|s| s.metric == name), "{name} missing:\n{text}");
     }
@@ -203,12 +225,12 @@ async fn health_metrics_and_audit_match_a_known_workload() {
         events.all_records().iter().filter(|r| r.topic == audit_topic).map(|r| payload(r).clone()).collect();
     assert_eq!(audits.len() as u64, total_records, "exactly one audit record per record");
     let denied = audits.iter().find(|a| a["path"] == "private/other").expect("denied request audited");
-    assert_eq!(denied["error_code"], "PERMISSION_DENIED");
+    assert_eq!(denied["error_code"], "ONEX_CORE_025_PERMISSION_DENIED");
     assert_eq!(denied["requester"], "node_test_requester");
     assert_eq!(denied["mount"], "secret");
     assert_eq!(denied["operation"], "get_secret");
     assert_eq!(denied["instance_id"], "health-test-instance");
-    assert!(audits.iter().any(|a| a["error_code"] == "INVALID_REQUEST" && a["correlation_id"].is_string()));
+    assert!(audits.iter().any(|a| a["error_code"] == "ONEX_CORE_007_INVALID_INPUT" && a["correlation_id"].is_string()));
     assert!(
         audits.iter().any(|a| a["correlation_id"].is_null() && a["operation"].is_null()),
         "unreadable record audited"
@@ -221,7 +243,7 @@ async fn health_metrics_and_audit_match_a_known_workload() {
     assert_eq!(node.stop(), Some(0));
     let topic = topics.health.clone();
     events
-        .wait_for(move |r| r.topic == topic && payload(r)["phase"] == "stopping", WAIT)
+        .wait_for(move |r| r.topic == topic && health_figures(r)["phase"] == "stopping", WAIT)
         .await
         .expect("a stopping health event");
 }
@@ -230,10 +252,16 @@ async fn health_metrics_and_audit_match_a_known_workload() {
 async fn next_health(events: &ReplyWatcher, topic: &str, want: impl Fn(&Value) -> bool + Send + 'static) -> Value {
     let topic = topic.to_owned();
     let record = events
-        .wait_for(move |r| r.topic == topic && r.json.as_ref().is_some_and(|j| want(&j["payload"])), WAIT)
+        .wait_for(
+            move |r| {
+                r.topic == topic
+                    && r.json.as_ref().is_some_and(|j| want(&j["payload"]["health_metrics"]["custom_metrics"]))
+            },
+            WAIT,
+        )
         .await
         .expect("a matching health event");
-    payload(&record).clone()
+    health_figures(&record).clone()
 }
 
 #[tokio::test]
@@ -271,7 +299,7 @@ async fn status_follows_vault_down_and_back_with_breaker_events_and_readiness() 
             break;
         }
     }
-    assert!(codes.iter().all(|c| c == "SERVICE_UNAVAILABLE"), "{codes:?}");
+    assert!(codes.iter().all(|c| c == "ONEX_CORE_205_SERVICE_UNAVAILABLE"), "{codes:?}");
     let breaker_topic = topics.circuit_breaker.clone();
     events
         .wait_for(move |r| r.topic == breaker_topic && payload(r)["state"] == "open", WAIT)
@@ -317,7 +345,7 @@ async fn status_follows_vault_down_and_back_with_breaker_events_and_readiness() 
     let body = wait_ready(node.http_port, 503).await;
     assert!(body.contains("vault sealed"), "{body}");
     let reply = requester.call(json!({"operation": "get_secret", "path": "outage/probe"})).await;
-    assert_eq!(reply["error"]["code"], "SERVICE_UNAVAILABLE", "{reply}");
+    assert_eq!(reply["error"]["code"], "ONEX_CORE_205_SERVICE_UNAVAILABLE", "{reply}");
     servers().vault_unseal().await;
     next_health(&events, &topics.health, |h| h["status"] != "unhealthy" && h["vault"]["sealed"] == false).await;
     wait_ready(node.http_port, 200).await;

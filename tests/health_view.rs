@@ -19,11 +19,14 @@ fn health_event(instance: &str, at: DateTime<Utc>, count: u64, errors: u64) -> V
         "envelope_id": uuid::Uuid::new_v4(),
         "envelope_timestamp": at,
         "correlation_id": uuid::Uuid::new_v4(),
-        "source_tool": "node_vault_adapter_effect",
-        "payload_type": "ModelVaultHealthEvent",
-        "envelope_version": "2.1.0",
-        "payload": {
-            "node_name": "node_vault_adapter_effect",
+        "source_tool": "node_infrastructure_vault_adapter_effect",
+        "payload_type": "ModelNodeHealthEvent",
+        "envelope_version": {"major": 2, "minor": 3, "patch": 0, "prerelease": null, "build": null},
+        "payload": { "event_type": "node_health_event", "node_id": uuid::Uuid::new_v4(),
+            "node_name": "node_infrastructure_vault_adapter_effect", "timestamp": at,
+            "event_id": uuid::Uuid::new_v4(), "report_interval_seconds": 10, "next_report_time": null,
+            "health_metrics": { "custom_metrics": {
+            "node_name": "node_infrastructure_vault_adapter_effect",
             "node_version": "0.1.0",
             "instance_id": instance,
             "uptime_seconds": 600.0,
@@ -44,6 +47,7 @@ fn health_event(instance: &str, at: DateTime<Utc>, count: u64, errors: u64) -> V
                      "in_flight": 1, "assigned_partitions": 1,
                      "consumer_lag": { "requests/0": 4 } },
             "vault_metrics": {}
+        } }
         }
     })
 }

@@ -70,16 +70,18 @@ fn corpus() -> Vec<(Uuid, Hostile)> {
     for text in ["[]", "[1,2,3]", "42", "-0", "\"text\"", "null", "true", "false", "[{}]", "1.5e10"] {
         add("not an object", true, &move |_| text.as_bytes().to_vec());
     }
-    // Envelopes with a field missing or of the wrong type.
+    // Envelopes with a field missing or of the wrong type. Only `payload` is
+    // required upstream; without an id, timestamp or sender the strict node
+    // answers a denial (it cannot check for replays or find the key).
     for field in ["envelope_id", "envelope_timestamp", "source_tool", "payload"] {
-        add("envelope field missing", true, &move |id| {
+        add("envelope field missing", field == "payload", &move |id| {
             let mut e = envelope(id, json!({"operation": "get_secret", "path": "a"}));
             e.as_object_mut().map(|o| o.remove(field));
             e.to_string().into_bytes()
         });
         for wrong in [json!(7), json!([]), json!({"x": 1}), json!(true)] {
             // The envelope takes any JSON as its payload; a payload that is not
-            // a request is answered INVALID_REQUEST without a dead letter.
+            // a request is answered ONEX_CORE_007_INVALID_INPUT without a dead letter.
             add("envelope field of the wrong type", field != "payload", &move |id| {
                 let mut e = envelope(id, json!({"operation": "get_secret", "path": "a"}));
                 e[field] = wrong.clone();
@@ -191,7 +193,8 @@ fn corpus() -> Vec<(Uuid, Hostile)> {
     }
     add("past deadline", false, &|id| {
         let mut e = envelope(id, json!({"operation": "get_secret", "path": "hostile/ok"}));
-        e["timeout_seconds"] = json!(-1.0);
+        e["envelope_timestamp"] = json!((chrono::Utc::now() - chrono::TimeDelta::seconds(30)).to_rfc3339());
+        e["timeout_seconds"] = json!(1);
         e.to_string().into_bytes()
     });
     // Envelope extras of the wrong shape.
@@ -200,8 +203,11 @@ fn corpus() -> Vec<(Uuid, Hostile)> {
         ("metadata", json!({"tags": [1, 2]})),
         ("metadata", json!({"headers": {"a": 1}})),
         ("timeout_seconds", json!("ten")),
-        ("causation_id", json!("nope")),
+        ("parent_envelope_id", json!("nope")),
         ("envelope_version", json!(2)),
+        ("envelope_version", json!({"major": "2"})),
+        ("priority", json!(11)),
+        ("timeout_seconds", json!(-1.0)),
     ] {
         add("envelope extras of the wrong shape", true, &move |id| {
             let mut e = envelope(id, json!({"operation": "get_secret", "path": "hostile/ok"}));
@@ -302,7 +308,7 @@ fn corpus() -> Vec<(Uuid, Hostile)> {
     }
     // Huge numbers and strange values where numbers go.
     // Out of f64's range is not JSON to serde_json (dead letter); the others
-    // parse as floats where an integer belongs (INVALID_REQUEST).
+    // parse as floats where an integer belongs (ONEX_CORE_007_INVALID_INPUT).
     for (number, dead_letter) in
         [("1e309", true), ("18446744073709551616", false), ("-9223372036854775809", false), ("0.0000001e-400", false)]
     {
@@ -387,8 +393,14 @@ async fn a_hostile_corpus_gets_typed_errors_and_the_node_goes_on() {
         assert_eq!(payload["status"], "error", "{}: {json}", hostile.category);
         let code = payload["error"]["code"].as_str().unwrap_or_default();
         assert!(
-            ["INVALID_REQUEST", "UNSUPPORTED_OPERATION", "RESOURCE_NOT_FOUND", "PERMISSION_DENIED", "TIMEOUT_ERROR"]
-                .contains(&code),
+            [
+                "ONEX_CORE_007_INVALID_INPUT",
+                "ONEX_CORE_084_UNSUPPORTED_OPERATION",
+                "ONEX_CORE_085_RESOURCE_NOT_FOUND",
+                "ONEX_CORE_025_PERMISSION_DENIED",
+                "ONEX_CORE_092_TIMEOUT_ERROR"
+            ]
+            .contains(&code),
             "{}: not a typed refusal: {json}",
             hostile.category
         );

@@ -33,7 +33,7 @@ async fn lookup_and_revoke_a_lease() {
     let missing = requester.call(json!({"operation": "lookup_lease", "lease_id": "database/creds/app/nope"})).await;
     assert_eq!(missing["status"], "error", "{missing}");
     let bad = requester.call(json!({"operation": "revoke_lease", "lease_id": ""})).await;
-    assert_eq!(bad["error"]["code"], "INVALID_REQUEST");
+    assert_eq!(bad["error"]["code"], "ONEX_CORE_007_INVALID_INPUT");
 }
 
 #[tokio::test]

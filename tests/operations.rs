@@ -31,13 +31,24 @@ async fn kv_operations_end_to_end() {
     let reply = record.json.clone().expect("json reply");
     let correlation_id = envelope["correlation_id"].as_str().expect("id");
     assert_eq!(record.key.as_deref(), Some(correlation_id.as_bytes()), "key = correlation_id");
-    assert_eq!(record.header("content-type"), Some("application/json"));
-    assert_eq!(record.header("event_type"), Some("vault-completed"));
-    assert_eq!(record.header("source"), Some("node_vault_adapter_effect"));
+    // Headers as omnibase-infra's Kafka bus writes them (its conformance
+    // suite reads them with upstream's own code: tests/conformance).
+    assert_eq!(record.header("content_type"), Some("application/json"));
+    assert_eq!(record.header("event_type"), Some(node.topics.completed.as_str()));
+    assert_eq!(record.header("source"), Some("node_infrastructure_vault_adapter_effect"));
     assert_eq!(record.header("correlation_id"), Some(correlation_id));
-    assert_eq!(reply["causation_id"], envelope["envelope_id"]);
+    assert_eq!(record.header("message_id"), reply["envelope_id"].as_str());
+    assert_eq!(record.header("parent_message_id"), envelope["envelope_id"].as_str());
+    assert_eq!(record.header("operation_name"), Some("get_secret"));
+    assert_eq!(reply["parent_envelope_id"], envelope["envelope_id"]);
+    assert!(reply.get("causation_id").is_none(), "upstream's envelope has no causation_id");
+    assert_eq!(
+        reply["envelope_version"],
+        json!({"major": 2, "minor": 3, "patch": 0, "prerelease": null, "build": null})
+    );
+    assert_eq!(reply["event_type"], node.topics.completed.as_str());
     assert_eq!(reply["target_tool"], "node_test_requester");
-    assert_eq!(reply["source_tool"], "node_vault_adapter_effect");
+    assert_eq!(reply["source_tool"], "node_infrastructure_vault_adapter_effect");
     assert_eq!(reply["metadata"]["trace_id"], "trace-abc");
     let payload = &reply["payload"];
     assert_eq!(payload["status"], "success");
@@ -59,7 +70,7 @@ async fn kv_operations_end_to_end() {
     let conflict = requester
         .call(json!({"operation": "set_secret", "path": format!("{base}/db"), "data": {"x": "y"}, "cas": 0}))
         .await;
-    assert_eq!(error_code(&conflict), "CONFLICT");
+    assert_eq!(error_code(&conflict), "ONEX_CORE_086_INVALID_STATE");
     assert_eq!(conflict["error"]["retryable"], false);
     let cas_ok = requester
         .call(json!({"operation": "set_secret", "path": format!("{base}/db"), "data": {"x": "y"}, "cas": 2}))
@@ -78,7 +89,7 @@ async fn kv_operations_end_to_end() {
     assert_eq!(empty["status"], "success");
     assert_eq!(empty["result"]["keys"], json!([]));
     let no_mount = requester.call(json!({"operation": "list_secrets", "mount": "no-such-mount", "path": ""})).await;
-    assert_eq!(error_code(&no_mount), "RESOURCE_NOT_FOUND", "{no_mount}");
+    assert_eq!(error_code(&no_mount), "ONEX_CORE_085_RESOURCE_NOT_FOUND", "{no_mount}");
 
     // Soft delete of the latest version, then reading it is not found.
     let deleted = requester.call(json!({"operation": "delete_secret", "path": format!("{base}/db")})).await;
@@ -86,7 +97,7 @@ async fn kv_operations_end_to_end() {
     let metadata = vault::kv_metadata("secret", &format!("{base}/db")).await.expect("metadata");
     assert_ne!(metadata["versions"]["3"]["deletion_time"], "", "{metadata}");
     let gone = requester.call(json!({"operation": "get_secret", "path": format!("{base}/db")})).await;
-    assert_eq!(error_code(&gone), "RESOURCE_NOT_FOUND");
+    assert_eq!(error_code(&gone), "ONEX_CORE_085_RESOURCE_NOT_FOUND");
 
     // Destroying a version for good.
     let destroyed = requester
@@ -104,10 +115,10 @@ async fn kv_operations_end_to_end() {
 
     // A secret that never existed.
     let missing = requester.call(json!({"operation": "get_secret", "path": unique("missing")})).await;
-    assert_eq!(error_code(&missing), "RESOURCE_NOT_FOUND");
+    assert_eq!(error_code(&missing), "ONEX_CORE_085_RESOURCE_NOT_FOUND");
     assert_eq!(missing["error"]["retryable"], false);
     let delete_missing = requester.call(json!({"operation": "delete_secret", "path": unique("missing")})).await;
-    assert_eq!(error_code(&delete_missing), "RESOURCE_NOT_FOUND");
+    assert_eq!(error_code(&delete_missing), "ONEX_CORE_085_RESOURCE_NOT_FOUND");
 
     assert_eq!(node.stop(), Some(0), "clean exit on SIGTERM");
 }
@@ -135,10 +146,10 @@ async fn permission_denied_for_paths_outside_the_policy() {
     let allowed = requester.call(json!({"operation": "get_secret", "path": "allowed/one"})).await;
     assert_eq!(allowed["status"], "success", "{allowed}");
     let denied = requester.call(json!({"operation": "get_secret", "path": "forbidden/one"})).await;
-    assert_eq!(error_code(&denied), "PERMISSION_DENIED");
+    assert_eq!(error_code(&denied), "ONEX_CORE_025_PERMISSION_DENIED");
     assert_eq!(denied["error"]["retryable"], false);
     let write = requester.call(json!({"operation": "set_secret", "path": "allowed/one", "data": {"c": "3"}})).await;
-    assert_eq!(error_code(&write), "PERMISSION_DENIED");
+    assert_eq!(error_code(&write), "ONEX_CORE_025_PERMISSION_DENIED");
     assert_eq!(vault::read_kv("secret", "allowed/one").await, Some(json!({"a": "1"})), "nothing was written");
 }
 
@@ -160,12 +171,15 @@ async fn renew_lease_renewable_and_not() {
 
     let pki_lease = vault::pki_nonrenewable_lease().await;
     let refused = requester.call(json!({"operation": "renew_lease", "lease_id": pki_lease})).await;
-    assert_eq!(error_code(&refused), "INVALID_REQUEST", "{refused}");
+    assert_eq!(error_code(&refused), "ONEX_CORE_007_INVALID_INPUT", "{refused}");
     assert!(refused["error"]["message"].as_str().is_some_and(|m| m.contains("not renewable")), "{refused}");
 
     let unknown =
         requester.call(json!({"operation": "renew_lease", "lease_id": "database/creds/app/no-such-lease"})).await;
-    assert!(["RESOURCE_NOT_FOUND", "INVALID_REQUEST"].contains(&error_code(&unknown)), "{unknown}");
+    assert!(
+        ["ONEX_CORE_085_RESOURCE_NOT_FOUND", "ONEX_CORE_007_INVALID_INPUT"].contains(&error_code(&unknown)),
+        "{unknown}"
+    );
 }
 
 #[tokio::test]
@@ -215,7 +229,7 @@ async fn expired_requests_are_answered_without_touching_vault() {
     envelope["envelope_timestamp"] = json!((chrono::Utc::now() - chrono::Duration::minutes(10)).to_rfc3339());
     envelope["timeout_seconds"] = json!(30);
     let reply = requester.send(&envelope).await.json.expect("json");
-    assert_eq!(reply["payload"]["error"]["code"], "TIMEOUT_ERROR", "{reply}");
+    assert_eq!(reply["payload"]["error"]["code"], "ONEX_CORE_092_TIMEOUT_ERROR", "{reply}");
     assert!(vault::read_kv("secret", &path).await.is_none(), "Vault was written to");
 }
 

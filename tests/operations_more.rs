@@ -66,15 +66,15 @@ async fn metadata_operations_read_write_and_undelete() {
     assert_eq!(got["result"]["data"]["v"], "2", "{got}");
 
     let missing = requester.call(json!({"operation": "read_metadata", "path": "more/meta/none"})).await;
-    assert_eq!(missing["error"]["code"], "RESOURCE_NOT_FOUND", "{missing}");
+    assert_eq!(missing["error"]["code"], "ONEX_CORE_085_RESOURCE_NOT_FOUND", "{missing}");
     let missing =
         requester.call(json!({"operation": "undelete_versions", "path": "more/meta/none", "versions": [1]})).await;
     assert_eq!(
-        missing["error"]["code"], "RESOURCE_NOT_FOUND",
+        missing["error"]["code"], "ONEX_CORE_085_RESOURCE_NOT_FOUND",
         "Vault says yes to a missing secret; the node not: {missing}"
     );
     let empty = requester.call(json!({"operation": "write_metadata", "path": "more/meta/db"})).await;
-    assert_eq!(empty["error"]["code"], "INVALID_REQUEST", "{empty}");
+    assert_eq!(empty["error"]["code"], "ONEX_CORE_007_INVALID_INPUT", "{empty}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,11 +176,11 @@ async fn transit_and_token_lookup_in_the_dev_profile() {
     let unknown =
         requester.call(json!({"operation": "decrypt", "key": "no-such-key-x", "ciphertext": ciphertext})).await;
     assert_eq!(unknown["status"], "error", "{unknown}");
-    assert_eq!(unknown["error"]["code"], "RESOURCE_NOT_FOUND", "{unknown}");
+    assert_eq!(unknown["error"]["code"], "ONEX_CORE_085_RESOURCE_NOT_FOUND", "{unknown}");
     let bad = requester.call(json!({"operation": "encrypt", "key": "onex-test", "plaintext": "not base64!"})).await;
-    assert_eq!(bad["error"]["code"], "INVALID_REQUEST", "{bad}");
+    assert_eq!(bad["error"]["code"], "ONEX_CORE_007_INVALID_INPUT", "{bad}");
     let bad = requester.call(json!({"operation": "decrypt", "key": "../sys", "ciphertext": "vault:v1:x"})).await;
-    assert_eq!(bad["error"]["code"], "INVALID_REQUEST", "{bad}");
+    assert_eq!(bad["error"]["code"], "ONEX_CORE_007_INVALID_INPUT", "{bad}");
 
     let token = requester.call(json!({"operation": "lookup_token"})).await;
     assert_eq!(token["status"], "success", "{token}");
@@ -206,8 +206,8 @@ async fn rotate_sends_cas_so_cas_required_secrets_rotate_and_missing_ones_are_no
     assert_eq!(rotated["status"], "success", "rotate sends cas, so cas_required does not stop it: {rotated}");
     let set =
         requester.call(json!({"operation": "set_secret", "path": "more/cas/db", "data": {"password": "y"}})).await;
-    assert_eq!(set["error"]["code"], "CONFLICT", "a write without cas is refused here: {set}");
+    assert_eq!(set["error"]["code"], "ONEX_CORE_086_INVALID_STATE", "a write without cas is refused here: {set}");
     let missing =
         requester.call(json!({"operation": "rotate_secret", "path": "more/cas/none", "key": "password"})).await;
-    assert_eq!(missing["error"]["code"], "RESOURCE_NOT_FOUND", "{missing}");
+    assert_eq!(missing["error"]["code"], "ONEX_CORE_085_RESOURCE_NOT_FOUND", "{missing}");
 }

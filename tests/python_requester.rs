@@ -43,5 +43,5 @@ async fn the_python_example_gets_a_sealed_secret_from_a_strict_node() {
 
     let denied = run(&["--identity", identity_file.to_str().expect("UTF-8 path")], "python/payroll/db");
     assert_eq!(denied.status.code(), Some(1), "{}", String::from_utf8_lossy(&denied.stderr));
-    assert!(String::from_utf8_lossy(&denied.stdout).contains("PERMISSION_DENIED"));
+    assert!(String::from_utf8_lossy(&denied.stdout).contains("ONEX_CORE_025_PERMISSION_DENIED"));
 }

@@ -86,7 +86,8 @@ async fn contract_secrets_resolve_into_an_env_file_or_a_command() {
     let failed = resolve(&node, &contracts, &["--", "sh", "-c", "echo ran"], &[]);
     assert_eq!(failed.status.code(), Some(1), "{}", text(&failed.stderr));
     assert!(
-        text(&failed.stderr).contains("MISSING_KEY: UNRESOLVED (secret/resolve/nowhere#key: RESOURCE_NOT_FOUND)"),
+        text(&failed.stderr)
+            .contains("MISSING_KEY: UNRESOLVED (secret/resolve/nowhere#key: ONEX_CORE_085_RESOURCE_NOT_FOUND)"),
         "{}",
         text(&failed.stderr)
     );

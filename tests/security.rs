@@ -117,14 +117,14 @@ impl Bus {
     async fn assert_denied(&self, reply: &Value, reason: &str) {
         let payload = &reply["payload"];
         assert_eq!(payload["status"], "error", "{reply}");
-        assert_eq!(payload["error"]["code"], "PERMISSION_DENIED", "{reply}");
+        assert_eq!(payload["error"]["code"], "ONEX_CORE_025_PERMISSION_DENIED", "{reply}");
         assert_eq!(payload["error"]["retryable"], false, "{reply}");
         let message = payload["error"]["message"].as_str().unwrap_or_default();
         assert!(!message.contains(reason), "the requester must not learn which check failed: {message}");
         let id = reply["correlation_id"].as_str().unwrap_or_default();
-        let audit = self.audit_where(id, |a| a["error_code"] == "PERMISSION_DENIED").await;
+        let audit = self.audit_where(id, |a| a["error_code"] == "ONEX_CORE_025_PERMISSION_DENIED").await;
         assert_eq!(audit["denial"], reason, "audit: {audit}");
-        assert_eq!(audit["error_code"], "PERMISSION_DENIED", "audit: {audit}");
+        assert_eq!(audit["error_code"], "ONEX_CORE_025_PERMISSION_DENIED", "audit: {audit}");
     }
 }
 
@@ -166,9 +166,9 @@ async fn strict_profile_admits_only_signed_fresh_granted_requests() {
     assert_eq!(opened.data.expose_secret()["password"], CANARY);
     assert_eq!(bus.audit_of(reply["correlation_id"].as_str().unwrap_or_default()).await["outcome"], "success");
     // A grant without paths for renew_token: admitted, so Vault answers (the
-    // test's root token is not renewable: INVALID_REQUEST, not a denial).
+    // test's root token is not renewable: ONEX_CORE_007_INVALID_INPUT, not a denial).
     let reply = bus.signed(&billing, &billing.envelope(json!({"operation": "renew_token"}))).await;
-    assert_eq!(reply["payload"]["error"]["code"], "INVALID_REQUEST", "{reply}");
+    assert_eq!(reply["payload"]["error"]["code"], "ONEX_CORE_007_INVALID_INPUT", "{reply}");
     assert_eq!(bus.audit_of(reply["correlation_id"].as_str().unwrap_or_default()).await["denial"], Value::Null);
 
     // Denied by operation, and the write never reached Vault.
@@ -259,7 +259,7 @@ async fn strict_profile_admits_only_signed_fresh_granted_requests() {
         }
     }
     assert!(
-        audit.contains("path_not_granted") && replies.contains("PERMISSION_DENIED"),
+        audit.contains("path_not_granted") && replies.contains("ONEX_CORE_025_PERMISSION_DENIED"),
         "the places searched are real"
     );
 }
@@ -448,5 +448,5 @@ async fn keygen_and_send_with_an_identity_work_against_a_strict_node() {
     assert_eq!(reply["payload"]["result"]["data"]["password"], "cli-secret", "the CLI opens the sealed reply: {reply}");
     let unsigned = send(None);
     assert_eq!(unsigned.status.code(), Some(1), "{}", String::from_utf8_lossy(&unsigned.stdout));
-    assert!(String::from_utf8_lossy(&unsigned.stdout).contains("PERMISSION_DENIED"));
+    assert!(String::from_utf8_lossy(&unsigned.stdout).contains("ONEX_CORE_025_PERMISSION_DENIED"));
 }

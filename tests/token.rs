@@ -109,7 +109,7 @@ async fn a_revoked_token_is_replaced_on_its_first_403_but_policy_denials_are_not
 
     // A policy denial: answered at once, no new login.
     let denied = requester.call(json!({"operation": "get_secret", "path": "elsewhere/value"})).await;
-    assert_eq!(denied["error"]["code"], "PERMISSION_DENIED", "{denied}");
+    assert_eq!(denied["error"]["code"], "ONEX_CORE_025_PERMISSION_DENIED", "{denied}");
     token_status(&node, &events, |t| t["logins_total"] == 0).await;
 
     // Revoke every token AppRole gave out: the node's is dead now.

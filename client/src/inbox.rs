@@ -1,5 +1,8 @@
-//! Calls waiting for their replies, by correlation id, and the thread that
-//! reads the reply topics and hands each reply to its call.
+//! Calls waiting for their replies, and the thread that reads the reply
+//! topics and hands each reply to its call. A reply is a call's when it
+//! carries the call's `correlation_id` and names the envelope the call sent
+//! as its `parent_envelope_id`: a reply to an earlier attempt, or one forged
+//! under the same correlation id without knowing the request, is dropped.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,16 +15,20 @@ use rdkafka::Message;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+/// A call waiting: the envelope it sent, and where its reply goes.
+type Waiting = (Uuid, oneshot::Sender<ReplyEnvelope>);
+
 #[derive(Default)]
 pub struct Inbox {
-    waiting: Mutex<HashMap<Uuid, oneshot::Sender<ReplyEnvelope>>>,
+    waiting: Mutex<HashMap<Uuid, Waiting>>,
 }
 
 impl Inbox {
-    /// Registers a call for the reply to `correlation_id`.
-    pub fn expect(&self, correlation_id: Uuid) -> oneshot::Receiver<ReplyEnvelope> {
+    /// Registers a call for the reply to the envelope `envelope_id` sent
+    /// with `correlation_id`.
+    pub fn expect(&self, correlation_id: Uuid, envelope_id: Uuid) -> oneshot::Receiver<ReplyEnvelope> {
         let (tx, rx) = oneshot::channel();
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(correlation_id, tx);
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(correlation_id, (envelope_id, tx));
         rx
     }
 
@@ -32,9 +39,13 @@ impl Inbox {
 
     /// Hands `reply` to its call; a reply nobody waits for is dropped.
     fn deliver(&self, reply: ReplyEnvelope) {
-        let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&reply.correlation_id);
-        if let Some(call) = waiting {
-            let _ = call.send(reply);
+        let Some(correlation_id) = reply.correlation_id else { return };
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let answers = |(sent, _): &Waiting| reply.parent_envelope_id == Some(*sent);
+        if waiting.get(&correlation_id).is_some_and(answers) {
+            if let Some((_, call)) = waiting.remove(&correlation_id) {
+                let _ = call.send(reply);
+            }
         }
     }
 }
@@ -55,27 +66,32 @@ mod tests {
 
     use super::*;
 
-    fn reply(correlation_id: Uuid) -> ReplyEnvelope {
+    fn reply(correlation_id: Uuid, parent: Uuid) -> ReplyEnvelope {
         let failure = VaultReply::failure("get_secret", ReplyError::new(ErrorCode::ResourceNotFound, "x"), 1.0);
-        Envelope::new(correlation_id, "ModelVaultAdapterResponse", failure)
+        let mut reply = Envelope::new("ModelVaultAdapterResponse", failure);
+        reply.correlation_id = Some(correlation_id);
+        reply.parent_envelope_id = Some(parent);
+        reply
     }
 
     #[test]
     fn a_reply_reaches_its_call_once_and_duplicates_or_strays_are_dropped() {
         let inbox = Inbox::default();
-        let id = Uuid::new_v4();
-        let mut waiting = inbox.expect(id);
-        inbox.deliver(reply(Uuid::new_v4()));
+        let (id, sent) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut waiting = inbox.expect(id, sent);
+        inbox.deliver(reply(Uuid::new_v4(), sent));
         assert!(waiting.try_recv().is_err(), "a reply to someone else");
-        inbox.deliver(reply(id));
-        inbox.deliver(reply(id));
-        assert_eq!(waiting.try_recv().map(|r| r.correlation_id).ok(), Some(id));
+        inbox.deliver(reply(id, Uuid::new_v4()));
+        assert!(waiting.try_recv().is_err(), "same correlation id, another envelope: an earlier attempt or a forgery");
+        inbox.deliver(reply(id, sent));
+        inbox.deliver(reply(id, sent));
+        assert_eq!(waiting.try_recv().map(|r| r.correlation_id).ok(), Some(Some(id)));
         assert!(inbox.waiting.lock().map(|w| w.is_empty()).unwrap_or(false), "the duplicate found nobody");
 
         let gave_up = Uuid::new_v4();
-        let _late = inbox.expect(gave_up);
+        let _late = inbox.expect(gave_up, sent);
         inbox.forget(gave_up);
-        inbox.deliver(reply(gave_up));
+        inbox.deliver(reply(gave_up, sent));
         assert!(inbox.waiting.lock().map(|w| w.is_empty()).unwrap_or(false));
     }
 }

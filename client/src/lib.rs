@@ -223,9 +223,11 @@ impl VaultAdapterClient {
         correlation_id: Uuid,
         request: &VaultRequest,
     ) -> Result<Envelope<onex_vault_models::VaultReply>, ClientError> {
-        let mut envelope = Envelope::new(correlation_id, REQUEST_PAYLOAD_TYPE, request.clone());
-        envelope.source_tool = self.settings.source_tool.clone();
-        envelope.timeout_seconds = Some(self.settings.call_timeout.as_secs_f64());
+        let mut envelope = Envelope::new(REQUEST_PAYLOAD_TYPE, request.clone());
+        envelope.correlation_id = Some(correlation_id);
+        envelope.source_tool = Some(self.settings.source_tool.clone());
+        envelope.producer = Some(self.settings.source_tool.clone());
+        envelope.timeout_seconds = Some(self.settings.call_timeout.as_secs().max(1));
         let value = serde_json::to_vec(&envelope).map_err(|e| ClientError::Invalid(e.to_string()))?;
         self.send_record(&value, correlation_id).await
     }
@@ -246,7 +248,12 @@ impl VaultAdapterClient {
             record =
                 record.headers(OwnedHeaders::new().insert(Header { key: SIGNATURE_HEADER, value: Some(signature) }));
         }
-        let waiting = self.inbox.expect(correlation_id);
+        // The reply names the envelope it answers (`parent_envelope_id`).
+        let envelope_id = serde_json::from_slice::<serde_json::Value>(value)
+            .ok()
+            .and_then(|envelope| Uuid::try_parse(envelope.get("envelope_id")?.as_str()?).ok())
+            .ok_or_else(|| ClientError::Invalid("the record is not an envelope with an envelope_id".into()))?;
+        let waiting = self.inbox.expect(correlation_id, envelope_id);
         self.producer.send(record, self.settings.call_timeout).await.map_err(|(error, _)| {
             self.inbox.forget(correlation_id);
             ClientError::Kafka(error)

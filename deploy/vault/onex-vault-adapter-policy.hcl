@@ -1,5 +1,5 @@
 # Least-privilege Vault/OpenBao policy of the onex-vault-adapter node
-# (node_vault_adapter_effect). One source of truth: scripts/dev-stack.sh and the
+# (node_infrastructure_vault_adapter_effect). One source of truth: scripts/dev-stack.sh and the
 # vault-init service of docker-compose.infrastructure.yml both write this file
 # as the ACL policy `onex-vault-adapter`, attached to the AppRole of the same name.
 #

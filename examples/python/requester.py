@@ -65,7 +65,7 @@ def build_envelope(requester, payload, timeout_seconds):
         "correlation_id": str(uuid.uuid4()),
         "source_tool": requester,
         "payload_type": "ModelVaultAdapterRequest",
-        "envelope_version": "2.1.0",
+        "envelope_version": {"major": 2, "minor": 3, "patch": 0, "prerelease": None, "build": None},
         "timeout_seconds": timeout_seconds,
         "payload": payload,
     }
@@ -132,7 +132,10 @@ def request(args, payload):
             if record is None or record.error():
                 continue
             reply = json.loads(record.value())
+            # Ours: our correlation id, answering the envelope we sent.
             if reply.get("correlation_id") != envelope["correlation_id"]:
+                continue
+            if reply.get("parent_envelope_id") != envelope["envelope_id"]:
                 continue
             jsonschema.validate(reply, schema("vault-reply"))
             return open_sealed(identity, reply) if identity else reply

@@ -34,7 +34,7 @@ pub struct AuditRecord {
     /// Where the record came from, for unreadable ones: `topic/partition@offset`.
     pub source_record: String,
     /// Which security check refused the request (`bad_signature`, `replayed`,
-    /// `path_not_granted`, …); the requester is only told `PERMISSION_DENIED`.
+    /// `path_not_granted`, …); the requester is only told `ONEX_CORE_025_PERMISSION_DENIED`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub denial: Option<String>,
 }

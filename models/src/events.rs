@@ -1,5 +1,7 @@
-//! Events the node publishes on its own: the periodic health event and the
-//! circuit-breaker transition event.
+//! Events the node publishes on its own: the periodic health event (an
+//! omnibase-core `ModelNodeHealthEvent`, the node's own figures in its
+//! `health_metrics.custom_metrics`), the circuit-breaker transition event
+//! (omnibase-infra's `ModelCircuitBreakerStateEvent`) and lease events.
 
 use std::collections::BTreeMap;
 
@@ -9,9 +11,66 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Payload type name of a health event.
-pub const HEALTH_PAYLOAD_TYPE: &str = "ModelVaultHealthEvent";
+pub const HEALTH_PAYLOAD_TYPE: &str = "ModelNodeHealthEvent";
+/// Upstream's `event_type` of a node health event (`NODE_HEALTH_EVENT`).
+pub const NODE_HEALTH_EVENT_TYPE: &str = "node_health_event";
 /// Payload type name of a breaker transition.
-pub const CIRCUIT_BREAKER_PAYLOAD_TYPE: &str = "ModelCircuitBreakerEvent";
+pub const CIRCUIT_BREAKER_PAYLOAD_TYPE: &str = "ModelCircuitBreakerStateEvent";
+
+/// The health event payload: omnibase-core's `ModelNodeHealthEvent`
+/// (0.47.57, `models/discovery/model_nodehealthevent.py`), which refuses any
+/// field it does not declare. Orchestrators read the generic figures in
+/// `health_metrics`; the node's own (Vault, token, breaker, bus) are in
+/// `health_metrics.custom_metrics`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct NodeHealthEvent {
+    /// Always `node_health_event`.
+    pub event_type: String,
+    /// This instance, as a UUID (v5 of its instance id).
+    pub node_id: Uuid,
+    pub timestamp: DateTime<Utc>,
+    pub event_id: Uuid,
+    /// `node_infrastructure_vault_adapter_effect`.
+    pub node_name: String,
+    pub health_metrics: HealthMetrics,
+    /// Seconds between periodic events.
+    pub report_interval_seconds: u64,
+    /// When the next periodic event is due; null in the last one, at shutdown.
+    pub next_report_time: Option<DateTime<Utc>>,
+}
+
+/// omnibase-core's `ModelHealthMetrics`: percentages are 0 to 100.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct HealthMetrics {
+    /// Of one core, capped at 100.
+    #[schemars(range(min = 0.0, max = 100.0))]
+    pub cpu_usage_percent: f64,
+    /// Resident memory.
+    pub memory_usage_mb: u64,
+    /// Resident memory, of the machine's.
+    #[schemars(range(min = 0.0, max = 100.0))]
+    pub memory_usage_percent: f64,
+    /// Mean time to answer a request over the last interval.
+    pub response_time_ms: f64,
+    /// Failed requests over the last interval, percent.
+    #[schemars(range(min = 0.0, max = 100.0))]
+    pub error_rate: f64,
+    #[schemars(range(min = 0.0, max = 100.0))]
+    pub success_rate: f64,
+    /// Requests in flight.
+    pub active_connections: u64,
+    pub requests_per_second: f64,
+    pub uptime_seconds: u64,
+    /// When a request last failed for a reason of Vault's or the node's
+    /// (not the requester's); null if none has since start.
+    pub last_error_timestamp: Option<DateTime<Utc>>,
+    /// Consecutive failed Vault calls (the circuit breaker's count).
+    pub consecutive_errors: u64,
+    /// How long Vault's `sys/health` took to answer.
+    pub health_check_latency_ms: Option<f64>,
+    /// Everything the node knows of itself and Vault.
+    pub custom_metrics: HealthDetails,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -51,10 +110,11 @@ pub enum HealthPhase {
     Stopping,
 }
 
-/// The node's health, published every `health_check.interval_seconds`, at
-/// start and at clean shutdown (`phase` says which).
+/// The node's own health figures (`health_metrics.custom_metrics` of its
+/// health event), published every `health_check.interval_seconds`, at start
+/// and at clean shutdown (`phase` says which).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct HealthEvent {
+pub struct HealthDetails {
     pub node_name: String,
     pub node_version: String,
     pub instance_id: String,

@@ -1,4 +1,4 @@
-//! Wire types of the ONEX Vault adapter node (`node_vault_adapter_effect`).
+//! Wire types of the ONEX Vault adapter node (`node_infrastructure_vault_adapter_effect`).
 //!
 //! This crate is the node's public API on Kafka, and nothing else: the envelope
 //! every message travels in, the request payloads (tagged by `operation`), the
@@ -33,12 +33,15 @@ mod signing;
 
 pub use audit::{AuditRecord, AUDIT_PAYLOAD_TYPE};
 pub use dlq::{DeadLetter, DEAD_LETTER_PAYLOAD_TYPE};
-pub use envelope::{Envelope, EnvelopeMetadata, ENVELOPE_VERSION, NODE_NAME};
-pub use error::{ErrorCode, ReplyError};
+pub use envelope::{
+    Envelope, EnvelopeMetadata, PrereleaseId, SemVer, DEFAULT_PRIORITY, ENVELOPE_VERSION, NODE_NAME, ONEX_VERSION,
+};
+pub use error::{ErrorCode, ErrorReason, ReplyError};
 pub use events::{
-    BreakerState, BusStats, CacheStats, CircuitBreakerEvent, CircuitBreakerStatus, HealthEvent, HealthPhase,
-    HealthStatus, LeaseEvent, LeaseEventKind, OperationStats, SecurityStatus, TokenStatus, VaultMetrics, VaultStatus,
-    CIRCUIT_BREAKER_PAYLOAD_TYPE, HEALTH_PAYLOAD_TYPE, LEASE_EVENT_PAYLOAD_TYPE,
+    BreakerState, BusStats, CacheStats, CircuitBreakerEvent, CircuitBreakerStatus, HealthDetails, HealthMetrics,
+    HealthPhase, HealthStatus, LeaseEvent, LeaseEventKind, NodeHealthEvent, OperationStats, SecurityStatus,
+    TokenStatus, VaultMetrics, VaultStatus, CIRCUIT_BREAKER_PAYLOAD_TYPE, HEALTH_PAYLOAD_TYPE,
+    LEASE_EVENT_PAYLOAD_TYPE, NODE_HEALTH_EVENT_TYPE,
 };
 pub use identity::RequesterIdentity;
 pub use path::{mask_path, FolderPath, MountName, PathError, SecretPath, MAX_PATH_BYTES};
@@ -71,6 +74,6 @@ pub type AuditEnvelope = Envelope<AuditRecord>;
 /// A lease event as the node publishes it on the lease-events topic.
 pub type LeaseEventEnvelope = Envelope<LeaseEvent>;
 /// A health event as the node publishes it on the health topic.
-pub type HealthEnvelope = Envelope<HealthEvent>;
+pub type HealthEnvelope = Envelope<NodeHealthEvent>;
 /// A breaker transition as the node publishes it on the circuit-breaker topic.
 pub type CircuitBreakerEnvelope = Envelope<CircuitBreakerEvent>;

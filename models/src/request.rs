@@ -24,17 +24,24 @@ const MAX_LEASE_ID_BYTES: usize = 1024;
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "operation", rename_all = "snake_case")]
 pub enum VaultRequest {
-    /// Read a secret (latest version, or `version`).
+    /// Read a secret (latest version, or `version`). Also read under the
+    /// names of omnibase-infra's Vault handler: `vault.read_secret`, `read_secret`.
+    #[serde(alias = "vault.read_secret", alias = "read_secret")]
     GetSecret(GetSecret),
-    /// Write a new version of a secret.
+    /// Write a new version of a secret (also `vault.write_secret`, `write_secret`).
+    #[serde(alias = "vault.write_secret", alias = "write_secret")]
     SetSecret(SetSecret),
-    /// Soft-delete, destroy, or delete every version of a secret.
+    /// Soft-delete, destroy, or delete every version of a secret (also
+    /// `vault.delete_secret`).
+    #[serde(alias = "vault.delete_secret")]
     DeleteSecret(DeleteSecret),
-    /// List the keys in a folder.
+    /// List the keys in a folder (also `vault.list_secrets`).
+    #[serde(alias = "vault.list_secrets")]
     ListSecrets(ListSecrets),
     /// Renew a lease of a dynamic secret.
     RenewLease(RenewLease),
-    /// Renew the node's own Vault token.
+    /// Renew the node's own Vault token (also `vault.renew_token`).
+    #[serde(alias = "vault.renew_token")]
     RenewToken(RenewToken),
     /// Look up a lease: its TTL, expiry and renewability.
     LookupLease(LookupLease),
@@ -286,7 +293,7 @@ pub struct GetSecretsBatch {
 #[serde(deny_unknown_fields)]
 pub struct GetSecret {
     /// KV v2 mount; the contract's default mount when omitted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "mount_point")]
     pub mount: Option<MountName>,
     pub path: SecretPath,
     /// A specific version; the latest when omitted.
@@ -303,10 +310,11 @@ pub struct GetSecret {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetSecret {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "mount_point")]
     pub mount: Option<MountName>,
     pub path: SecretPath,
     /// Non-empty key/value data.
+    #[serde(alias = "secret")]
     pub data: SecretData,
     /// Check-and-set: the version the write expects to replace; 0 = create only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -316,7 +324,7 @@ pub struct SetSecret {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteSecret {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "mount_point")]
     pub mount: Option<MountName>,
     pub path: SecretPath,
     /// Versions to delete; the latest when omitted.
@@ -333,7 +341,7 @@ pub struct DeleteSecret {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListSecrets {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "mount_point")]
     pub mount: Option<MountName>,
     /// The folder; `""` (or omitted) for the mount's root.
     #[serde(default = "root_folder")]
@@ -451,6 +459,25 @@ impl Operation {
 
     pub fn from_name(name: &str) -> Option<Operation> {
         Operation::ALL.into_iter().find(|op| op.as_str() == name)
+    }
+
+    /// The names of omnibase-infra's own Vault handler (0.7.0,
+    /// `EnumVaultOperationType`, with and without `vault.`) and the
+    /// operations they mean here.
+    pub const UPSTREAM_ALIASES: [(&'static str, Operation); 7] = [
+        ("vault.read_secret", Operation::GetSecret),
+        ("read_secret", Operation::GetSecret),
+        ("vault.write_secret", Operation::SetSecret),
+        ("write_secret", Operation::SetSecret),
+        ("vault.delete_secret", Operation::DeleteSecret),
+        ("vault.list_secrets", Operation::ListSecrets),
+        ("vault.renew_token", Operation::RenewToken),
+    ];
+
+    /// The operation a request's `operation` names: ours, or an upstream alias.
+    pub fn from_wire_name(name: &str) -> Option<Operation> {
+        Operation::from_name(name)
+            .or_else(|| Operation::UPSTREAM_ALIASES.iter().find(|(alias, _)| *alias == name).map(|(_, op)| *op))
     }
 }
 

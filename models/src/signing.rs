@@ -27,7 +27,7 @@ const DOMAIN: &[u8] = b"onex-vault-request/v1\n";
 const MAX_KEY_ID_BYTES: usize = 64;
 
 /// Why a signature header could not be used. Deliberately coarse: the node
-/// answers every one of them with the same `PERMISSION_DENIED`.
+/// answers every one of them with the same `ONEX_CORE_025_PERMISSION_DENIED`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignatureError {
     /// No header, or not in the `v1;key_id=…;sig=…` form.

@@ -1,13 +1,16 @@
-//! Publishing: every message the node sends, with the wire contract's key and
-//! headers, awaited until the broker has it.
+//! Publishing: every message the node sends, with its key and omnibase-infra's
+//! Kafka headers, awaited until the broker has it.
 
 use std::time::Duration;
 
+use chrono::SecondsFormat;
+use onex_vault_models::{Envelope, NODE_NAME};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 /// What a published message is, for counting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,34 +26,66 @@ pub struct Outgoing {
     pub kind: Kind,
     pub topic: String,
     pub key: Option<Vec<u8>>,
-    /// The topic's event name, e.g. `vault-completed` (header `event_type`).
-    pub event_type: String,
-    pub correlation_id: Option<String>,
-    /// W3C `traceparent` header, for replies to traced requests.
-    pub traceparent: Option<String>,
+    /// Kafka headers, as omnibase-infra's bus writes them.
+    pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
 }
 
+/// Upstream's `schema_version` header: the header set's own version.
+const HEADER_SCHEMA_VERSION: &str = "1.0.0";
+/// Upstream's default `max_retries` header (message-level retries a consumer
+/// may make before dead-lettering).
+const HEADER_MAX_RETRIES: &str = "3";
+
 impl Outgoing {
-    /// Serializes `message` for `topic`; the event name is the topic's fourth part.
-    pub fn json(
+    /// `envelope` for `topic`: its `event_type` is the topic (as upstream's
+    /// consumer would fill it), its body the JSON of the envelope, and its
+    /// headers those omnibase-infra's `EventBusKafka` writes
+    /// (`_model_headers_to_kafka`), taken from the envelope.
+    pub fn envelope<P: Serialize>(
         kind: Kind,
         topic: &str,
         key: Option<Vec<u8>>,
-        correlation_id: Option<String>,
-        message: &impl Serialize,
+        mut envelope: Envelope<P>,
     ) -> Outgoing {
+        envelope.event_type = Some(topic.to_owned());
+        let correlation_id = envelope.correlation_id.unwrap_or_else(Uuid::new_v4);
+        let mut headers = vec![
+            ("content_type", "application/json".to_owned()),
+            ("correlation_id", correlation_id.to_string()),
+            ("message_id", envelope.envelope_id.to_string()),
+            ("timestamp", envelope.envelope_timestamp.to_rfc3339_opts(SecondsFormat::Micros, false)),
+            ("source", NODE_NAME.to_owned()),
+            ("event_type", topic.to_owned()),
+            ("schema_version", HEADER_SCHEMA_VERSION.to_owned()),
+            ("priority", envelope.priority_word().to_owned()),
+            ("retry_count", envelope.retry_count.to_string()),
+            ("max_retries", HEADER_MAX_RETRIES.to_owned()),
+        ];
+        let metadata = &envelope.metadata;
+        let optional = [
+            ("trace_id", metadata.trace_id.clone()),
+            ("span_id", metadata.span_id.clone()),
+            ("parent_span_id", metadata.parent_span_id.clone()),
+            ("parent_message_id", envelope.parent_envelope_id.map(|id| id.to_string())),
+            ("traceparent", metadata.headers.get("traceparent").cloned()),
+        ];
+        headers.extend(optional.into_iter().filter_map(|(name, value)| Some((name, value?))));
         Outgoing {
             kind,
             topic: topic.to_owned(),
             key,
-            event_type: topic.split('.').nth(3).unwrap_or(topic).to_owned(),
-            correlation_id,
-            traceparent: None,
+            headers,
             // Serializing our own model types cannot fail; an empty body would
             // show the bug downstream rather than crash the node.
-            body: serde_json::to_vec(message).unwrap_or_default(),
+            body: serde_json::to_vec(&envelope).unwrap_or_default(),
         }
+    }
+
+    /// Adds upstream's `operation_name` header.
+    pub fn with_operation_name(mut self, operation: &str) -> Outgoing {
+        self.headers.push(("operation_name", operation.to_owned()));
+        self
     }
 }
 
@@ -92,16 +127,12 @@ impl Publisher {
     }
 
     async fn send(&self, message: &Outgoing) -> Result<(), rdkafka::error::KafkaError> {
-        let mut headers = OwnedHeaders::new()
-            .insert(Header { key: "content-type", value: Some("application/json") })
-            .insert(Header { key: "event_type", value: Some(message.event_type.as_str()) })
-            .insert(Header { key: "source", value: Some(onex_vault_models::NODE_NAME) });
-        if let Some(traceparent) = &message.traceparent {
-            headers = headers.insert(Header { key: "traceparent", value: Some(traceparent.as_str()) });
-        }
-        if let Some(id) = &message.correlation_id {
-            headers = headers.insert(Header { key: "correlation_id", value: Some(id.as_str()) });
-        }
+        let headers = message
+            .headers
+            .iter()
+            .fold(OwnedHeaders::new_with_capacity(message.headers.len()), |headers, (key, value)| {
+                headers.insert(Header { key, value: Some(value.as_str()) })
+            });
         let mut record: FutureRecord<'_, [u8], [u8]> =
             FutureRecord::to(&message.topic).payload(message.body.as_slice()).headers(headers);
         if let Some(key) = &message.key {

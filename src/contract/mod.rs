@@ -410,7 +410,11 @@ impl Contract {
     /// Every rule the types do not express, as `field.path: problem` lines.
     fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
-        require(&mut p, self.name == onex_vault_models::NODE_NAME, "name: must be node_vault_adapter_effect");
+        require(
+            &mut p,
+            self.name == onex_vault_models::NODE_NAME,
+            "name: must be node_infrastructure_vault_adapter_effect",
+        );
         require(&mut p, self.node_type == "EFFECT_GENERIC", "node_type: must be EFFECT_GENERIC");
 
         let bus = &self.event_bus;

@@ -28,8 +28,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use onex_vault_models::{
-    BatchItem, Consistency, DeleteSecret, ErrorCode, GetSecret, GetSecretsBatch, GetSecretsBatchResult, MountName,
-    Operation, OperationResult, ReplyError, ReplyStatus, RotateSecret, SetSecret, UndeleteVersions, VaultRequest,
+    BatchItem, Consistency, DeleteSecret, ErrorCode, ErrorReason, GetSecret, GetSecretsBatch, GetSecretsBatchResult,
+    MountName, Operation, OperationResult, ReplyError, ReplyStatus, RotateSecret, SetSecret, UndeleteVersions,
+    VaultRequest,
 };
 
 use crate::cache::ReadCache;
@@ -191,7 +192,7 @@ impl Dispatcher {
     async fn read_batch(&self, batch: &GetSecretsBatch) -> Result<OperationResult, ReplyError> {
         if batch.paths.len() > self.batch_limits.max_paths {
             return Err(ReplyError::new(
-                ErrorCode::InvalidRequest,
+                ErrorCode::InvalidInput,
                 format!(
                     "payload.paths: at most {} paths per batch (vault.batch.max_paths)",
                     self.batch_limits.max_paths
@@ -271,7 +272,7 @@ impl Dispatcher {
 
     fn reply_error(&self, failure: Guarded<VaultError>) -> ReplyError {
         match failure {
-            Guarded::Inner(error) => ReplyError::new(error.code(), error.to_string()),
+            Guarded::Inner(error) => error.reply_error(),
             Guarded::TimedOut { after } => ReplyError::new(
                 ErrorCode::TimeoutError,
                 format!(
@@ -282,6 +283,7 @@ impl Dispatcher {
             ),
             Guarded::CircuitOpen { retry_after } => {
                 ReplyError::new(ErrorCode::ServiceUnavailable, "circuit breaker open: Vault is failing, not calling it")
+                    .with_reason(ErrorReason::CircuitOpen)
                     .with_retry_after_ms(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX))
             }
         }

@@ -1,7 +1,7 @@
 //! `undelete_versions`: restore soft-deleted versions of a KV v2 secret
 //! (destroyed versions stay destroyed). Vault answers success even for a
 //! secret that does not exist, so the metadata is read first: a missing
-//! secret is `RESOURCE_NOT_FOUND`, as for every other operation.
+//! secret is `ONEX_CORE_085_RESOURCE_NOT_FOUND`, as for every other operation.
 
 use onex_vault_models::{OperationResult, UndeleteVersions, UndeleteVersionsResult};
 use reqwest::Method;

@@ -8,7 +8,7 @@
 //! was not seen before in another record; a grant of the access policy
 //! covers its operation, mount and every path; and the delivery of any
 //! secret values is one the requester may have. Any failure is one and the
-//! same `PERMISSION_DENIED` for the requester; the audit record and a log
+//! same `ONEX_CORE_025_PERMISSION_DENIED` for the requester; the audit record and a log
 //! line say which check failed.
 //!
 //! The `dev` profile skips all of it and defaults to clear-text delivery.
@@ -29,6 +29,7 @@ use onex_vault_models::{
 use serde::Deserialize;
 
 use crate::contract::{Contract, KeyRef, RequesterPolicy, SecurityProfile, VaultKeySource};
+use crate::decode::Stamped;
 use crate::operations::Target;
 use crate::vault::{Vault, VaultError};
 
@@ -39,6 +40,8 @@ pub struct RecordFacts<'a> {
     pub value: &'a [u8],
     /// The `onex-signature` header, if any.
     pub signature: Option<&'a [u8]>,
+    /// Whether the record carried its own `envelope_id` and timestamp.
+    pub stamped: Stamped,
 }
 
 /// How the secret values of an admitted request's reply leave the node.
@@ -121,13 +124,19 @@ impl Gate {
     /// Admits `request` from `record`, or says why not.
     pub fn admit(&self, record: &RecordFacts, request: &RequestEnvelope, target: &Target) -> Result<Delivered, Denial> {
         let policy = self.policy();
-        let requester = policy.requester(&request.source_tool);
+        let requester = request.source_tool.as_deref().and_then(|name| policy.requester(name));
         if self.profile == SecurityProfile::Strict {
             let signature = RequestSignature::parse(record.signature.ok_or(deny("signature_missing"))?)
                 .map_err(|_| deny("signature_malformed"))?;
             let requester = requester.ok_or(deny("unknown_requester"))?;
             let key = requester.signing_key(&signature.key_id).ok_or(deny("unknown_key"))?;
             signature.verify(key, record.topic, record.value).map_err(|_| deny("bad_signature"))?;
+
+            // Upstream fills a missing id or timestamp with a new one; a
+            // signed record without them could be replayed as new.
+            if record.stamped != Stamped(true) {
+                return Err(deny("envelope_id_or_timestamp_missing"));
+            }
 
             let now = Utc::now();
             let stamped = request.envelope_timestamp;

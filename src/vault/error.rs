@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use onex_vault_models::ErrorCode;
+use onex_vault_models::{ErrorCode, ErrorReason, ReplyError};
 use vaultrs::error::ClientError;
 
 use crate::resilience::Failure;
@@ -54,6 +54,8 @@ pub enum Hint {
     NoSuchMount,
     /// 404 with an empty error list: nothing at that path.
     EmptyNotFound,
+    /// 503 "Vault is sealed".
+    Sealed,
 }
 
 impl Hint {
@@ -69,6 +71,7 @@ impl Hint {
             400 if text.contains("not renewable") => Hint::NotRenewable,
             400 if text.contains("lease not found") || text.contains("invalid lease") => Hint::LeaseNotFound,
             400 if text.contains("key not found") => Hint::KeyNotFound,
+            503 if text.contains("sealed") => Hint::Sealed,
             _ => Hint::None,
         }
     }
@@ -79,17 +82,30 @@ impl VaultError {
         VaultError::Status { status, hint: Hint::from_errors(status, errors) }
     }
 
-    /// The wire-contract code for this error.
+    /// The failed reply's `error` for this error: its code, the finer reason
+    /// where there is one, and a message without Vault's raw text.
+    pub fn reply_error(&self) -> ReplyError {
+        let error = ReplyError::new(self.code(), self.to_string());
+        match self {
+            VaultError::Status { hint: Hint::CasMismatch, .. } => error.with_reason(ErrorReason::CasMismatch),
+            VaultError::Status { hint: Hint::NotRenewable, .. } => error.with_reason(ErrorReason::NotRenewable),
+            VaultError::Status { hint: Hint::Sealed, .. } => error.with_reason(ErrorReason::VaultSealed),
+            VaultError::Transport => error.with_reason(ErrorReason::VaultUnreachable),
+            _ => error,
+        }
+    }
+
+    /// The ONEX error code for this error.
     pub fn code(&self) -> ErrorCode {
         match self {
             VaultError::Status { status, hint } => match (status, hint) {
-                (400, Hint::CasMismatch) => ErrorCode::Conflict,
+                (400, Hint::CasMismatch) => ErrorCode::InvalidState,
                 (400, Hint::LeaseNotFound | Hint::KeyNotFound) => ErrorCode::ResourceNotFound,
-                (400 | 405 | 413 | 422, _) => ErrorCode::InvalidRequest,
+                (400 | 405 | 413 | 422, _) => ErrorCode::InvalidInput,
                 (401, _) => ErrorCode::AuthenticationError,
                 (403, _) => ErrorCode::PermissionDenied,
                 (404, _) => ErrorCode::ResourceNotFound,
-                (429, _) => ErrorCode::RateLimited,
+                (429, _) => ErrorCode::RateLimitError,
                 (408, _) => ErrorCode::TimeoutError,
                 _ => ErrorCode::ServiceUnavailable,
             },
@@ -111,6 +127,7 @@ impl fmt::Display for VaultError {
                 Hint::LeaseNotFound => write!(f, "lease not found (Vault {status})"),
                 Hint::KeyNotFound => write!(f, "transit key not found (Vault {status})"),
                 Hint::NoSuchMount => write!(f, "no such mount (Vault {status})"),
+                Hint::Sealed => write!(f, "Vault is sealed ({status})"),
                 Hint::EmptyNotFound | Hint::None => match status {
                     403 => write!(f, "permission denied (Vault 403)"),
                     404 => write!(f, "not found (Vault 404)"),
@@ -244,14 +261,14 @@ mod tests {
         let cases = [
             (
                 status(400, &["check-and-set parameter did not match the current version"]),
-                ErrorCode::Conflict,
+                ErrorCode::InvalidState,
                 false,
                 false,
             ),
-            (status(400, &["invalid request"]), ErrorCode::InvalidRequest, false, false),
+            (status(400, &["invalid request"]), ErrorCode::InvalidInput, false, false),
             (status(403, &["permission denied"]), ErrorCode::PermissionDenied, false, false),
             (status(404, &[]), ErrorCode::ResourceNotFound, false, false),
-            (status(429, &[]), ErrorCode::RateLimited, true, true),
+            (status(429, &[]), ErrorCode::RateLimitError, true, true),
             (status(412, &[]), ErrorCode::ServiceUnavailable, true, false),
             (status(500, &["internal"]), ErrorCode::ServiceUnavailable, true, true),
             (status(503, &["Vault is sealed"]), ErrorCode::ServiceUnavailable, true, true),

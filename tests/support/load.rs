@@ -157,7 +157,7 @@ impl Load {
     }
 }
 
-/// What a reply says: `success` or its error code (e.g. `TIMEOUT_ERROR`).
+/// What a reply says: `success` or its error code (e.g. `ONEX_CORE_092_TIMEOUT_ERROR`).
 pub fn outcome(reply: &Record) -> String {
     let payload = &reply.json.as_ref().map(|j| j["payload"].clone()).unwrap_or_default();
     if payload["status"] == "success" {
