@@ -59,13 +59,13 @@ async fn cached_reads_skip_vault_and_writes_through_the_node_invalidate() {
         .wait_for(
             move |r| {
                 r.topic == topic
-                    && r.json.as_ref().is_some_and(|j| j["payload"]["read_cache"]["hits_total"].as_u64() >= Some(3))
+                    && r.json.as_ref().is_some_and(|j| j["payload"]["health_metrics"]["custom_metrics"]["read_cache"]["hits_total"].as_u64() >= Some(3))
             },
             std::time::Duration::from_secs(45),
         )
         .await
         .expect("cache figures in a health event");
-    let stats = &record.json.expect("json")["payload"]["read_cache"];
+    let stats = &record.json.expect("json")["payload"]["health_metrics"]["custom_metrics"]["read_cache"];
     assert!(stats["misses_total"].as_u64().is_some_and(|m| m >= 3), "{stats}");
     assert!(stats["entries"].as_u64().is_some_and(|e| e >= 1), "{stats}");
 }
