@@ -59,7 +59,9 @@ async fn cached_reads_skip_vault_and_writes_through_the_node_invalidate() {
         .wait_for(
             move |r| {
                 r.topic == topic
-                    && r.json.as_ref().is_some_and(|j| j["payload"]["health_metrics"]["custom_metrics"]["read_cache"]["hits_total"].as_u64() >= Some(3))
+                    && r.json.as_ref().is_some_and(|j| {
+                        j["payload"]["health_metrics"]["custom_metrics"]["read_cache"]["hits_total"].as_u64() >= Some(3)
+                    })
             },
             std::time::Duration::from_secs(45),
         )

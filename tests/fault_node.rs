@@ -211,7 +211,10 @@ async fn sigterm_under_load_answers_in_flight_and_commits_then_no_duplicate_afte
     // Kafka, the watchers only need to catch up.)
     let topic = first.topics.health.clone();
     audits
-        .wait_for(move |r| r.topic == topic && payload(r)["health_metrics"]["custom_metrics"]["phase"] == "stopping", WAIT)
+        .wait_for(
+            move |r| r.topic == topic && payload(r)["health_metrics"]["custom_metrics"]["phase"] == "stopping",
+            WAIT,
+        )
         .await
         .expect("a stopping health event");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);

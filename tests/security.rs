@@ -384,7 +384,10 @@ async fn dev_profile_warns_at_start_and_in_health_events() {
     .await;
     let health = ReplyWatcher::start(&servers().bootstrap_servers(), std::slice::from_ref(&node.topics.health));
     let event = health
-        .wait_for(|r| r.json.as_ref().is_some_and(|j| j["payload"]["health_metrics"]["custom_metrics"]["phase"] == "running"), REPLY_WAIT)
+        .wait_for(
+            |r| r.json.as_ref().is_some_and(|j| j["payload"]["health_metrics"]["custom_metrics"]["phase"] == "running"),
+            REPLY_WAIT,
+        )
         .await
         .expect("a periodic health event");
     let security = &event.json.expect("JSON")["payload"]["health_metrics"]["custom_metrics"]["security"];

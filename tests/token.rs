@@ -25,7 +25,13 @@ async fn kv_policy(prefix: &str) -> String {
 async fn token_status(node: &Node, events: &ReplyWatcher, want: impl Fn(&Value) -> bool + Send + 'static) -> Value {
     let topic = node.topics.health.clone();
     let record = events
-        .wait_for(move |r| r.topic == topic && r.json.as_ref().is_some_and(|j| want(&j["payload"]["health_metrics"]["custom_metrics"]["token"])), WAIT)
+        .wait_for(
+            move |r| {
+                r.topic == topic
+                    && r.json.as_ref().is_some_and(|j| want(&j["payload"]["health_metrics"]["custom_metrics"]["token"]))
+            },
+            WAIT,
+        )
         .await
         .expect("a health event with the expected token state");
     record.json.expect("json")["payload"]["health_metrics"]["custom_metrics"]["token"].clone()
@@ -81,7 +87,9 @@ async fn a_capped_token_is_replaced_by_a_new_login_without_failing_requests() {
         let logins = events
             .all_records()
             .iter()
-            .filter_map(|r| r.json.as_ref()?["payload"]["health_metrics"]["custom_metrics"]["token"]["logins_total"].as_u64())
+            .filter_map(|r| {
+                r.json.as_ref()?["payload"]["health_metrics"]["custom_metrics"]["token"]["logins_total"].as_u64()
+            })
             .max()
             .unwrap_or(0);
         if logins >= 2 {
