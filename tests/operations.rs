@@ -46,7 +46,9 @@ async fn kv_operations_end_to_end() {
         reply["envelope_version"],
         json!({"major": 2, "minor": 3, "patch": 0, "prerelease": null, "build": null})
     );
-    assert_eq!(reply["event_type"], node.topics.completed.as_str());
+    // `<producer>.<event>` of the topic, as upstream derives it.
+    let event = node.topics.completed.split('.').skip(2).take(2).collect::<Vec<_>>().join(".");
+    assert_eq!(reply["event_type"], event.as_str());
     assert_eq!(reply["target_tool"], "node_test_requester");
     assert_eq!(reply["source_tool"], "node_infrastructure_vault_adapter_effect");
     assert_eq!(reply["metadata"]["trace_id"], "trace-abc");

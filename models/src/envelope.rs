@@ -57,8 +57,8 @@ pub struct Envelope<P> {
     #[serde(default, skip_serializing)]
     #[schemars(skip)]
     pub security_context: Option<serde_json::Value>,
-    /// Routing key; the node sets the topic name, as upstream's consumer does
-    /// for a message that has none.
+    /// Routing key: `<producer>.<event>` of the topic (upstream's
+    /// dispatcher routes on it); the node sets it on what it publishes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_type: Option<String>,
     /// Name of the payload model, e.g. `ModelVaultAdapterResponse`.

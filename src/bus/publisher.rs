@@ -38,17 +38,18 @@ const HEADER_SCHEMA_VERSION: &str = "1.0.0";
 const HEADER_MAX_RETRIES: &str = "3";
 
 impl Outgoing {
-    /// `envelope` for `topic`: its `event_type` is the topic (as upstream's
-    /// consumer would fill it), its body the JSON of the envelope, and its
-    /// headers those omnibase-infra's `EventBusKafka` writes
-    /// (`_model_headers_to_kafka`), taken from the envelope.
+    /// `envelope` for `topic`: its `event_type` derived from the topic as
+    /// upstream's publishers derive it, its body the JSON of the envelope,
+    /// and its headers those omnibase-infra's `EventBusKafka` writes
+    /// (`_model_headers_to_kafka`), taken from the envelope (the
+    /// `event_type` header is the whole topic name).
     pub fn envelope<P: Serialize>(
         kind: Kind,
         topic: &str,
         key: Option<Vec<u8>>,
         mut envelope: Envelope<P>,
     ) -> Outgoing {
-        envelope.event_type = Some(topic.to_owned());
+        envelope.event_type = event_type_of(topic);
         let correlation_id = envelope.correlation_id.unwrap_or_else(Uuid::new_v4);
         let mut headers = vec![
             ("content_type", "application/json".to_owned()),
@@ -86,6 +87,22 @@ impl Outgoing {
     pub fn with_operation_name(mut self, operation: &str) -> Outgoing {
         self.headers.push(("operation_name", operation.to_owned()));
         self
+    }
+}
+
+/// The envelope's `event_type` for a topic, as omnibase-infra's
+/// `derive_event_type_from_topic` gives it: `<producer>.<event>` of an ONEX
+/// topic `onex.<kind>.<producer>.<event>.v<N>` (upstream's dispatcher routes
+/// on it by exact match); none for a topic outside that taxonomy.
+pub fn event_type_of(topic: &str) -> Option<String> {
+    let parts: Vec<&str> = topic.split('.').collect();
+    match parts.as_slice() {
+        ["onex", _kind, producer, event, version]
+            if version.strip_prefix('v').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            Some(format!("{producer}.{event}"))
+        }
+        _ => None,
     }
 }
 
@@ -149,6 +166,26 @@ impl Publisher {
     pub fn flush(&self, limit: Duration) {
         if let Err(error) = self.producer.flush(Timeout::After(limit)) {
             tracing::warn!(%error, "producer flush did not complete");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_type_of;
+
+    #[test]
+    fn event_type_is_producer_and_event_of_an_onex_topic() {
+        assert_eq!(
+            event_type_of("onex.evt.omnibase-infra.vault-completed.v1").as_deref(),
+            Some("omnibase-infra.vault-completed")
+        );
+        assert_eq!(
+            event_type_of("onex.dlq.omnibase-infra.vault-request.v12").as_deref(),
+            Some("omnibase-infra.vault-request")
+        );
+        for other in ["requests", "onex.evt.a.b", "onex.evt.a.b.version1", "onex.evt.a.b.v", "x.evt.a.b.v1"] {
+            assert_eq!(event_type_of(other), None, "{other}");
         }
     }
 }
