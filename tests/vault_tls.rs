@@ -90,7 +90,9 @@ impl TlsVault {
         let bao = tool_path("ONEX_BAO_BIN").expect("ONEX_BAO_BIN: run scripts/install-test-servers.sh");
         let log = std::fs::File::create(dir.path().join("bao.log")).expect("log file");
         let child = Command::new(bao)
-            .args(["server", "-dev", "-dev-root-token-id=tls-root"])
+            // -dev-no-store-token: two dev servers starting at once race on
+            // renaming ~/.vault-token (one then exits); the harness's does the same.
+            .args(["server", "-dev", "-dev-no-store-token", "-dev-root-token-id=tls-root"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
