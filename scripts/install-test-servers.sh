@@ -74,9 +74,10 @@ if [ ! -x "${tools_dir}/bin/python" ]; then
 fi
 venv_python="${tools_dir}/bin/python"
 
-# Prints the installed version of a distribution, or nothing.
+# Prints the installed version of distribution $1 in the venv of interpreter
+# $2 (default: the tools venv), or nothing.
 installed_version() {
-    "$venv_python" - "$1" <<'PY' 2>/dev/null || true
+    "${2:-$venv_python}" - "$1" <<'PY' 2>/dev/null || true
 import importlib.metadata, sys
 try:
     print(importlib.metadata.version(sys.argv[1]))
@@ -180,16 +181,7 @@ find_python312() {
 }
 
 onex_python="${onex_venv}/bin/python"
-# Prints the installed version of a distribution in the upstream venv, or nothing.
-onex_installed_version() {
-    "$onex_python" - "$1" <<'PY' 2>/dev/null || true
-import importlib.metadata, sys
-try:
-    print(importlib.metadata.version(sys.argv[1]))
-except importlib.metadata.PackageNotFoundError:
-    pass
-PY
-}
+onex_installed_version() { installed_version "$1" "$onex_python"; }
 
 if [ -x "$onex_python" ] && is_python312 "$onex_python" >/dev/null \
     && [ "$(onex_installed_version omnibase-core)" = "$OMNIBASE_CORE_VERSION" ] \

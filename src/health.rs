@@ -66,12 +66,14 @@ struct Reporter {
     started: Instant,
     last_event: Instant,
     cpu: CpuSampler,
+    /// The machine's memory, read once.
+    machine_memory_mb: Option<f64>,
 }
 
 impl Reporter {
     fn new(node: Arc<Node>) -> Reporter {
         let now = Instant::now();
-        Reporter { node, started: now, last_event: now, cpu: CpuSampler::new() }
+        Reporter { node, started: now, last_event: now, cpu: CpuSampler::new(), machine_memory_mb: machine_memory_mb() }
     }
 
     async fn publish(&mut self, phase: HealthPhase, stop: &CancellationToken) {
@@ -114,7 +116,8 @@ impl Reporter {
             health_metrics: HealthMetrics {
                 cpu_usage_percent: metrics.cpu_usage_percent.unwrap_or(0.0).clamp(0.0, 100.0),
                 memory_usage_mb: memory_mb.round() as u64,
-                memory_usage_percent: machine_memory_mb()
+                memory_usage_percent: self
+                    .machine_memory_mb
                     .map_or(0.0, |total| (memory_mb * 100.0 / total).clamp(0.0, 100.0)),
                 response_time_ms: metrics.api_response_time_ms.unwrap_or(0.0),
                 error_rate,

@@ -229,7 +229,7 @@ impl VaultAdapterClient {
         envelope.producer = Some(self.settings.source_tool.clone());
         envelope.timeout_seconds = Some(self.settings.call_timeout.as_secs().max(1));
         let value = serde_json::to_vec(&envelope).map_err(|e| ClientError::Invalid(e.to_string()))?;
-        self.send_record(&value, correlation_id).await
+        self.send_value(&value, correlation_id, envelope.envelope_id).await
     }
 
     /// Sends `value` as it is (signed when the client has an identity) and
@@ -240,6 +240,21 @@ impl VaultAdapterClient {
         value: &[u8],
         correlation_id: Uuid,
     ) -> Result<Envelope<onex_vault_models::VaultReply>, ClientError> {
+        // The reply names the envelope it answers (`parent_envelope_id`).
+        let envelope_id = serde_json::from_slice::<serde_json::Value>(value)
+            .ok()
+            .and_then(|envelope| Uuid::try_parse(envelope.get("envelope_id")?.as_str()?).ok())
+            .ok_or_else(|| ClientError::Invalid("the record is not an envelope with an envelope_id".into()))?;
+        self.send_value(value, correlation_id, envelope_id).await
+    }
+
+    /// Sends `value`, the envelope `envelope_id`, and waits for its reply.
+    async fn send_value(
+        &self,
+        value: &[u8],
+        correlation_id: Uuid,
+        envelope_id: Uuid,
+    ) -> Result<Envelope<onex_vault_models::VaultReply>, ClientError> {
         let topic = &self.settings.topics.requests;
         let key = correlation_id.to_string();
         let mut record = FutureRecord::to(topic).key(&key).payload(value);
@@ -248,11 +263,6 @@ impl VaultAdapterClient {
             record =
                 record.headers(OwnedHeaders::new().insert(Header { key: SIGNATURE_HEADER, value: Some(signature) }));
         }
-        // The reply names the envelope it answers (`parent_envelope_id`).
-        let envelope_id = serde_json::from_slice::<serde_json::Value>(value)
-            .ok()
-            .and_then(|envelope| Uuid::try_parse(envelope.get("envelope_id")?.as_str()?).ok())
-            .ok_or_else(|| ClientError::Invalid("the record is not an envelope with an envelope_id".into()))?;
         let waiting = self.inbox.expect(correlation_id, envelope_id);
         self.producer.send(record, self.settings.call_timeout).await.map_err(|(error, _)| {
             self.inbox.forget(correlation_id);

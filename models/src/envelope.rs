@@ -93,9 +93,9 @@ pub struct Envelope<P> {
     /// The node that produced the message (attribution only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub producer: Option<String>,
-    #[serde(default = "default_onex_version")]
+    #[serde(default = "default_onex_version", deserialize_with = "object_or_text")]
     pub onex_version: SemVer,
-    #[serde(default = "default_envelope_version")]
+    #[serde(default = "default_envelope_version", deserialize_with = "object_or_text")]
     pub envelope_version: SemVer,
     /// The message itself.
     pub payload: P,
@@ -161,8 +161,8 @@ pub struct EnvelopeMetadata {
 
 /// A semantic version as upstream's `ModelSemVer` puts it on the wire:
 /// `{"major":2,"minor":3,"patch":0,"prerelease":null,"build":null}`. The
-/// string form (`"2.3.0"`) is accepted on input.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+/// envelope's two versions also accept the string form (`"2.3.0"`) on input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SemVer {
     pub major: u64,
     pub minor: u64,
@@ -231,31 +231,18 @@ impl std::fmt::Display for SemVer {
     }
 }
 
-impl<'de> Deserialize<'de> for SemVer {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        struct Object {
-            major: u64,
-            minor: u64,
-            patch: u64,
-            #[serde(default)]
-            prerelease: Option<Vec<PrereleaseId>>,
-            #[serde(default)]
-            build: Option<Vec<String>>,
-        }
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Form {
-            Object(Object),
-            Text(String),
-        }
-        match Form::deserialize(deserializer)? {
-            Form::Object(o) => {
-                Ok(SemVer { major: o.major, minor: o.minor, patch: o.patch, prerelease: o.prerelease, build: o.build })
-            }
-            Form::Text(text) => SemVer::parse(&text)
-                .ok_or_else(|| serde::de::Error::custom("a version: MAJOR.MINOR.PATCH or a SemVer object")),
-        }
+/// A version as an object, or in the string form older requesters sent.
+fn object_or_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<SemVer, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Object(SemVer),
+        Text(String),
+    }
+    match Form::deserialize(deserializer)? {
+        Form::Object(version) => Ok(version),
+        Form::Text(text) => SemVer::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom("a version: MAJOR.MINOR.PATCH or a SemVer object")),
     }
 }
 

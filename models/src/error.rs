@@ -45,20 +45,6 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// Every code the node sends.
-    pub const ALL: [ErrorCode; 10] = [
-        ErrorCode::InvalidInput,
-        ErrorCode::UnsupportedOperation,
-        ErrorCode::PermissionDenied,
-        ErrorCode::ResourceNotFound,
-        ErrorCode::InvalidState,
-        ErrorCode::RateLimitError,
-        ErrorCode::TimeoutError,
-        ErrorCode::ServiceUnavailable,
-        ErrorCode::AuthenticationError,
-        ErrorCode::InternalError,
-    ];
-
     /// Whether the requester may retry the same request later.
     pub fn retryable(self) -> bool {
         matches!(

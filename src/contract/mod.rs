@@ -413,7 +413,7 @@ impl Contract {
         require(
             &mut p,
             self.name == onex_vault_models::NODE_NAME,
-            "name: must be node_infrastructure_vault_adapter_effect",
+            &format!("name: must be {}", onex_vault_models::NODE_NAME),
         );
         require(&mut p, self.node_type == "EFFECT_GENERIC", "node_type: must be EFFECT_GENERIC");
 
