@@ -4,7 +4,7 @@
 //! the repository root is it for the shipped contract (a test keeps it so
 //! and validates it against the AsyncAPI 3.0.0 JSON Schema).
 
-use onex_vault_models::{schemas, SIGNATURE_HEADER};
+use onex_vault_models::schemas;
 use serde_json::{json, Map, Value};
 
 use crate::contract::{Contract, ContractError};
@@ -199,31 +199,39 @@ fn rewrite_refs(value: Value) -> Value {
     }
 }
 
-/// Record headers: what requesters send, what the node sets on everything it publishes.
+/// Record headers: what requesters send, what the node sets on everything
+/// it publishes (omnibase-infra's `_model_headers_to_kafka` set).
 fn headers(action: &str) -> Value {
+    let text = json!({ "type": "string" });
     if action == "receive" {
         json!({
             "type": "object",
             "properties": {
-                SIGNATURE_HEADER: {
-                    "type": "string",
-                    "description": "v1;key_id=<id>;sig=<base64 Ed25519 signature over 'onex-vault-request/v1\\n' + topic + '\\n' + record value>; required in the strict profile",
-                },
                 "correlation_id": { "type": "string", "description": "Names the requester of a record whose body cannot be read" },
+                "message_id": { "type": "string", "description": "The envelope_id; names the request when the body cannot" },
                 "traceparent": { "type": "string", "description": "W3C trace context" },
             },
         })
     } else {
-        json!({
-            "type": "object",
-            "properties": {
-                "content-type": { "type": "string", "const": "application/json" },
-                "correlation_id": { "type": "string" },
-                "event_type": { "type": "string" },
-                "source": { "type": "string", "const": onex_vault_models::NODE_NAME },
-                "traceparent": { "type": "string" },
-            },
-        })
+        let always = [
+            "correlation_id",
+            "message_id",
+            "timestamp",
+            "event_type",
+            "schema_version",
+            "priority",
+            "retry_count",
+            "max_retries",
+        ];
+        let mut properties: Map<String, Value> = always.iter().map(|name| (name.to_string(), text.clone())).collect();
+        properties.insert("content_type".into(), json!({ "type": "string", "const": "application/json" }));
+        properties.insert("source".into(), json!({ "type": "string", "const": onex_vault_models::NODE_NAME }));
+        for optional in ["trace_id", "span_id", "parent_span_id", "parent_message_id", "operation_name", "traceparent"]
+        {
+            properties.insert(optional.into(), text.clone());
+        }
+        let required: Vec<&str> = always.iter().copied().chain(["content_type", "source"]).collect();
+        json!({ "type": "object", "properties": properties, "required": required })
     }
 }
 

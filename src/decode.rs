@@ -8,25 +8,33 @@
 //! - valid envelope with an unknown `operation` → `UNSUPPORTED_OPERATION` reply;
 //! - valid envelope with an invalid payload → `INVALID_REQUEST` reply.
 //!
+//! A record may be an ONEX runtime's signed `ModelMessageEnvelope` (see
+//! `SignedEnvelope::looks_signed`): its `payload` is then the event envelope,
+//! decoded as above, and the wrapper goes along for the gate to verify.
+//!
 //! Refusal messages quote no values from the record, only field names.
 
-use onex_vault_models::{Envelope, ErrorCode, Operation, ReplyError, RequestEnvelope, VaultRequest};
+use onex_vault_models::{Envelope, ErrorCode, Operation, ReplyError, RequestEnvelope, SignedEnvelope, VaultRequest};
 use serde_json::Value;
 use uuid::Uuid;
 
 /// What became of a record.
 #[derive(Debug)]
 pub enum Decoded {
-    /// A request, and whether its sender stamped it itself (an
-    /// `envelope_id` and an `envelope_timestamp` in the record, not filled
-    /// in by default): the strict profile's replay checks need both.
-    Request(Box<RequestEnvelope>, Stamped),
+    Request(Box<RequestEnvelope>, Provenance),
     Refused(Refusal),
 }
 
-/// Whether a request's `envelope_id` and `envelope_timestamp` came with it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamped(pub bool);
+/// How a request came: what the gate needs to know beyond the envelope.
+#[derive(Debug)]
+pub struct Provenance {
+    /// The signed wrapper it came in, if any.
+    pub signed: Option<Box<SignedEnvelope>>,
+    /// Whether its sender stamped it itself (an `envelope_id` and an
+    /// `envelope_timestamp` in the record, not filled in by default): the
+    /// strict profile's replay checks need both.
+    pub stamped: bool,
+}
 
 /// A record the node will not perform, and what it knows of its sender.
 #[derive(Debug)]
@@ -63,6 +71,22 @@ pub fn decode(bytes: &[u8], max_record_bytes: usize) -> Decoded {
         let reason = format!("record of {} bytes is over the limit of {max_record_bytes} bytes", bytes.len());
         return Decoded::Refused(Refusal::dead_letter(reason, &value));
     }
+    let (value, signed) = if SignedEnvelope::looks_signed(&value) {
+        match serde_path_to_error::deserialize::<_, SignedEnvelope>(&value) {
+            Ok(signed) => (signed.payload.clone(), Some(Box::new(signed))),
+            Err(e) => {
+                let at = field(e.path());
+                let reason = format!("not a valid signed envelope: {at}: {}", quiet(&e.into_inner().to_string()));
+                let inner = value.get("payload").filter(|p| p.is_object()).unwrap_or(&value);
+                return Decoded::Refused(Refusal::dead_letter(reason, inner));
+            }
+        }
+    } else {
+        (value, None)
+    };
+    if !value.is_object() {
+        return Decoded::Refused(Refusal::dead_letter("signed payload is not a JSON object".into(), &Value::Null));
+    }
     let envelope: Envelope<Value> = match serde_path_to_error::deserialize(&value) {
         Ok(envelope) => envelope,
         Err(e) => {
@@ -96,8 +120,8 @@ pub fn decode(bytes: &[u8], max_record_bytes: usize) -> Decoded {
     if let Err(problem) = payload.validate() {
         return refuse(ErrorCode::InvalidInput, problem);
     }
-    let stamped = Stamped(value.get("envelope_id").is_some() && value.get("envelope_timestamp").is_some());
-    Decoded::Request(Box::new(envelope.with_payload(payload)), stamped)
+    let stamped = value.get("envelope_id").is_some() && value.get("envelope_timestamp").is_some();
+    Decoded::Request(Box::new(envelope.with_payload(payload)), Provenance { signed, stamped })
 }
 
 impl Refusal {

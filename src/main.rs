@@ -7,16 +7,16 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use onex_vault_adapter::bus::Publisher;
-use onex_vault_adapter::contract::Contract;
+use onex_vault_adapter::contract::{Contract, SecurityProfile};
 use onex_vault_adapter::leases::LeaseKeeper;
 use onex_vault_adapter::operations::Dispatcher;
 use onex_vault_adapter::resilience::{BreakerConfig, CircuitBreaker};
 use onex_vault_adapter::runtime::{self, Node};
-use onex_vault_adapter::security::{self, Gate};
+use onex_vault_adapter::security::{self, Gate, ReplayLedger};
 use onex_vault_adapter::telemetry::Telemetry;
 use onex_vault_adapter::vault::{connect_at_start, keep_token_alive};
 use onex_vault_adapter::{http, logging, requester, shutdown};
-use onex_vault_models::RequesterIdentity;
+use onex_vault_models::RuntimeIdentity;
 
 #[derive(Parser)]
 #[command(name = "onex-vault-adapter", version, about = "ONEX effect node bridging Kafka and Vault")]
@@ -59,10 +59,11 @@ enum Command {
         #[arg(default_value = "contract.yaml")]
         contract: PathBuf,
     },
-    /// Generate a requester's keys: writes `<NAME>.identity.json` (private
-    /// keys, mode 0600) into --dir and prints its access-policy entry.
+    /// Generate a runtime's keys (a requester's, or the node's own):
+    /// writes `<NAME>.identity.json` (private keys, mode 0600) into --dir and
+    /// prints its public key and access-policy entry.
     Keygen {
-        /// The requester's `source_tool`, e.g. node_billing.
+        /// The runtime's `runtime_id`, e.g. node_billing.
         name: String,
         #[arg(long, default_value = ".")]
         dir: PathBuf,
@@ -114,7 +115,7 @@ fn main() -> ExitCode {
 
 fn keygen(name: &str, dir: &std::path::Path) -> ExitCode {
     let suffix = chrono::Utc::now().format("%Y%m%d").to_string();
-    let identity = match RequesterIdentity::generate(name, &suffix) {
+    let identity = match RuntimeIdentity::generate(name, &suffix) {
         Ok(identity) => identity,
         Err(error) => {
             eprintln!("cannot generate keys for {name:?}: {error} (names: A-Z a-z 0-9 . _ -)");
@@ -125,7 +126,11 @@ fn keygen(name: &str, dir: &std::path::Path) -> ExitCode {
     match requester::write_private_file(&path, &identity.to_json()) {
         Ok(()) => {
             eprintln!("wrote {} (private keys; keep it with the requester, mode 0600)", path.display());
-            eprintln!("add this to the node's access_policy.requesters and fill in its grants:");
+            eprintln!(
+                "its public signing key (register it where {name}'s messages are verified): {}",
+                identity.public_key_base64()
+            );
+            eprintln!("for a requester, add this to the node's access_policy.requesters and fill in its grants:");
             print!("{}", identity.policy_entry());
             ExitCode::SUCCESS
         }
@@ -256,7 +261,14 @@ async fn start(contract: Contract) -> anyhow::Result<()> {
     let policy = security::load_policy(&contract, &vault)
         .await
         .map_err(|e| anyhow::anyhow!("access_policy.vault_keys: cannot read the requester keys from Vault: {e}"))?;
-    let gate = Gate::new(&contract, policy);
+    let publisher = Publisher::new(runtime::producer(&contract)?);
+    let ledger = match contract.security.profile {
+        SecurityProfile::Strict => {
+            Some(ReplayLedger::open(&contract, publisher.clone(), &instance_id, stop.clone()).await?)
+        }
+        SecurityProfile::Dev => None,
+    };
+    let gate = Gate::new(&contract, policy, ledger)?;
     for warning in gate.warnings() {
         tracing::warn!("{warning}");
     }
@@ -267,7 +279,6 @@ async fn start(contract: Contract) -> anyhow::Result<()> {
     let leases =
         LeaseKeeper::new(vault.clone(), contract.vault.lease_keep_alive.max_tracked, lease_events_tx, stop.clone());
     let dispatcher = Dispatcher::new(&contract, vault, Arc::new(breaker), leases);
-    let publisher = Publisher::new(runtime::producer(&contract)?);
     let telemetry = Arc::new(Telemetry::new());
     let node = Arc::new(Node { contract, dispatcher, publisher, gate, telemetry, instance_id });
     let _ = slot.set(node.clone());

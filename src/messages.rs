@@ -15,19 +15,30 @@ use crate::bus::{Kind, Outgoing};
 use crate::contract::EventBus;
 use crate::decode::Refusal;
 use crate::resilience::{self, Transition};
+use crate::security::ReplySigner;
 
-/// A reply, on the completed or failed topic, keyed by correlation id.
-pub fn reply(bus: &EventBus, envelope: Envelope<VaultReply>) -> Outgoing {
+/// A reply, on the completed or failed topic, keyed by correlation id;
+/// signed by the node's runtime key in the strict profile.
+pub fn reply(bus: &EventBus, signer: Option<&ReplySigner>, envelope: Envelope<VaultReply>) -> Outgoing {
     let topics = &bus.publish_topics;
     let topic = if envelope.payload.is_success() { &topics.completed } else { &topics.failed };
     let key = envelope.correlation_id.map(|id| id.to_string().into_bytes());
     let operation = envelope.payload.operation.clone();
-    Outgoing::envelope(Kind::Reply, topic, key, envelope).with_operation_name(&operation)
+    let message = Outgoing::envelope(Kind::Reply, topic, key, envelope).with_operation_name(&operation);
+    match signer {
+        Some(signer) => signer.sign(message),
+        None => message,
+    }
 }
 
 /// The failed reply to a refused record, when its sender can be named: by
 /// its `correlation_id`, else by its `envelope_id`.
-pub fn refusal_reply(bus: &EventBus, refusal: &Refusal, duration_ms: f64) -> Option<Outgoing> {
+pub fn refusal_reply(
+    bus: &EventBus,
+    signer: Option<&ReplySigner>,
+    refusal: &Refusal,
+    duration_ms: f64,
+) -> Option<Outgoing> {
     let correlation_id = refusal.correlation_id.or(refusal.envelope_id)?;
     let operation = refusal.operation.as_deref().unwrap_or("unknown");
     let failure = VaultReply::failure(operation, refusal.error.clone(), duration_ms);
@@ -35,7 +46,7 @@ pub fn refusal_reply(bus: &EventBus, refusal: &Refusal, duration_ms: f64) -> Opt
     envelope.correlation_id = Some(correlation_id);
     envelope.parent_envelope_id = refusal.envelope_id;
     envelope.target_tool = refusal.source_tool.clone();
-    Some(reply(bus, envelope))
+    Some(reply(bus, signer, envelope))
 }
 
 /// A dead letter for an unusable record, keyed like the original.

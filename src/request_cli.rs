@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use crate::contract::KafkaSecurity;
 use clap::{Args, Subcommand};
-use onex_vault_client::{ClientError, ClientSettings, Topics, VaultAdapterClient};
+use onex_vault_client::{ClientError, ClientSettings, NodeTrust, Topics, VaultAdapterClient};
 use onex_vault_models::{
     DeleteSecret, FolderPath, GetSecret, ListSecrets, LookupLease, OperationResult, RenewLease, RenewToken,
-    RevokeLease, SecretData, SecretPath, SetSecret, VaultRequest,
+    RevokeLease, RuntimeKey, SecretData, SecretPath, SetSecret, VaultRequest,
 };
 use serde_json::{json, Map, Value};
 
@@ -37,9 +37,20 @@ pub struct RequestArgs {
 pub struct BusArgs {
     #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", global = true)]
     bootstrap_servers: Option<String>,
-    /// Requester identity file (from `keygen`): signs requests, opens sealed replies.
+    /// Requester identity file (from `keygen`): signs requests, opens sealed
+    /// replies (the node's strict profile; needs --realm and --node-key).
     #[arg(long, env = "ONEX_IDENTITY_FILE", global = true)]
     identity: Option<PathBuf>,
+    /// The ONEX realm requests are signed for (the node's `security.realm`).
+    #[arg(long, env = "ONEX_REALM", global = true)]
+    realm: Option<String>,
+    /// The node's public signing key (`keygen` printed it): replies signed
+    /// by anything else are ignored.
+    #[arg(long, env = "ONEX_NODE_PUBLIC_KEY", global = true)]
+    node_key: Option<String>,
+    /// The node's runtime id (the `runtime_id` of its identity file).
+    #[arg(long, env = "ONEX_NODE_RUNTIME_ID", default_value = onex_vault_models::NODE_NAME, global = true)]
+    node_runtime_id: String,
     /// Seconds to wait for a reply (per attempt).
     #[arg(long, default_value_t = 15, global = true)]
     timeout_seconds: u64,
@@ -69,7 +80,15 @@ impl BusArgs {
             settings = settings.property(&key, &value);
         }
         if let Some(path) = &self.identity {
-            settings = settings.identity(crate::requester::read_identity(path).map_err(|e| format!("{e:#}"))?);
+            let identity = crate::requester::read_identity(path).map_err(|e| format!("{e:#}"))?;
+            let realm = self.realm.as_deref().ok_or("--identity needs --realm (or ONEX_REALM): the node's realm")?;
+            let key = self
+                .node_key
+                .as_deref()
+                .ok_or("--identity needs --node-key (or ONEX_NODE_PUBLIC_KEY): the node's public signing key")?;
+            let key = RuntimeKey::from_base64(key).map_err(|e| format!("--node-key: {e}"))?;
+            let node = NodeTrust { runtime_id: self.node_runtime_id.clone(), key };
+            settings = settings.identity(identity, realm, node);
         }
         Ok(settings)
     }

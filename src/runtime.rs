@@ -18,7 +18,7 @@ use anyhow::Context as _;
 use chrono::Utc;
 use onex_vault_models::{
     AuditRecord, Envelope, ErrorCode, ErrorReason, LeaseEvent, Operation, ReplyError, ReplyStatus, VaultReply,
-    VaultRequest, REPLY_PAYLOAD_TYPE, SIGNATURE_HEADER,
+    VaultRequest, REPLY_PAYLOAD_TYPE,
 };
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
@@ -33,7 +33,7 @@ use crate::decode::{decode, Decoded, Refusal};
 use crate::messages;
 use crate::operations::{Dispatcher, Target};
 use crate::resilience::Transition;
-use crate::security::{Delivered, Denial, Gate, RecordFacts};
+use crate::security::{Delivered, Denial, Gate, Position};
 use crate::telemetry::Telemetry;
 use crate::trace::TraceContext;
 
@@ -223,7 +223,7 @@ async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationTo
     let bus = &node.contract.event_bus;
     let value = record.payload().unwrap_or_default();
     let (mut outgoing, audit) = match decode(value, bus.max_record_bytes) {
-        Decoded::Request(request, stamped) => {
+        Decoded::Request(request, provenance) => {
             let target = Target::of(&request.payload, &node.contract.vault.default_mount);
             let trace = TraceContext::continue_from(&request, record_header(record, "traceparent"));
             let span = tracing::info_span!(
@@ -235,14 +235,10 @@ async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationTo
                 trace_id = %trace.trace_id,
                 span_id = %trace.span_id,
             );
-            let facts = RecordFacts {
-                topic: record.topic(),
-                position: (record.partition(), record.offset()),
-                value,
-                signature: record_header_bytes(record, SIGNATURE_HEADER),
-                stamped,
-            };
-            let admitted = node.gate.admit(&facts, &request, &target);
+            let position =
+                Position { topic: record.topic().to_owned(), partition: record.partition(), offset: record.offset() };
+            let admitted =
+                node.gate.admit(&position, value, &provenance, &request, &target).instrument(span.clone()).await;
             let denial = admitted.as_ref().err().copied();
             let mut reply = match admitted {
                 Ok(delivered) => perform(node, &request, &delivered, started).instrument(span).await,
@@ -251,7 +247,7 @@ async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationTo
             trace.apply_to(&mut reply);
             let mut audit = audit_record(node, record, Some(&request), target, &reply.payload, started);
             audit.denial = denial.map(|d| d.reason.to_owned());
-            (vec![messages::reply(bus, reply)], audit)
+            (vec![messages::reply(bus, node.gate.reply_signer(), reply)], audit)
         }
         Decoded::Refused(mut refusal) => {
             // The body wins; omnibase-infra's `correlation_id` and
@@ -333,7 +329,8 @@ fn refuse(node: &Node, record: &OwnedMessage, refusal: Refusal, started: Instant
         "request refused"
     );
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let mut outgoing: Vec<Outgoing> = messages::refusal_reply(bus, &refusal, duration_ms).into_iter().collect();
+    let mut outgoing: Vec<Outgoing> =
+        messages::refusal_reply(bus, node.gate.reply_signer(), &refusal, duration_ms).into_iter().collect();
     if refusal.dead_letter {
         outgoing.push(messages::dead_letter(bus, record, &refusal));
     }
@@ -378,15 +375,11 @@ fn operation_label(operation: Option<&str>) -> String {
     operation.and_then(Operation::from_name).map_or("unknown", Operation::as_str).to_owned()
 }
 
-/// A record header's value, if it is there and UTF-8.
+/// A record header's value (the first, if it is repeated), if it is there
+/// and UTF-8.
 fn record_header<'r>(record: &'r OwnedMessage, name: &str) -> Option<&'r str> {
-    record_header_bytes(record, name).and_then(|v| std::str::from_utf8(v).ok())
-}
-
-/// A record header's raw value (the first, if it is repeated).
-fn record_header_bytes<'r>(record: &'r OwnedMessage, name: &str) -> Option<&'r [u8]> {
     let headers = record.headers()?;
-    headers.iter().find(|h| h.key == name).and_then(|h| h.value)
+    headers.iter().find(|h| h.key == name).and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok())
 }
 
 /// Publishes a circuit-breaker event at every state change of the breaker.

@@ -9,10 +9,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use onex_vault_client::{ClientSettings, Topics, VaultAdapterClient};
-use onex_vault_models::{ErrorCode, RequesterIdentity};
+use onex_vault_models::{ErrorCode, RuntimeIdentity};
 use serde_json::{json, Map, Value};
 use support::bus::ReplyWatcher;
-use support::node::{policy_entry, Node, NodeOptions, REPLY_WAIT};
+use support::node::{node_trust, policy_entry, Node, NodeOptions, NODE_REALM, REPLY_WAIT};
 use support::proxy::Proxy;
 use support::{servers, vault};
 
@@ -67,10 +67,12 @@ async fn typed_calls_round_trip_through_the_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_with_an_identity_is_let_in_by_a_strict_node_and_opens_its_sealed_replies() {
     vault::write_kv("secret", "client/billing/db", &json!({"password": "sealed-for-client"})).await;
-    let identity = RequesterIdentity::generate("node_client_billing", "t1").expect("keys");
+    let identity = RuntimeIdentity::generate("node_client_billing", "t1").expect("keys");
     let grants = json!([{"operations": ["get_secret"], "paths": ["client/billing/*"]}]);
     let node = Node::start_strict(vec![policy_entry(&identity, grants)], |_| {}).await;
-    let signed = VaultAdapterClient::connect(settings(&node).identity(identity)).await.expect("client connects");
+    let signed = VaultAdapterClient::connect(settings(&node).identity(identity, NODE_REALM, node_trust()))
+        .await
+        .expect("client connects");
     let read = signed.get_secret("client/billing/db").await.expect("a signed get is let in");
     assert_eq!(read.data.expose_secret()["password"], "sealed-for-client");
 

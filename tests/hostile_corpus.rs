@@ -1,5 +1,7 @@
 //! A corpus of hostile records sent to a running strict node, signed by a
-//! registered requester (a compromised one, say): every record ends in a typed
+//! registered requester runtime (a compromised one, say; records that are not
+//! JSON cannot be wrapped in a signed envelope and go as they are, and the
+//! wrapped payload is the hostile text byte for byte): every record ends in a typed
 //! error reply, plus a dead letter when the record itself is unusable; valid
 //! requests sent between them keep succeeding; the node's memory stays bounded.
 
@@ -7,10 +9,10 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use onex_vault_models::{RequesterIdentity, SIGNATURE_HEADER};
+use onex_vault_models::RuntimeIdentity;
 use serde_json::{json, Value};
 use support::bus::{Record, ReplyWatcher};
-use support::node::{policy_entry, Node, REPLY_WAIT};
+use support::node::{policy_entry, Node, NODE_REALM, REPLY_WAIT};
 use support::{servers, vault};
 use uuid::Uuid;
 
@@ -335,7 +337,8 @@ fn rss_mb(pid: u32) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_corpus_gets_typed_errors_and_the_node_goes_on() {
     vault::write_kv("secret", "hostile/ok", &json!({"v": "fine"})).await;
-    let identity = RequesterIdentity::generate("node_hostile", "t1").expect("keys");
+    let identity = RuntimeIdentity::generate("node_hostile", "t1").expect("keys");
+    let signer = identity.signer(NODE_REALM).expect("signer");
     let grants = json!([{"operations": ["get_secret", "set_secret", "list_secrets", "delete_secret", "get_secrets_batch",
         "renew_lease", "lookup_lease", "revoke_lease", "renew_token"], "paths": ["**"]}]);
     let node = Node::start_strict(vec![policy_entry(&identity, grants)], |c| {
@@ -350,16 +353,13 @@ async fn a_hostile_corpus_gets_typed_errors_and_the_node_goes_on() {
     let dlq = ReplyWatcher::start(&servers().bootstrap_servers(), std::slice::from_ref(&topics.dlq));
     let send = |value: Vec<u8>, correlation: Uuid| {
         let requester = &requester;
-        let signature = identity.signer.sign(&topics.requests, &value);
+        let signed = std::str::from_utf8(&value)
+            .ok()
+            .and_then(|text| signer.sign_text(text, "default", correlation, None).ok())
+            .map_or(value, String::into_bytes);
         async move {
             let id = correlation.to_string();
-            requester
-                .send_raw_with_headers(
-                    Some(id.as_bytes()),
-                    &value,
-                    &[(SIGNATURE_HEADER, &signature), ("correlation_id", &id)],
-                )
-                .await;
+            requester.send_raw_with_headers(Some(id.as_bytes()), &signed, &[("correlation_id", &id)]).await;
         }
     };
     let valid = |n: usize| {

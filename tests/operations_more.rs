@@ -6,10 +6,10 @@
 mod support;
 
 use base64::Engine as _;
-use onex_vault_models::{OperationResult, RequesterIdentity};
+use onex_vault_models::{OperationResult, RuntimeIdentity};
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::node::{policy_entry, Node};
+use support::node::{node_trust, policy_entry, Node, NODE_REALM};
 use support::vault;
 
 fn b64(text: &str) -> String {
@@ -80,7 +80,7 @@ async fn metadata_operations_read_write_and_undelete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotate_secret_writes_a_new_version_and_returns_the_value_only_sealed_or_wrapped() {
     vault::write_kv("secret", "more/rotate/db", &json!({"user": "app", "password": "old"})).await;
-    let identity = RequesterIdentity::generate("node_rotator", "t1").expect("keys");
+    let identity = RuntimeIdentity::generate("node_rotator", "t1").expect("keys");
     let grants = json!([{"operations": ["rotate_secret", "get_secret", "decrypt", "encrypt"], "paths": ["**"],
         "mounts": ["*"]}]);
     let mut entry = policy_entry(&identity, grants);
@@ -93,7 +93,7 @@ async fn rotate_secret_writes_a_new_version_and_returns_the_value_only_sealed_or
                 completed: node.topics.completed.clone(),
                 failed: node.topics.failed.clone(),
             })
-            .identity(identity),
+            .identity(identity, NODE_REALM, node_trust()),
     )
     .await
     .expect("client");

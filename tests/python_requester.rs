@@ -7,7 +7,7 @@ mod support;
 
 use std::process::Command;
 
-use onex_vault_models::RequesterIdentity;
+use onex_vault_models::RuntimeIdentity;
 use serde_json::{json, Value};
 use support::node::{policy_entry, Node};
 use support::{servers, tool_path, vault};
@@ -16,7 +16,7 @@ use support::{servers, tool_path, vault};
 async fn the_python_example_gets_a_sealed_secret_from_a_strict_node() {
     let python = tool_path("ONEX_PYTHON").expect("ONEX_PYTHON is not set: run scripts/install-test-servers.sh");
     vault::write_kv("secret", "python/orders/db", &json!({"password": "from-python"})).await;
-    let identity = RequesterIdentity::generate("node_python_orders", "t1").expect("keys");
+    let identity = RuntimeIdentity::generate("node_python_orders", "t1").expect("keys");
     let dir = tempfile::tempdir().expect("temp dir");
     let identity_file = dir.path().join("node_python_orders.identity.json");
     std::fs::write(&identity_file, identity.to_json()).expect("write identity");

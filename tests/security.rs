@@ -1,44 +1,60 @@
-//! Security in the `strict` profile, attacked through the running node: signed
-//! requests, replays and stale timestamps, the access policy (default deny),
-//! sealed, wrapped and clear delivery, keys kept in Vault and rotated there,
-//! and no secret, token or key in the node's log.
+//! Security in the `strict` profile, attacked through the running node:
+//! requests signed as ONEX runtimes sign them (`ModelMessageEnvelope`, Ed25519
+//! over the Blake3 hash of the event envelope), forged, tampered, foreign-realm
+//! and unknown-runtime ones, replays (to another partition, to a second
+//! instance of the group, and after a restart) and stale timestamps, the
+//! access policy (default deny), node-signed replies, sealed, wrapped and
+//! clear delivery, keys kept in Vault and rotated there, and no secret, token
+//! or key in the node's log.
 
 mod support;
 
 use std::time::Duration;
 
-use onex_vault_models::{OperationResult, RequestSigner, SealedResult, SealingSecretKey, SIGNATURE_HEADER};
+use onex_vault_models::{OperationResult, RuntimeSigner, SealedResult, SealingSecretKey, SignedEnvelope};
 use reqwest::Method;
 use serde_json::{json, Value};
 use support::bus::{Record, ReplyWatcher};
-use support::node::{Node, NodeOptions, Requester, REPLY_WAIT};
+use support::node::{node_identity, node_trust, Node, NodeOptions, Requester, NODE_REALM, REPLY_WAIT};
 use support::{servers, vault};
 use uuid::Uuid;
 
 const CANARY: &str = "canary-sec-9d1b7e-never-log-me";
 
-/// A requester node as the access policy knows it: its name, its signing key
-/// and its sealing key (the private halves stay in the test).
+/// A requester runtime as the access policy knows it: its runtime id, its
+/// signing key and its sealing key (the private halves stay in the test).
 struct Identity {
     name: String,
-    signer: RequestSigner,
+    /// The private signing key (base64 seed), kept to search for it in the log.
+    seed: String,
+    signer: RuntimeSigner,
     sealer: SealingSecretKey,
 }
 
 impl Identity {
     fn new(name: &str) -> Identity {
+        Identity::with_keys(name, 1)
+    }
+
+    /// `name` with its `n`th keys (a rotation).
+    fn with_keys(name: &str, n: u32) -> Identity {
+        Identity::in_realm(NODE_REALM, name, &random_seed(), n)
+    }
+
+    fn in_realm(realm: &str, name: &str, seed: &str, n: u32) -> Identity {
         Identity {
             name: name.to_owned(),
-            signer: RequestSigner::generate(&format!("{name}-sign-1")).expect("signing key"),
-            sealer: SealingSecretKey::generate(&format!("{name}-seal-1")).expect("sealing key"),
+            seed: seed.to_owned(),
+            signer: RuntimeSigner::from_seed_base64(realm, name, seed).expect("signing key"),
+            sealer: SealingSecretKey::generate(&format!("{name}-seal-{n}")).expect("sealing key"),
         }
     }
 
     /// Its `access_policy.requesters` entry.
     fn policy(&self, clear_delivery: bool, grants: Value) -> Value {
         json!({
-            "name": self.name,
-            "signing_keys": [{"id": self.signer.key_id(), "public_key": self.signer.public_key_base64()}],
+            "runtime_id": self.name,
+            "signing_keys": [{"id": format!("{}-sign", self.name), "public_key": self.signer.public_key_base64()}],
             "sealing_key": {"id": self.sealer.key_id(), "public_key": self.sealer.public_key_base64()},
             "clear_delivery": clear_delivery,
             "grants": grants,
@@ -50,6 +66,39 @@ impl Identity {
         envelope["source_tool"] = self.name.clone().into();
         envelope
     }
+
+    /// `envelope` wrapped and signed as this runtime signs (`sign_dict`).
+    fn sign(&self, envelope: &Value) -> Value {
+        let correlation = envelope["correlation_id"].as_str().and_then(|s| Uuid::parse_str(s).ok());
+        let signed = self.signer.sign(envelope.clone(), "default", correlation.unwrap_or_else(Uuid::new_v4), None);
+        serde_json::to_value(signed).expect("a signed envelope is JSON")
+    }
+}
+
+/// A fresh Ed25519 seed in base64.
+fn random_seed() -> String {
+    use base64::Engine as _;
+    let bytes: Vec<u8> = [Uuid::new_v4(), Uuid::new_v4()].iter().flat_map(|u| *u.as_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The reply inside a node-signed record, after checking the node's
+/// signature as a requester's gateway does; panics on anything else.
+fn verified_reply(record: &Record) -> Value {
+    let signed: SignedEnvelope = serde_json::from_slice(&record.value)
+        .unwrap_or_else(|e| panic!("a strict node's reply is a signed ModelMessageEnvelope ({e}): {record:?}"));
+    let trust = node_trust();
+    let keys_of = |signer: &str| if signer == trust.runtime_id { vec![trust.key.clone()] } else { vec![] };
+    signed
+        .verify_received(&record.value_str(), NODE_REALM, keys_of)
+        .unwrap_or_else(|e| panic!("the node's signature does not verify: {e}"));
+    assert_eq!(signed.trace_id.to_string(), signed.payload["correlation_id"].as_str().unwrap_or_default());
+    assert_eq!(
+        signed.causality_id.map(|id| id.to_string()).as_deref(),
+        signed.payload["parent_envelope_id"].as_str(),
+        "causality_id is the request's envelope_id"
+    );
+    signed.payload
 }
 
 /// What the test sends and sees: the requester, plus the audit trail.
@@ -65,13 +114,18 @@ impl Bus {
         Bus { requester, audit }
     }
 
-    /// Sends `value` with `signature` (if any) and waits for a reply on the
-    /// completed or failed topic (`failed_only`: the failed topic).
-    async fn send(&self, value: &[u8], signature: Option<&str>, failed_only: bool) -> Value {
-        let headers: Vec<(&str, &str)> = signature.map(|s| (SIGNATURE_HEADER, s)).into_iter().collect();
-        self.requester.send_raw_with_headers(None, value, &headers).await;
-        let envelope: Value = serde_json::from_slice(value).expect("test envelopes are JSON");
-        let id = envelope["correlation_id"].as_str().expect("correlation_id").to_owned();
+    /// Sends `value` (to `partition`, else keyed by nothing) and waits for the
+    /// node-signed reply with `correlation_id` on the completed or failed
+    /// topic (`failed_only`: the failed topic); returns the verified reply.
+    async fn send_to(&self, partition: Option<i32>, value: &Value, correlation_id: &str, failed_only: bool) -> Value {
+        let bytes = value.to_string();
+        match partition {
+            Some(partition) => {
+                self.requester.send_raw_to(partition, bytes.as_bytes()).await;
+            }
+            None => self.requester.send_raw(None, bytes.as_bytes()).await,
+        }
+        let id = correlation_id.to_owned();
         let topics = self.requester.topics();
         let (completed, failed) = (topics.completed.clone(), topics.failed.clone());
         let reply: Record = self
@@ -85,14 +139,17 @@ impl Bus {
             )
             .await
             .expect("a reply");
-        reply.json.expect("reply is JSON")
+        verified_reply(&reply)
+    }
+
+    /// Sends an unsigned or hand-made record whose event envelope is `envelope`.
+    async fn send(&self, value: &Value, envelope: &Value) -> Value {
+        self.send_to(None, value, envelope["correlation_id"].as_str().expect("correlation_id"), false).await
     }
 
     /// Signs `envelope` as `who` and sends it.
     async fn signed(&self, who: &Identity, envelope: &Value) -> Value {
-        let value = envelope.to_string();
-        let signature = who.signer.sign(&self.requester.topics().requests, value.as_bytes());
-        self.send(value.as_bytes(), Some(&signature), false).await
+        self.send(&who.sign(envelope), envelope).await
     }
 
     /// The audit record of the request with `correlation_id`.
@@ -122,8 +179,7 @@ impl Bus {
         let message = payload["error"]["message"].as_str().unwrap_or_default();
         assert!(!message.contains(reason), "the requester must not learn which check failed: {message}");
         let id = reply["correlation_id"].as_str().unwrap_or_default();
-        let audit = self.audit_where(id, |a| a["error_code"] == "ONEX_CORE_025_PERMISSION_DENIED").await;
-        assert_eq!(audit["denial"], reason, "audit: {audit}");
+        let audit = self.audit_where(id, |a| a["denial"] == reason).await;
         assert_eq!(audit["error_code"], "ONEX_CORE_025_PERMISSION_DENIED", "audit: {audit}");
     }
 }
@@ -190,36 +246,45 @@ async fn strict_profile_admits_only_signed_fresh_granted_requests() {
     let batch = json!({"operation": "get_secrets_batch", "paths": ["security/billing/db", "security/payroll/db"]});
     bus.assert_denied(&bus.signed(&billing, &billing.envelope(batch)).await, "path_not_granted").await;
 
-    // Unknown requester: a valid signature by a key the node does not know.
+    // Unknown runtime: a valid signature by a runtime the node does not know.
     let reply = bus.signed(&stranger, &stranger.envelope(get("security/billing/db"))).await;
-    bus.assert_denied(&reply, "unknown_requester").await;
-    // Forged: claims to be billing, signed by another key under billing's key id.
-    let forger = RequestSigner::generate(billing.signer.key_id()).expect("key");
-    let forged = Identity { name: billing.name.clone(), signer: forger, sealer: Identity::new("x").sealer };
+    bus.assert_denied(&reply, "unknown_signer").await;
+    // Forged: claims to be billing, signed by another key.
+    let forged = Identity::with_keys(&billing.name, 2);
     let reply = bus.signed(&forged, &billing.envelope(get("security/billing/db"))).await;
-    bus.assert_denied(&reply, "bad_signature").await;
-    // Tampered after signing: the path changed in the signed bytes.
-    let value = billing.envelope(get("security/billing/db")).to_string();
-    let signature = billing.signer.sign(&bus.requester.topics().requests, value.as_bytes());
-    let tampered = value.replace("security/billing/db", "security/billing/dx");
-    bus.assert_denied(&bus.send(tampered.as_bytes(), Some(&signature), false).await, "bad_signature").await;
-    // Signed for another topic.
-    let signature = billing.signer.sign("onex.cmd.other.vault-request.v1", value.as_bytes());
-    bus.assert_denied(&bus.send(value.as_bytes(), Some(&signature), false).await, "bad_signature").await;
-    // No signature at all, and garbage in the header.
-    let value = billing.envelope(get("security/billing/db")).to_string();
-    bus.assert_denied(&bus.send(value.as_bytes(), None, false).await, "signature_missing").await;
-    let value = billing.envelope(get("security/billing/db")).to_string();
-    bus.assert_denied(&bus.send(value.as_bytes(), Some("v1;key_id=x;sig=!!"), false).await, "signature_malformed")
-        .await;
+    bus.assert_denied(&reply, "invalid_signature").await;
+    // Tampered after signing: the path changed inside the signed payload.
+    let envelope = billing.envelope(get("security/billing/db"));
+    let mut tampered = billing.sign(&envelope);
+    tampered["payload"]["payload"]["path"] = "security/billing/dx".into();
+    bus.assert_denied(&bus.send(&tampered, &envelope).await, "hash_mismatch").await;
+    // Signed in another realm, and a signer that is not the runtime named.
+    let elsewhere = Identity::in_realm("other-realm", &billing.name, &billing.seed, 1);
+    let envelope = billing.envelope(get("security/billing/db"));
+    bus.assert_denied(&bus.send(&elsewhere.sign(&envelope), &envelope).await, "realm_mismatch").await;
+    let envelope = billing.envelope(get("security/billing/db"));
+    let mut mismatched = billing.sign(&envelope);
+    mismatched["runtime_id"] = "node_stranger".into();
+    bus.assert_denied(&bus.send(&mismatched, &envelope).await, "signer_is_not_runtime").await;
+    // Not signed at all, and a signed envelope without its own id and timestamp.
+    let envelope = billing.envelope(get("security/billing/db"));
+    bus.assert_denied(&bus.send(&envelope, &envelope).await, "unsigned").await;
+    let mut unstamped = billing.envelope(get("security/billing/db"));
+    let object = unstamped.as_object_mut().expect("object");
+    object.remove("envelope_id");
+    object.remove("envelope_timestamp");
+    bus.assert_denied(&bus.signed(&billing, &unstamped).await, "envelope_id_or_timestamp_missing").await;
 
-    // Replayed: the same signed record again is refused; the first succeeded.
-    let value = billing.envelope(get("security/billing/db")).to_string();
-    let signature = billing.signer.sign(&bus.requester.topics().requests, value.as_bytes());
-    let first = bus.send(value.as_bytes(), Some(&signature), false).await;
+    // Replayed: the same signed record again, to another partition, is
+    // refused; the first succeeded.
+    let envelope = billing.envelope(get("security/billing/db"));
+    let signed = billing.sign(&envelope);
+    let id = envelope["correlation_id"].as_str().expect("id");
+    let first = bus.send_to(Some(0), &signed, id, false).await;
     assert_eq!(first["payload"]["status"], "success", "{first}");
-    let again = bus.send(value.as_bytes(), Some(&signature), true).await;
+    let again = bus.send_to(Some(1), &signed, id, true).await;
     bus.assert_denied(&again, "replayed").await;
+    let signature = signed["signature"]["signature"].as_str().unwrap_or("-").to_owned();
 
     // Expired and future timestamps (outside the 120 s window).
     for skew in [-600, 600] {
@@ -248,9 +313,9 @@ async fn strict_profile_admits_only_signed_fresh_granted_requests() {
     assert!(log.contains("request denied by the security checks"), "denials are logged");
     for (what, needle) in [
         ("secret value", CANARY.to_owned()),
-        ("billing signing key", billing.signer.private_key_base64()),
+        ("billing signing key", billing.seed.clone()),
         ("billing sealing key", billing.sealer.private_key_base64()),
-        ("a signature", signature.split("sig=").nth(1).unwrap_or("-").to_owned()),
+        ("a signature", signature.clone()),
     ] {
         for (place, text) in
             [("log", &log), ("/metrics", &metrics), ("audit trail", &audit), ("reply topics", &replies)]
@@ -262,6 +327,66 @@ async fn strict_profile_admits_only_signed_fresh_granted_requests() {
         audit.contains("path_not_granted") && replies.contains("ONEX_CORE_025_PERMISSION_DENIED"),
         "the places searched are real"
     );
+}
+
+/// The replay ledger: a signed request is admitted once by the whole group,
+/// whichever partitions and instances its copies reach (even at the same
+/// moment), and a copy sent after every instance restarted is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_request_is_admitted_once_by_the_group_and_after_a_restart() {
+    vault::write_kv("secret", "security/replay/db", &json!({"password": "once"})).await;
+    let billing = Identity::new("node_billing");
+    let policy = || vec![billing.policy(true, json!([{"operations": ["get_secret"], "paths": ["security/replay/*"]}]))];
+    let mut first = Node::start_with(NodeOptions::default().strict(policy())).await;
+    let mut second = Node::start_with(NodeOptions::default().strict(policy()).join(&first)).await;
+    const ASSIGNED: &str = "onex_vault_adapter_assigned_partitions";
+    let deadline = tokio::time::Instant::now() + REPLY_WAIT;
+    // The group has settled when the two instances share the 3 partitions.
+    loop {
+        let (a, b) = (first.metric(ASSIGNED).await, second.metric(ASSIGNED).await);
+        if a >= 1.0 && b >= 1.0 && a + b == 3.0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the two instances never shared the partitions ({a}, {b})");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bus = Bus::of(&first);
+    let envelope =
+        billing.envelope(json!({"operation": "get_secret", "path": "security/replay/db", "delivery": "clear"}));
+    let signed = billing.sign(&envelope).to_string();
+    let id = envelope["correlation_id"].as_str().expect("id").to_owned();
+
+    // The same signed record on every partition at once: both instances see it.
+    let copies = (0..3).map(|partition| bus.requester.send_raw_to(partition, signed.as_bytes()));
+    futures_util::future::join_all(copies).await;
+    let audits = bus
+        .audit
+        .wait_for_many(|r| r.correlation_id() == Some(id.as_str()), 3, REPLY_WAIT)
+        .await
+        .expect("an audit record per copy");
+    let payloads: Vec<&Value> = audits.iter().map(|r| &r.json.as_ref().expect("JSON")["payload"]).collect();
+    let admitted = payloads.iter().filter(|a| a["outcome"] == "success").count();
+    let replayed = payloads.iter().filter(|a| a["denial"] == "replayed").count();
+    assert_eq!((admitted, replayed), (1, 2), "exactly one copy admitted: {payloads:?}");
+    let instances: std::collections::BTreeSet<&str> =
+        payloads.iter().filter_map(|a| a["instance_id"].as_str()).collect();
+    assert_eq!(instances.len(), 2, "both instances judged a copy: {payloads:?}");
+
+    // Every instance restarts: the ledger outlives them.
+    first.stop();
+    second.stop();
+    let third = Node::start_with(NodeOptions::default().strict(policy()).join(&first)).await;
+    third.wait_for_metric(ASSIGNED, |p| p >= 3.0, REPLY_WAIT).await;
+    bus.requester.send_raw_to(2, signed.as_bytes()).await;
+    let audits = bus
+        .audit
+        .wait_for_many(|r| r.correlation_id() == Some(id.as_str()), 4, REPLY_WAIT)
+        .await
+        .expect("an audit record for the copy after the restart");
+    let after = &audits[3].json.as_ref().expect("JSON")["payload"];
+    assert_eq!(after["denial"], "replayed", "{after}");
+    let old: std::collections::BTreeSet<&str> = instances.into_iter().collect();
+    assert!(!old.contains(after["instance_id"].as_str().unwrap_or_default()), "a new instance refused it: {after}");
 }
 
 /// Sealed batches, wrapped replies (unwrapped once, in Vault) and clear
@@ -326,22 +451,17 @@ async fn sealed_wrapped_and_clear_delivery() {
 async fn requester_keys_rotate_through_vault() {
     vault::write_kv("secret", "security/rotating/db", &json!({"password": "rotating"})).await;
     let old = Identity::new("node_rotating");
-    let new = Identity {
-        name: old.name.clone(),
-        signer: RequestSigner::generate("node_rotating-sign-2").expect("key"),
-        sealer: SealingSecretKey::generate("node_rotating-seal-2").expect("key"),
-    };
+    let new = Identity::with_keys(&old.name, 2);
     let keys_path = format!("security/requester-keys-{}", Uuid::new_v4().simple());
     let keys_of = |who: &Identity| {
         json!({ who.name.clone(): {
-            "signing_keys": [{"id": who.signer.key_id(), "public_key": who.signer.public_key_base64()}],
+            "signing_keys": [{"id": format!("{}-sign", who.sealer.key_id()), "public_key": who.signer.public_key_base64()}],
             "sealing_key": {"id": who.sealer.key_id(), "public_key": who.sealer.public_key_base64()},
         }})
     };
     vault::write_kv("secret", &keys_path, &keys_of(&old)).await;
     // The contract names the requester and its grants, but no keys.
-    let policy =
-        json!({"name": "node_rotating", "grants": [{"operations": ["get_secret"], "paths": ["security/rotating/*"]}]});
+    let policy = json!({"runtime_id": "node_rotating", "grants": [{"operations": ["get_secret"], "paths": ["security/rotating/*"]}]});
     let source = keys_path.clone();
     let node = Node::start_strict(vec![policy], move |contract| {
         contract["access_policy"]["vault_keys"] =
@@ -364,11 +484,11 @@ async fn requester_keys_rotate_through_vault() {
             assert!(opened.is_ok(), "sealed to the rotated sealing key: {reply}");
             break;
         }
-        bus.assert_denied(&reply, "unknown_key").await;
+        bus.assert_denied(&reply, "invalid_signature").await;
         assert!(tokio::time::Instant::now() < deadline, "the rotated key was never picked up");
     }
     let reply = bus.signed(&old, &old.envelope(get)).await;
-    bus.assert_denied(&reply, "unknown_key").await;
+    bus.assert_denied(&reply, "invalid_signature").await;
 }
 
 /// The dev profile says loudly that it checks nothing, and the health event
@@ -440,7 +560,9 @@ async fn keygen_and_send_with_an_identity_work_against_a_strict_node() {
             .args(["--request-topic", &topics.requests, "--completed-topic", &topics.completed])
             .args(["--failed-topic", &topics.failed, "--timeout-seconds", "40"]);
         if let Some(identity) = identity {
-            command.arg("--identity").arg(identity);
+            command.arg("--identity").arg(identity).args(["--realm", NODE_REALM]);
+            command.args(["--node-key", &node_identity().public_key_base64()]);
+            command.args(["--node-runtime-id", &node_identity().runtime_id]);
         }
         command.output().expect("run send")
     };

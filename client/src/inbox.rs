@@ -3,13 +3,16 @@
 //! carries the call's `correlation_id` and names the envelope the call sent
 //! as its `parent_envelope_id`: a reply to an earlier attempt, or one forged
 //! under the same correlation id without knowing the request, is dropped.
+//! With a [`Trust`] (the node's strict profile) a reply must also be a
+//! `ModelMessageEnvelope` signed by the node's runtime key: anything else on
+//! the reply topics is dropped, whoever wrote it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use onex_vault_models::ReplyEnvelope;
+use onex_vault_models::{ReplyEnvelope, SignedEnvelope};
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::Message;
 use tokio::sync::oneshot;
@@ -18,12 +21,47 @@ use uuid::Uuid;
 /// A call waiting: the envelope it sent, and where its reply goes.
 type Waiting = (Uuid, oneshot::Sender<ReplyEnvelope>);
 
+/// Whose signature replies must carry.
+pub struct Trust {
+    pub realm: String,
+    pub node: crate::NodeTrust,
+}
+
 #[derive(Default)]
 pub struct Inbox {
     waiting: Mutex<HashMap<Uuid, Waiting>>,
+    trust: Option<Trust>,
 }
 
 impl Inbox {
+    pub fn new(trust: Option<Trust>) -> Inbox {
+        Inbox { waiting: Mutex::default(), trust }
+    }
+
+    /// The reply in a record's value, if it is one this client may believe:
+    /// signed by the node when the client trusts only the node (a signed
+    /// reply is unwrapped unchecked otherwise: the dev profile).
+    fn read(&self, record: &[u8]) -> Option<ReplyEnvelope> {
+        let value: serde_json::Value = serde_json::from_slice(record).ok()?;
+        let envelope = match (&self.trust, SignedEnvelope::looks_signed(&value)) {
+            (Some(trust), true) => {
+                let keys_of = |signer: &str| {
+                    if signer == trust.node.runtime_id {
+                        vec![trust.node.key.clone()]
+                    } else {
+                        Vec::new()
+                    }
+                };
+                let text = std::str::from_utf8(record).ok()?;
+                SignedEnvelope::parse_verified(text, &trust.realm, keys_of).ok()?.payload
+            }
+            (Some(_), false) => return None,
+            (None, true) => serde_json::from_value::<SignedEnvelope>(value).ok()?.payload,
+            (None, false) => value,
+        };
+        serde_json::from_value(envelope).ok()
+    }
+
     /// Registers a call for the reply to the envelope `envelope_id` sent
     /// with `correlation_id`.
     pub fn expect(&self, correlation_id: Uuid, envelope_id: Uuid) -> oneshot::Receiver<ReplyEnvelope> {
@@ -54,7 +92,7 @@ impl Inbox {
 pub fn listen(consumer: &BaseConsumer, inbox: &Inbox, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         let Some(Ok(record)) = consumer.poll(Duration::from_millis(100)) else { continue };
-        if let Some(Ok(reply)) = record.payload().map(serde_json::from_slice::<ReplyEnvelope>) {
+        if let Some(reply) = record.payload().and_then(|value| inbox.read(value)) {
             inbox.deliver(reply);
         }
     }

@@ -1,15 +1,20 @@
 //! The requester's side of the ONEX Vault adapter node: [`VaultAdapterClient`]
-//! sends a request envelope over Kafka (signed when it has a requester
-//! identity), waits for the reply with the same `correlation_id`, retries
-//! what the node says is retryable, and opens sealed replies.
+//! sends a request envelope over Kafka (in the node's `strict` profile wrapped
+//! in a `ModelMessageEnvelope` signed with the requester's runtime key, as an
+//! ONEX runtime's gateway signs), waits for the reply with the same
+//! `correlation_id` that names its request as `parent_envelope_id` (and, in
+//! `strict`, is signed by the node's runtime key), retries what the node says
+//! is retryable, and opens sealed replies.
 //!
 //! ```no_run
-//! use onex_vault_client::{ClientSettings, VaultAdapterClient};
-//! use onex_vault_models::RequesterIdentity;
+//! use onex_vault_client::{ClientSettings, NodeTrust, VaultAdapterClient};
+//! use onex_vault_models::{RuntimeIdentity, RuntimeKey};
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! let identity = RequesterIdentity::from_json(&std::fs::read_to_string("node_billing.identity.json")?)?;
-//! let settings = ClientSettings::new("kafka:9092").identity(identity);
+//! let identity = RuntimeIdentity::from_json(&std::fs::read_to_string("node_billing.identity.json")?)?;
+//! let node_key = RuntimeKey::from_base64("<the node's public signing key>")?;
+//! let node = NodeTrust { runtime_id: "node_infrastructure_vault_adapter_effect".into(), key: node_key };
+//! let settings = ClientSettings::new("kafka:9092").identity(identity, "prod", node);
 //! let client = VaultAdapterClient::connect(settings).await?;
 //! let secret = client.get_secret("billing/database").await?;
 //! let password = &secret.data.expose_secret()["password"];
@@ -36,13 +41,12 @@ use onex_vault_models::{
     Alphabet, CiphertextResult, DecryptResult, DeleteSecret, DeleteSecretResult, Delivery, Envelope, ErrorCode,
     FolderPath, GetSecret, GetSecretResult, GetSecretsBatch, GetSecretsBatchResult, ListSecrets, LookupLease,
     LookupLeaseResult, LookupToken, LookupTokenResult, OpenError, OperationResult, ReadMetadata, ReadMetadataResult,
-    RenewLease, RenewLeaseResult, RenewToken, RenewTokenResult, ReplyError, RequesterIdentity, RevokeLease,
-    RevokeLeaseResult, RotateSecret, RotateSecretResult, SecretData, SecretPath, SetSecret, SetSecretResult,
-    TransitDecrypt, TransitEncrypt, VaultRequest, SIGNATURE_HEADER,
+    RenewLease, RenewLeaseResult, RenewToken, RenewTokenResult, ReplyError, RevokeLease, RevokeLeaseResult,
+    RotateSecret, RotateSecretResult, RuntimeIdentity, RuntimeKey, RuntimeSigner, SecretData, SecretPath, SetSecret,
+    SetSecretResult, TransitDecrypt, TransitEncrypt, VaultRequest,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use secrecy::SecretString;
@@ -76,9 +80,10 @@ impl Default for Topics {
 pub struct ClientSettings {
     pub bootstrap_servers: String,
     pub topics: Topics,
-    /// Signs requests and opens sealed replies; without it requests are
+    /// Signs requests (in `realm`) and opens sealed replies, and the node
+    /// whose signature every reply must carry; without it requests are
     /// unsigned (the node's `dev` profile only) and sent as `source_tool`.
-    pub identity: Option<RequesterIdentity>,
+    pub identity: Option<Signing>,
     pub source_tool: String,
     /// How long one attempt waits for its reply (also the envelope's
     /// `timeout_seconds`, so the node drops a request nobody waits for).
@@ -102,9 +107,11 @@ impl ClientSettings {
         }
     }
 
-    pub fn identity(mut self, identity: RequesterIdentity) -> Self {
-        self.source_tool = identity.requester.clone();
-        self.identity = Some(identity);
+    /// Sign requests as `identity` in `realm`, and accept only replies
+    /// signed by `node` (the node's `strict` profile).
+    pub fn identity(mut self, identity: RuntimeIdentity, realm: &str, node: NodeTrust) -> Self {
+        self.source_tool = identity.runtime_id.clone();
+        self.identity = Some(Signing { identity, realm: realm.to_owned(), node });
         self
     }
 
@@ -138,6 +145,26 @@ impl ClientSettings {
     }
 }
 
+/// The requester's side of the strict profile's trust.
+#[derive(Debug)]
+pub struct Signing {
+    pub identity: RuntimeIdentity,
+    /// The ONEX realm requests are signed for (the node's `security.realm`).
+    pub realm: String,
+    pub node: NodeTrust,
+}
+
+/// The node's runtime identity, as its replies are verified: its
+/// `runtime_id` and public signing key (`onex-vault-adapter keygen` prints it).
+#[derive(Debug, Clone)]
+pub struct NodeTrust {
+    pub runtime_id: String,
+    pub key: RuntimeKey,
+}
+
+/// `bus_id` of the requests the client signs.
+const BUS_ID: &str = "default";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("Kafka: {0}")]
@@ -168,6 +195,8 @@ impl ClientError {
 /// A connected requester. Cheap to share (`Arc`); calls may run concurrently.
 pub struct VaultAdapterClient {
     settings: ClientSettings,
+    /// Wraps and signs each request (strict profile).
+    signer: Option<RuntimeSigner>,
     producer: FutureProducer,
     inbox: Arc<Inbox>,
     stop: Arc<AtomicBool>,
@@ -178,13 +207,20 @@ impl VaultAdapterClient {
     /// Creates the producer and the reply consumer (assigned at the reply
     /// topics' current ends, so it sees every reply to a request sent later).
     pub async fn connect(settings: ClientSettings) -> Result<VaultAdapterClient, ClientError> {
+        let signer = match &settings.identity {
+            Some(signing) => {
+                Some(signing.identity.signer(&signing.realm).map_err(|e| ClientError::Invalid(e.to_string()))?)
+            }
+            None => None,
+        };
+        let trust = settings.identity.as_ref().map(|s| inbox::Trust { realm: s.realm.clone(), node: s.node.clone() });
         let producer: FutureProducer = settings.kafka_config().set("linger.ms", "1").create()?;
         let config = settings.kafka_config();
         let topics = [settings.topics.completed.clone(), settings.topics.failed.clone()];
         let consumer = tokio::task::spawn_blocking(move || reply_consumer(config, &topics))
             .await
             .map_err(|e| ClientError::Invalid(format!("reply consumer task failed: {e}")))??;
-        let inbox = Arc::new(Inbox::default());
+        let inbox = Arc::new(Inbox::new(trust));
         let stop = Arc::new(AtomicBool::new(false));
         let listener = {
             let (inbox, stop) = (inbox.clone(), stop.clone());
@@ -193,7 +229,7 @@ impl VaultAdapterClient {
                 .spawn(move || inbox::listen(&consumer, &inbox, &stop))
                 .map_err(|e| ClientError::Invalid(format!("cannot start the reply thread: {e}")))?
         };
-        Ok(VaultAdapterClient { settings, producer, inbox, stop, listener: Some(listener) })
+        Ok(VaultAdapterClient { settings, signer, producer, inbox, stop, listener: Some(listener) })
     }
 
     /// Sends `request` and returns its result, retrying what the node marks
@@ -228,41 +264,45 @@ impl VaultAdapterClient {
         envelope.source_tool = Some(self.settings.source_tool.clone());
         envelope.producer = Some(self.settings.source_tool.clone());
         envelope.timeout_seconds = Some(self.settings.call_timeout.as_secs().max(1));
-        let value = serde_json::to_vec(&envelope).map_err(|e| ClientError::Invalid(e.to_string()))?;
-        self.send_value(&value, correlation_id, envelope.envelope_id).await
+        let value = serde_json::to_value(&envelope).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        self.send_value(value, correlation_id, envelope.envelope_id).await
     }
 
-    /// Sends `value` as it is (signed when the client has an identity) and
-    /// waits for the reply with `correlation_id`: for tools that send
-    /// envelopes they did not build (`onex-vault-adapter send`).
+    /// Sends the event envelope `value` as it is (signed when the client has
+    /// an identity) and waits for the reply with `correlation_id`: for tools
+    /// that send envelopes they did not build (`onex-vault-adapter send`).
     pub async fn send_record(
         &self,
         value: &[u8],
         correlation_id: Uuid,
     ) -> Result<Envelope<onex_vault_models::VaultReply>, ClientError> {
+        let envelope: serde_json::Value =
+            serde_json::from_slice(value).map_err(|e| ClientError::Invalid(format!("the record is not JSON: {e}")))?;
         // The reply names the envelope it answers (`parent_envelope_id`).
-        let envelope_id = serde_json::from_slice::<serde_json::Value>(value)
-            .ok()
-            .and_then(|envelope| Uuid::try_parse(envelope.get("envelope_id")?.as_str()?).ok())
+        let envelope_id = envelope
+            .get("envelope_id")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|id| Uuid::try_parse(id).ok())
             .ok_or_else(|| ClientError::Invalid("the record is not an envelope with an envelope_id".into()))?;
-        self.send_value(value, correlation_id, envelope_id).await
+        self.send_value(envelope, correlation_id, envelope_id).await
     }
 
-    /// Sends `value`, the envelope `envelope_id`, and waits for its reply.
+    /// Sends the event envelope `envelope` (its id `envelope_id`), wrapped and
+    /// signed when the client signs, and waits for its reply.
     async fn send_value(
         &self,
-        value: &[u8],
+        envelope: serde_json::Value,
         correlation_id: Uuid,
         envelope_id: Uuid,
     ) -> Result<Envelope<onex_vault_models::VaultReply>, ClientError> {
+        let value = match &self.signer {
+            Some(signer) => serde_json::to_vec(&signer.sign(envelope, BUS_ID, correlation_id, None)),
+            None => serde_json::to_vec(&envelope),
+        }
+        .map_err(|e| ClientError::Invalid(e.to_string()))?;
         let topic = &self.settings.topics.requests;
         let key = correlation_id.to_string();
-        let mut record = FutureRecord::to(topic).key(&key).payload(value);
-        let signature = self.settings.identity.as_ref().map(|identity| identity.signer.sign(topic, value));
-        if let Some(signature) = &signature {
-            record =
-                record.headers(OwnedHeaders::new().insert(Header { key: SIGNATURE_HEADER, value: Some(signature) }));
-        }
+        let record = FutureRecord::to(topic).key(&key).payload(&value);
         let waiting = self.inbox.expect(correlation_id, envelope_id);
         self.producer.send(record, self.settings.call_timeout).await.map_err(|(error, _)| {
             self.inbox.forget(correlation_id);
@@ -284,8 +324,8 @@ impl VaultAdapterClient {
 
     fn open(&self, correlation_id: Uuid, result: OperationResult) -> Result<OperationResult, ClientError> {
         match (result, &self.settings.identity) {
-            (OperationResult::Sealed(sealed), Some(identity)) => {
-                sealed.open(&identity.sealer, correlation_id).map_err(ClientError::Open)
+            (OperationResult::Sealed(sealed), Some(signing)) => {
+                sealed.open(&signing.identity.sealer, correlation_id).map_err(ClientError::Open)
             }
             (OperationResult::Sealed(_), None) => Err(ClientError::Open(OpenError::WrongKey)),
             (result, _) => Ok(result),

@@ -7,9 +7,12 @@
 //! RustCrypto crates only, so any Rust node can talk to the adapter without
 //! pulling in Kafka or Vault clients.
 //!
-//! Security: [`RequestSigner`] signs a request record (header
-//! [`SIGNATURE_HEADER`]); [`SealedResult::open`] opens a sealed reply with the
-//! requester's [`SealingSecretKey`].
+//! Security: [`RuntimeSigner`] wraps an envelope in omnibase-core's signed
+//! `ModelMessageEnvelope` ([`SignedEnvelope`]) as an ONEX runtime's gateway
+//! does, and [`SignedEnvelope::verify`] checks one as omnibase-infra's
+//! `ServiceEnvelopeValidator` does; [`SealedResult::open`] opens a sealed
+//! reply with the requester's [`SealingSecretKey`]; [`RuntimeIdentity`] is a
+//! runtime's key file.
 //!
 //! Secret material (`set_secret` data, `get_secret` results) is held in
 //! [`SecretData`], whose `Debug` never shows a value.
@@ -22,14 +25,15 @@ mod dlq;
 mod envelope;
 mod error;
 mod events;
+mod gateway;
 mod identity;
+mod keys;
 mod path;
 mod reply;
 mod request;
 mod schema;
 mod sealing;
 mod secret;
-mod signing;
 
 pub use audit::{AuditRecord, AUDIT_PAYLOAD_TYPE};
 pub use dlq::{DeadLetter, DEAD_LETTER_PAYLOAD_TYPE};
@@ -43,7 +47,13 @@ pub use events::{
     TokenStatus, VaultMetrics, VaultStatus, CIRCUIT_BREAKER_PAYLOAD_TYPE, HEALTH_PAYLOAD_TYPE,
     LEASE_EVENT_PAYLOAD_TYPE, NODE_HEALTH_EVENT_TYPE,
 };
-pub use identity::RequesterIdentity;
+pub use gateway::{
+    canonical_json, canonical_json_text, payload_hash, payload_hash_text, CanonicalJsonError, EmitterIdentity,
+    EnvelopeSignature, GatewayKeyError, GatewayRefusal, RuntimeKey, RuntimeSigner, SignatureAlgorithm, SignedEnvelope,
+    GATEWAY_SIGNATURE_ALGORITHM,
+};
+pub use identity::RuntimeIdentity;
+pub use keys::{check_key_id, KeyError};
 pub use path::{mask_path, FolderPath, MountName, PathError, SecretPath, MAX_PATH_BYTES};
 pub use reply::{
     BatchItem, CiphertextResult, DecryptResult, DeleteSecretResult, GetSecretResult, GetSecretsBatchResult,
@@ -61,7 +71,6 @@ pub use request::{
 pub use schema::{schemas, MessageSchema};
 pub use sealing::{OpenError, SealedResult, SealedTag, SealingPublicKey, SealingSecretKey, SEALED_BOX_SCHEME};
 pub use secret::SecretData;
-pub use signing::{check_key_id, RequestSignature, RequestSigner, SignatureError, VerifyingKey, SIGNATURE_HEADER};
 
 /// A request as it arrives on the request topic.
 pub type RequestEnvelope = Envelope<VaultRequest>;

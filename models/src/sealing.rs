@@ -18,8 +18,8 @@ use secrecy::zeroize::Zeroizing;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::keys::{check_key_id, decode_32, KeyError};
 use crate::reply::OperationResult;
-use crate::signing::{check_key_id, decode_32};
 
 /// The scheme name a sealed reply carries.
 pub const SEALED_BOX_SCHEME: &str = "x25519-xsalsa20poly1305-sealedbox";
@@ -85,7 +85,7 @@ impl fmt::Debug for SealingPublicKey {
 
 impl SealingPublicKey {
     /// A public key from its 32 bytes in base64.
-    pub fn from_base64(key_id: &str, public_key: &str) -> Result<SealingPublicKey, crate::SignatureError> {
+    pub fn from_base64(key_id: &str, public_key: &str) -> Result<SealingPublicKey, KeyError> {
         check_key_id(key_id)?;
         Ok(SealingPublicKey { key_id: key_id.to_owned(), key: crypto_box::PublicKey::from(decode_32(public_key)?) })
     }
@@ -124,13 +124,13 @@ impl fmt::Debug for SealingSecretKey {
 
 impl SealingSecretKey {
     /// A private key from its 32 bytes in base64.
-    pub fn from_base64(key_id: &str, private_key: &str) -> Result<SealingSecretKey, crate::SignatureError> {
+    pub fn from_base64(key_id: &str, private_key: &str) -> Result<SealingSecretKey, KeyError> {
         check_key_id(key_id)?;
         Ok(SealingSecretKey { key_id: key_id.to_owned(), key: crypto_box::SecretKey::from(decode_32(private_key)?) })
     }
 
     /// A new random key pair.
-    pub fn generate(key_id: &str) -> Result<SealingSecretKey, crate::SignatureError> {
+    pub fn generate(key_id: &str) -> Result<SealingSecretKey, KeyError> {
         check_key_id(key_id)?;
         Ok(SealingSecretKey {
             key_id: key_id.to_owned(),

@@ -75,6 +75,24 @@ pub fn consumer_config(contract: &Contract) -> ClientConfig {
     config
 }
 
+/// The replay ledger's reader (see `security::ReplayLedger`): it reads
+/// every partition by assignment, never joins a group or commits, and
+/// waits briefly for new records (a claim is read back before its request is
+/// admitted, so a broker that answers fetches only at the deadline adds it
+/// to every signed request).
+pub fn ledger_consumer_config(contract: &Contract) -> ClientConfig {
+    let mut config = client_config(contract);
+    config
+        .set("group.id", format!("{}.replay-ledger", contract.event_bus.consumer_group))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("allow.auto.create.topics", "true")
+        .set("fetch.wait.max.ms", "10");
+    config
+}
+
 /// The producer of replies, dead letters and events: idempotent (so retries
 /// inside librdkafka never duplicate or reorder), `acks=all`.
 pub fn producer_config(contract: &Contract) -> ClientConfig {

@@ -83,6 +83,18 @@ impl Outgoing {
         }
     }
 
+    /// The body replaced by `change` of its JSON (headers unchanged); kept as
+    /// it was, with an error logged, if `change` gives nothing.
+    pub fn map_body(mut self, change: impl FnOnce(serde_json::Value) -> Option<serde_json::Value>) -> Outgoing {
+        let changed =
+            serde_json::from_slice(&self.body).ok().and_then(change).and_then(|v| serde_json::to_vec(&v).ok());
+        match changed {
+            Some(body) => self.body = body,
+            None => tracing::error!(topic = %self.topic, "cannot rewrite a message body (a bug): sent as it was"),
+        }
+        self
+    }
+
     /// Adds upstream's `operation_name` header.
     pub fn with_operation_name(mut self, operation: &str) -> Outgoing {
         self.headers.push(("operation_name", operation.to_owned()));
@@ -130,7 +142,7 @@ impl Publisher {
                 _ = stop.cancelled() => return false,
             };
             match sent {
-                Ok(()) => return true,
+                Ok(_) => return true,
                 Err(error) => {
                     tracing::warn!(topic = %message.topic, %error, "publish failed; retrying")
                 }
@@ -143,7 +155,9 @@ impl Publisher {
         }
     }
 
-    async fn send(&self, message: &Outgoing) -> Result<(), rdkafka::error::KafkaError> {
+    /// Publishes `message` once; returns the partition and offset the broker
+    /// gave it.
+    pub async fn send(&self, message: &Outgoing) -> Result<(i32, i64), rdkafka::error::KafkaError> {
         let headers = message
             .headers
             .iter()
@@ -158,7 +172,7 @@ impl Publisher {
         self.producer
             .send(record, Timeout::After(Duration::from_secs(30)))
             .await
-            .map(|_| ())
+            .map(|delivery| (delivery.partition, delivery.offset))
             .map_err(|(error, _)| error)
     }
 

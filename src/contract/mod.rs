@@ -126,6 +126,10 @@ pub struct PublishTopics {
     pub audit: String,
     #[serde(deserialize_with = "scalar_string")]
     pub lease_events: String,
+    /// The replay ledger (strict profile): claims of signed requests' ids,
+    /// written and read by every instance of the group.
+    #[serde(deserialize_with = "scalar_string")]
+    pub replay_claims: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -381,6 +385,7 @@ impl Contract {
         })?;
         contract.read_credential_files().map_err(|p| fail(vec![p]))?;
         contract.access_policy.read_files().map_err(|p| fail(vec![p]))?;
+        contract.security.read_files().map_err(|p| fail(vec![p]))?;
         contract.event_bus.security.read_files().map_err(|p| fail(vec![p]))?;
         let problems = contract.problems();
         if problems.is_empty() {
@@ -558,6 +563,7 @@ impl Contract {
             ("event_bus.publish_topics.circuit_breaker", bus.publish_topics.circuit_breaker.as_str()),
             ("event_bus.publish_topics.audit", bus.publish_topics.audit.as_str()),
             ("event_bus.publish_topics.lease_events", bus.publish_topics.lease_events.as_str()),
+            ("event_bus.publish_topics.replay_claims", bus.publish_topics.replay_claims.as_str()),
             ("event_bus.dlq_topics.requests", bus.dlq_topics.requests.as_str()),
         ]
     }

@@ -4,14 +4,15 @@
 
 use std::collections::BTreeSet;
 
-use onex_vault_models::{check_key_id, Delivery, Operation, SealingPublicKey, VerifyingKey};
+use onex_vault_models::{check_key_id, Delivery, Operation, RuntimeIdentity, RuntimeKey, SealingPublicKey};
 use serde::{Deserialize, Serialize};
 
 use super::{require, scalar_string};
 
-/// `strict` checks signatures and the access policy and never sends secret
-/// values in clear unless a requester is allowed to have them so; `dev` does
-/// none of that and is for a developer's machine only.
+/// `strict` admits only requests signed by a trusted ONEX runtime (a
+/// `ModelMessageEnvelope`), enforces the access policy, signs its replies and
+/// never sends secret values in clear unless a requester is allowed to have
+/// them so; `dev` does none of that and is for a developer's machine only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SecurityProfile {
@@ -23,11 +24,27 @@ pub enum SecurityProfile {
 #[serde(default, deny_unknown_fields)]
 pub struct Security {
     pub profile: SecurityProfile,
+    /// The ONEX realm (`ModelMessageEnvelope.realm`) a signed request must
+    /// name; the node's signed replies carry it too. Required in `strict`.
+    #[serde(deserialize_with = "super::scalar_string")]
+    pub realm: String,
+    /// The node's own runtime identity file (`onex-vault-adapter keygen`
+    /// writes it): its `runtime_id` and Ed25519 key sign the node's replies.
+    /// Required in `strict`.
+    #[serde(deserialize_with = "super::scalar_string")]
+    pub identity_file: String,
+    /// The identity read from `identity_file`.
+    #[serde(skip)]
+    pub identity: Option<std::sync::Arc<RuntimeIdentity>>,
+    /// `bus_id` of the node's signed replies (an ONEX runtime's default).
+    #[serde(deserialize_with = "super::scalar_string")]
+    pub bus_id: String,
     /// A request's `envelope_timestamp` may be this far from the node's clock.
     pub max_clock_skew_seconds: u64,
-    /// Envelope ids remembered to refuse replays (each for `2 × skew`). When
-    /// full of live ids, new requests are refused: size it to at least
-    /// (peak requests per second) × 2 × max_clock_skew_seconds.
+    /// Envelope ids remembered to refuse replays (each until its timestamp
+    /// leaves the skew window). When full of live ids, new requests are
+    /// refused: size it to at least (peak requests per second of the whole
+    /// group) × 2 × max_clock_skew_seconds.
     pub replay_cache_max_entries: usize,
     /// Delivery of secret values when a request does not ask (strict only;
     /// the dev profile defaults to clear).
@@ -40,6 +57,10 @@ impl Default for Security {
     fn default() -> Self {
         Security {
             profile: SecurityProfile::Strict,
+            realm: String::new(),
+            identity_file: String::new(),
+            identity: None,
+            bus_id: "default".to_owned(),
             max_clock_skew_seconds: 120,
             replay_cache_max_entries: 500_000,
             default_delivery: Delivery::Sealed,
@@ -67,9 +88,10 @@ pub struct AccessPolicySettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequesterPolicy {
-    /// The requester's `source_tool`.
-    pub name: String,
-    /// Ed25519 public keys its requests may be signed with (several while a
+    /// The signing runtime's `runtime_id` (`signature.signer` of its
+    /// `ModelMessageEnvelope`s).
+    pub runtime_id: String,
+    /// Ed25519 public keys its envelopes may be signed with (several while a
     /// key is being rotated).
     #[serde(default)]
     pub signing_keys: Vec<KeyRef>,
@@ -158,14 +180,14 @@ impl AccessPolicySettings {
         let mut names = BTreeSet::new();
         for (i, requester) in self.requesters.iter().enumerate() {
             let at = format!("access_policy.requesters[{i}]");
-            require(p, !requester.name.trim().is_empty(), &format!("{at}.name: must not be empty"));
-            if !names.insert(requester.name.as_str()) {
-                p.push(format!("{at}.name: {:?} is listed twice", requester.name));
+            require(p, !requester.runtime_id.trim().is_empty(), &format!("{at}.runtime_id: must not be empty"));
+            if !names.insert(requester.runtime_id.as_str()) {
+                p.push(format!("{at}.runtime_id: {:?} is listed twice", requester.runtime_id));
             }
             let mut ids = BTreeSet::new();
             for (k, key) in requester.signing_keys.iter().enumerate() {
                 let field = format!("{at}.signing_keys[{k}]");
-                key_problems(p, &field, key, |k| VerifyingKey::from_base64(k).is_ok());
+                key_problems(p, &field, key, |k| RuntimeKey::from_base64(k).is_ok());
                 if !ids.insert(key.id.as_str()) {
                     p.push(format!("{field}.id: {:?} is listed twice", key.id));
                 }
@@ -206,12 +228,39 @@ fn key_problems(p: &mut Vec<String>, field: &str, key: &KeyRef, valid: impl Fn(&
     if key.public_key.is_empty() {
         p.push(format!("{field}: needs public_key or public_key_file"));
     } else if !valid(&key.public_key) {
-        p.push(format!("{field}.public_key: not a 32-byte key in base64"));
+        p.push(format!("{field}.public_key: not a usable 32-byte Ed25519 key in base64"));
     }
 }
 
 impl Security {
+    /// Reads `identity_file` into `identity`.
+    pub(super) fn read_files(&mut self) -> Result<(), String> {
+        if self.identity_file.is_empty() {
+            return Ok(());
+        }
+        let file = &self.identity_file;
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("security.identity_file: cannot read {file}: {}", e.kind()))?;
+        let identity = RuntimeIdentity::from_json(&text).map_err(|e| format!("security.identity_file: {file}: {e}"))?;
+        self.identity = Some(std::sync::Arc::new(identity));
+        Ok(())
+    }
+
     pub(super) fn problems(&self, p: &mut Vec<String>) {
+        if self.profile == SecurityProfile::Strict {
+            require(
+                p,
+                !self.realm.trim().is_empty(),
+                "security.realm: required in the strict profile (the ONEX realm signed requests name; env ONEX_REALM)",
+            );
+            require(
+                p,
+                self.identity.is_some(),
+                "security.identity_file: required in the strict profile (the node's runtime identity, \
+                 written by `onex-vault-adapter keygen`; env ONEX_NODE_IDENTITY_FILE)",
+            );
+        }
+        require(p, !self.bus_id.trim().is_empty(), "security.bus_id: must not be empty");
         require(p, self.max_clock_skew_seconds >= 1, "security.max_clock_skew_seconds: must be ≥ 1");
         require(p, self.replay_cache_max_entries >= 1, "security.replay_cache_max_entries: must be ≥ 1");
         require(p, self.wrap_ttl_seconds >= 1, "security.wrap_ttl_seconds: must be ≥ 1");

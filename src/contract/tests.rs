@@ -4,9 +4,25 @@ use super::*;
 
 const SHIPPED: &str = include_str!("../../contract.yaml");
 
+/// `vars`, and what the strict profile needs unless `vars` says otherwise:
+/// a realm and a node identity file.
 fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-    let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    vars.push(("ONEX_REALM".into(), "test".into()));
+    vars.push(("ONEX_NODE_IDENTITY_FILE".into(), node_identity_file()));
     move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+}
+
+/// A node identity file, written once for all tests.
+fn node_identity_file() -> String {
+    static FILE: std::sync::OnceLock<tempfile::TempPath> = std::sync::OnceLock::new();
+    let file = FILE.get_or_init(|| {
+        let identity = onex_vault_models::RuntimeIdentity::generate("node_test", "t1").expect("keys");
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), identity.to_json()).expect("write identity");
+        file.into_temp_path()
+    });
+    file.display().to_string()
 }
 
 const BASE: &[(&str, &str)] = &[
@@ -31,7 +47,8 @@ fn shipped_contract_loads_with_its_defaults() {
     assert_eq!(contract.vault.auth.method, AuthMethod::Token);
     assert_eq!(contract.enabled_operations().len(), onex_vault_models::Operation::ALL.len());
     assert_eq!(contract.health_check.http_port, 8085);
-    assert_eq!(contract.topics_by_field().len(), 8);
+    assert_eq!(contract.topics_by_field().len(), 9);
+    assert_eq!(contract.security.identity.as_ref().map(|i| i.runtime_id.as_str()), Some("node_test"));
 }
 
 #[test]
@@ -140,11 +157,26 @@ fn the_shipped_contract_is_strict_unless_told_dev() {
 }
 
 #[test]
+fn the_strict_profile_fails_closed_without_a_realm_or_a_node_identity() {
+    let mut vars = BASE.to_vec();
+    vars.extend([("ONEX_REALM", ""), ("ONEX_NODE_IDENTITY_FILE", "")]);
+    let found = problems(SHIPPED, &vars);
+    assert!(found.iter().any(|p| p.starts_with("security.realm: required in the strict profile")), "{found:?}");
+    assert!(found.iter().any(|p| p.starts_with("security.identity_file: required")), "{found:?}");
+    vars.push(("ONEX_SECURITY_PROFILE", "dev"));
+    assert!(load(SHIPPED, &vars).is_ok(), "dev needs neither");
+
+    let missing = [("ONEX_NODE_IDENTITY_FILE", "/nonexistent/node.identity.json")];
+    let found = problems(SHIPPED, &[BASE, &missing[..]].concat());
+    assert!(found[0].starts_with("security.identity_file: cannot read /nonexistent/node.identity.json"), "{found:?}");
+}
+
+#[test]
 fn access_policy_problems_name_the_field() {
-    let key = onex_vault_models::RequestSigner::generate("k1").expect("key").public_key_base64();
+    let key = onex_vault_models::RuntimeSigner::generate("r", "k1").expect("key").public_key_base64();
     let requesters = format!(
         r#"  requesters:
-    - name: node_a
+    - runtime_id: node_a
       signing_keys:
         - {{ id: k1, public_key: "{key}" }}
         - {{ id: k1, public_key: "not-a-key" }}
@@ -152,18 +184,18 @@ fn access_policy_problems_name_the_field() {
       grants:
         - {{ operations: [get_secret, drop_table], paths: ["a//b"] }}
         - {{ operations: [list_secrets] }}
-    - name: node_a"#
+    - runtime_id: node_a"#
     );
     let problems = problems(&SHIPPED.replace("  requesters: []", &requesters), BASE);
     for expected in [
-        "access_policy.requesters[0].signing_keys[1].public_key: not a 32-byte key in base64",
+        "access_policy.requesters[0].signing_keys[1].public_key: not a usable 32-byte Ed25519 key in base64",
         "access_policy.requesters[0].signing_keys[1].id: \"k1\" is listed twice",
         "access_policy.requesters[0].signing_keys[2].id: must be 1 to 64 of A-Z a-z 0-9 . _ -",
         "access_policy.requesters[0].signing_keys[2]: needs public_key or public_key_file",
         "access_policy.requesters[0].grants[0].operations: unknown operation \"drop_table\"",
         "access_policy.requesters[0].grants[0].paths: \"a//b\" has an empty segment",
         "access_policy.requesters[0].grants[1].paths: must list at least one pattern (e.g. \"app/*\")",
-        "access_policy.requesters[1].name: \"node_a\" is listed twice",
+        "access_policy.requesters[1].runtime_id: \"node_a\" is listed twice",
     ] {
         assert!(problems.iter().any(|p| p == expected), "missing {expected:?} in {problems:#?}");
     }
@@ -173,13 +205,13 @@ fn access_policy_problems_name_the_field() {
 fn key_files_are_read_and_a_missing_one_is_named() {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("billing.pub");
-    let key = onex_vault_models::RequestSigner::generate("k1").expect("key").public_key_base64();
+    let key = onex_vault_models::RuntimeSigner::generate("r", "k1").expect("key").public_key_base64();
     std::fs::write(&file, format!("{key}\n")).expect("write key");
     let with_file = |path: &str| {
         SHIPPED.replace(
             "  requesters: []",
             &format!(
-                "  requesters:\n    - {{ name: node_a, signing_keys: [{{ id: k1, public_key_file: \"{path}\" }}], grants: [] }}"
+                "  requesters:\n    - {{ runtime_id: node_a, signing_keys: [{{ id: k1, public_key_file: \"{path}\" }}], grants: [] }}"
             ),
         )
     };

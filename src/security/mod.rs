@@ -1,48 +1,45 @@
-//! The gate every decoded request passes before it may reach Vault, and the
-//! delivery of the secret values a reply carries.
+//! The gate every decoded request passes before it may reach Vault, the
+//! delivery of the secret values a reply carries, and the signing of replies.
 //!
 //! In the `strict` profile a request is admitted only when, in this order:
-//! its record carries a valid Ed25519 signature (header `onex-signature`)
-//! by a key registered for the envelope's `source_tool`; its
-//! `envelope_timestamp` is within the clock-skew window; its `envelope_id`
-//! was not seen before in another record; a grant of the access policy
-//! covers its operation, mount and every path; and the delivery of any
-//! secret values is one the requester may have. Any failure is one and the
-//! same `ONEX_CORE_025_PERMISSION_DENIED` for the requester; the audit record and a log
-//! line say which check failed.
+//! its record is a `ModelMessageEnvelope` that verifies exactly as
+//! omnibase-infra's `ServiceEnvelopeValidator` verifies one (the contract's
+//! realm, a signer listed in the access policy, the Blake3 hash of the inner
+//! event envelope, the Ed25519 signature over that hash); the inner envelope
+//! has its own `envelope_id` and `envelope_timestamp` (both covered by the
+//! signature), the timestamp within the clock-skew window; the replay ledger
+//! says no other record claimed that `envelope_id` first; a grant of the
+//! signing runtime covers the operation, mount and every path; and the
+//! delivery of any secret values is one the requester may have. Any failure
+//! is one and the same `ONEX_CORE_025_PERMISSION_DENIED` for the requester;
+//! the audit record and a log line say which check failed. Every reply is
+//! then signed with the node's own runtime key ([`ReplySigner`]).
 //!
-//! The `dev` profile skips all of it and defaults to clear-text delivery.
+//! The `dev` profile skips all of it, unwraps a signed envelope unchecked,
+//! signs nothing and defaults to clear-text delivery.
 
 mod policy;
 mod replay;
 
 pub use policy::{AccessPolicy, NotGranted, PathPattern};
-pub use replay::{Position, Replay, ReplayGuard};
+pub use replay::{Position, Replay, ReplayLedger};
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use onex_vault_models::{
-    Delivery, ErrorCode, OperationResult, ReplyError, RequestEnvelope, RequestSignature, SealingPublicKey,
+    Delivery, ErrorCode, GatewayRefusal, OperationResult, ReplyError, RequestEnvelope, RuntimeSigner, SealingPublicKey,
+    SignedEnvelope,
 };
 use serde::Deserialize;
+use uuid::Uuid;
 
+use crate::bus::Outgoing;
 use crate::contract::{Contract, KeyRef, RequesterPolicy, SecurityProfile, VaultKeySource};
-use crate::decode::Stamped;
+use crate::decode::Provenance;
 use crate::operations::Target;
 use crate::vault::{Vault, VaultError};
-
-/// What the gate knows of the record a request came in.
-pub struct RecordFacts<'a> {
-    pub topic: &'a str,
-    pub position: Position,
-    pub value: &'a [u8],
-    /// The `onex-signature` header, if any.
-    pub signature: Option<&'a [u8]>,
-    /// Whether the record carried its own `envelope_id` and timestamp.
-    pub stamped: Stamped,
-}
 
 /// How the secret values of an admitted request's reply leave the node.
 #[derive(Debug, Clone)]
@@ -72,31 +69,68 @@ fn deny(reason: &'static str) -> Denial {
     Denial { reason }
 }
 
+/// Why a signed envelope did not verify, as the audit trail names it
+/// (upstream's `EnumValidationErrorCode`, in lower case).
+fn gateway_denial(refusal: GatewayRefusal) -> Denial {
+    deny(match refusal {
+        GatewayRefusal::Malformed => "malformed_signed_envelope",
+        GatewayRefusal::EmitterNotInRealm => "emitter_not_in_realm",
+        GatewayRefusal::RealmMismatch => "realm_mismatch",
+        GatewayRefusal::UnknownSigner => "unknown_signer",
+        GatewayRefusal::SignerIsNotRuntime => "signer_is_not_runtime",
+        GatewayRefusal::HashMismatch => "hash_mismatch",
+        GatewayRefusal::InvalidSignature => "invalid_signature",
+    })
+}
+
 pub struct Gate {
     profile: SecurityProfile,
+    realm: String,
     skew: TimeDelta,
     default_delivery: Delivery,
     wrap_ttl: Duration,
     policy: RwLock<Arc<AccessPolicy>>,
-    replay: Mutex<ReplayGuard>,
+    /// The replay ledger (strict only).
+    ledger: Option<ReplayLedger>,
+    /// Signs every reply (strict only).
+    reply_signer: Option<ReplySigner>,
 }
 
 impl Gate {
-    /// The gate of `contract`, with `policy` (see [`load_policy`]).
-    pub fn new(contract: &Contract, policy: AccessPolicy) -> Gate {
+    /// The gate of `contract`, with `policy` (see [`load_policy`]) and, in the
+    /// strict profile, the replay ledger.
+    pub fn new(contract: &Contract, policy: AccessPolicy, ledger: Option<ReplayLedger>) -> anyhow::Result<Gate> {
         let security = &contract.security;
-        Gate {
+        let reply_signer = match (security.profile, &security.identity) {
+            (SecurityProfile::Strict, Some(identity)) => Some(ReplySigner {
+                signer: identity.signer(&security.realm).map_err(|e| anyhow::anyhow!("security.identity_file: {e}"))?,
+                bus_id: security.bus_id.clone(),
+            }),
+            (SecurityProfile::Strict, None) => anyhow::bail!("security.identity_file: required in the strict profile"),
+            (SecurityProfile::Dev, _) => None,
+        };
+        if security.profile == SecurityProfile::Strict && ledger.is_none() {
+            anyhow::bail!("the strict profile needs the replay ledger");
+        }
+        Ok(Gate {
             profile: security.profile,
+            realm: security.realm.clone(),
             skew: TimeDelta::seconds(i64::try_from(security.max_clock_skew_seconds).unwrap_or(i64::MAX / 1000)),
             default_delivery: security.default_delivery,
             wrap_ttl: Duration::from_secs(security.wrap_ttl_seconds),
             policy: RwLock::new(Arc::new(policy)),
-            replay: Mutex::new(ReplayGuard::new(security.replay_cache_max_entries)),
-        }
+            ledger,
+            reply_signer,
+        })
     }
 
     pub fn profile(&self) -> SecurityProfile {
         self.profile
+    }
+
+    /// Signs replies, in the strict profile.
+    pub fn reply_signer(&self) -> Option<&ReplySigner> {
+        self.reply_signer.as_ref()
     }
 
     /// What an operator must know about the node's security settings: said
@@ -121,35 +155,42 @@ impl Gate {
         self.policy.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Admits `request` from `record`, or says why not.
-    pub fn admit(&self, record: &RecordFacts, request: &RequestEnvelope, target: &Target) -> Result<Delivered, Denial> {
+    /// Admits `request`, which came as `provenance` says in the record
+    /// `value` at `position`, or says why not.
+    pub async fn admit(
+        &self,
+        position: &Position,
+        value: &[u8],
+        provenance: &Provenance,
+        request: &RequestEnvelope,
+        target: &Target,
+    ) -> Result<Delivered, Denial> {
         let policy = self.policy();
-        let requester = request.source_tool.as_deref().and_then(|name| policy.requester(name));
+        // Who is asking: the signing runtime; in dev, whoever the envelope says.
+        let name = provenance.signed.as_ref().map(|s| s.runtime_id.as_str()).or(request.source_tool.as_deref());
+        let requester = name.and_then(|name| policy.requester(name));
         if self.profile == SecurityProfile::Strict {
-            let signature = RequestSignature::parse(record.signature.ok_or(deny("signature_missing"))?)
-                .map_err(|_| deny("signature_malformed"))?;
-            let requester = requester.ok_or(deny("unknown_requester"))?;
-            let key = requester.signing_key(&signature.key_id).ok_or(deny("unknown_key"))?;
-            signature.verify(key, record.topic, record.value).map_err(|_| deny("bad_signature"))?;
+            let signed = provenance.signed.as_deref().ok_or(deny("unsigned"))?;
+            self.verify(&policy, value, signed)?;
+            let requester = requester.ok_or(deny("unknown_signer"))?;
 
             // Upstream fills a missing id or timestamp with a new one; a
-            // signed record without them could be replayed as new.
-            if record.stamped != Stamped(true) {
+            // signed request without them could be replayed as new.
+            if !provenance.stamped {
                 return Err(deny("envelope_id_or_timestamp_missing"));
             }
-
             let now = Utc::now();
             let stamped = request.envelope_timestamp;
             if stamped < now - self.skew || stamped > now + self.skew {
                 return Err(deny("timestamp_outside_window"));
             }
-            let mut replay = self.replay.lock().unwrap_or_else(|p| p.into_inner());
-            match replay.check(request.envelope_id, record.position, stamped + self.skew, now) {
+            let ledger = self.ledger.as_ref().ok_or(deny("replay_ledger_unavailable"))?;
+            match ledger.claim(request.envelope_id, position, stamped + self.skew).await {
                 Replay::Fresh => {}
                 Replay::Replayed => return Err(deny("replayed")),
                 Replay::Full => return Err(deny("replay_cache_full")),
+                Replay::Unavailable => return Err(deny("replay_ledger_unavailable")),
             }
-            drop(replay);
 
             let operation = request.payload.operation();
             requester.allows(operation, target.mount.as_deref(), &target.paths).map_err(|n| deny(n.reason()))?;
@@ -172,6 +213,16 @@ impl Gate {
         }
     }
 
+    /// `ServiceEnvelopeValidator.validate_envelope` with `reject_unsigned`,
+    /// the payload hashed from the record's own text (as Python reads it:
+    /// serde_json's float parsing is not exact enough to re-hash from).
+    fn verify(&self, policy: &AccessPolicy, value: &[u8], signed: &SignedEnvelope) -> Result<(), Denial> {
+        let record = std::str::from_utf8(value).map_err(|_| deny("malformed_signed_envelope"))?;
+        let keys_of =
+            |signer: &str| policy.requester(signer).map(|r| r.signing_keys().cloned().collect()).unwrap_or_default();
+        signed.verify_received(record, &self.realm, keys_of).map_err(gateway_denial)
+    }
+
     /// A refreshed policy (see [`refresh_policy`]).
     pub fn use_policy(&self, policy: AccessPolicy) {
         *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
@@ -180,6 +231,34 @@ impl Gate {
     /// Requesters known now.
     pub fn requesters(&self) -> usize {
         self.policy().len()
+    }
+
+    /// Signed-request ids the replay ledger remembers now.
+    pub fn replay_ids_remembered(&self) -> usize {
+        self.ledger.as_ref().map_or(0, ReplayLedger::remembered)
+    }
+}
+
+/// The node's runtime signer: wraps each reply in a `ModelMessageEnvelope`
+/// signed with the node's key, as an ONEX runtime's gateway signs what it
+/// publishes (`ServiceEnvelopeSigner.sign_dict`), so requesters can tell the
+/// node's replies from anyone else's.
+pub struct ReplySigner {
+    signer: RuntimeSigner,
+    bus_id: String,
+}
+
+impl ReplySigner {
+    /// `message` with its body wrapped and signed; `trace_id` is the reply's
+    /// `correlation_id` (an ONEX runtime's gateway restores the correlation
+    /// from it), `causality_id` the request's `envelope_id`.
+    pub fn sign(&self, message: Outgoing) -> Outgoing {
+        message.map_body(|envelope| {
+            let uuid = |key: &str| envelope.get(key).and_then(|v| v.as_str()).and_then(|s| Uuid::parse_str(s).ok());
+            let trace_id = uuid("correlation_id").unwrap_or_else(Uuid::new_v4);
+            let causality_id = uuid("parent_envelope_id");
+            serde_json::to_value(self.signer.sign(envelope, &self.bus_id, trace_id, causality_id)).ok()
+        })
     }
 }
 
@@ -225,7 +304,7 @@ pub async fn load_policy(contract: &Contract, vault: &Vault) -> Result<AccessPol
     Ok(policy)
 }
 
-/// Reads `{requester: {signing_keys: [{id, public_key}], sealing_key: {id, public_key}}}`
+/// Reads `{runtime_id: {signing_keys: [{id, public_key}], sealing_key: {id, public_key}}}`
 /// from the KV v2 secret `source`.
 async fn read_vault_keys(vault: &Vault, source: &VaultKeySource) -> Result<Vec<RequesterPolicy>, VaultError> {
     #[derive(Deserialize)]
@@ -244,8 +323,8 @@ async fn read_vault_keys(vault: &Vault, source: &VaultKeySource) -> Result<Vec<R
     Ok(kv
         .data
         .into_iter()
-        .map(|(name, keys)| RequesterPolicy {
-            name,
+        .map(|(runtime_id, keys)| RequesterPolicy {
+            runtime_id,
             signing_keys: keys.signing_keys,
             sealing_key: keys.sealing_key,
             clear_delivery: false,

@@ -3,11 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use onex_vault_models::{Operation, SealingPublicKey, VerifyingKey};
+use onex_vault_models::{Operation, RuntimeKey, SealingPublicKey};
 
 use crate::contract::{AccessPolicySettings, KeyRef, RequesterPolicy};
 
-/// Every requester the node knows, by `source_tool`.
+/// Every requester the node knows, by the `runtime_id` of its signing runtime.
 #[derive(Debug, Default)]
 pub struct AccessPolicy {
     requesters: BTreeMap<String, Requester>,
@@ -15,7 +15,8 @@ pub struct AccessPolicy {
 
 #[derive(Debug)]
 pub struct Requester {
-    signing_keys: BTreeMap<String, VerifyingKey>,
+    /// By key id (operators' bookkeeping; any of them may sign).
+    signing_keys: BTreeMap<String, RuntimeKey>,
     pub sealing_key: Option<SealingPublicKey>,
     pub clear_delivery: bool,
     grants: Vec<Grant>,
@@ -51,8 +52,11 @@ impl AccessPolicy {
     /// The policy of a validated contract (keys and patterns already checked;
     /// anything unusable is left out, never widened).
     pub fn from_settings(settings: &AccessPolicySettings, default_mount: &str) -> AccessPolicy {
-        let requesters =
-            settings.requesters.iter().map(|r| (r.name.clone(), Requester::from_settings(r, default_mount))).collect();
+        let requesters = settings
+            .requesters
+            .iter()
+            .map(|r| (r.runtime_id.clone(), Requester::from_settings(r, default_mount)))
+            .collect();
         AccessPolicy { requesters }
     }
 
@@ -73,8 +77,8 @@ impl AccessPolicy {
     pub fn add_keys(&mut self, extra: &[RequesterPolicy]) -> Vec<String> {
         let mut unknown = Vec::new();
         for more in extra {
-            let Some(requester) = self.requesters.get_mut(&more.name) else {
-                unknown.push(more.name.clone());
+            let Some(requester) = self.requesters.get_mut(&more.runtime_id) else {
+                unknown.push(more.runtime_id.clone());
                 continue;
             };
             requester.signing_keys.extend(verifying_keys(&more.signing_keys));
@@ -108,8 +112,9 @@ impl Requester {
         }
     }
 
-    pub fn signing_key(&self, key_id: &str) -> Option<&VerifyingKey> {
-        self.signing_keys.get(key_id)
+    /// The keys its envelopes may be signed with.
+    pub fn signing_keys(&self) -> impl Iterator<Item = &RuntimeKey> {
+        self.signing_keys.values()
     }
 
     /// Whether some grant allows `operation` on every one of `paths` in
@@ -138,8 +143,8 @@ impl Requester {
     }
 }
 
-fn verifying_keys(keys: &[KeyRef]) -> BTreeMap<String, VerifyingKey> {
-    keys.iter().filter_map(|k| Some((k.id.clone(), VerifyingKey::from_base64(&k.public_key).ok()?))).collect()
+fn verifying_keys(keys: &[KeyRef]) -> BTreeMap<String, RuntimeKey> {
+    keys.iter().filter_map(|k| Some((k.id.clone(), RuntimeKey::from_base64(&k.public_key).ok()?))).collect()
 }
 
 fn sealing_key(key: &KeyRef) -> Option<SealingPublicKey> {
@@ -257,7 +262,7 @@ mod tests {
     fn requester(grants: &str) -> Requester {
         let grants: Vec<crate::contract::Grant> = serde_yaml::from_str(grants).expect("grants");
         let settings = RequesterPolicy {
-            name: "node_billing".into(),
+            runtime_id: "node_billing".into(),
             signing_keys: vec![],
             sealing_key: None,
             clear_delivery: false,

@@ -139,12 +139,27 @@ impl BusClient {
 
     /// Produces one record and waits until it is delivered. Returns `(partition, offset)`.
     pub async fn produce(&self, topic: &str, key: Option<&[u8]>, value: &[u8], headers: &[(&str, &str)]) -> (i32, i64) {
+        self.produce_to(topic, None, key, value, headers).await
+    }
+
+    /// [`BusClient::produce`] to `partition` when given (else by key).
+    pub async fn produce_to(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: &[(&str, &str)],
+    ) -> (i32, i64) {
         let headers = headers
             .iter()
             .fold(OwnedHeaders::new(), |all, (name, value)| all.insert(Header { key: name, value: Some(*value) }));
         let mut record = FutureRecord::to(topic).payload(value).headers(headers);
         if let Some(key) = key {
             record = record.key(key);
+        }
+        if let Some(partition) = partition {
+            record = record.partition(partition);
         }
         let delivery = self
             .producer
@@ -169,8 +184,12 @@ pub struct Record {
     /// Header values as (lossy) UTF-8; a header without value maps to "".
     pub headers: HashMap<String, String>,
     pub value: Vec<u8>,
-    /// The value parsed as JSON, when it is JSON.
+    /// The value parsed as JSON, when it is JSON: the event envelope, taken
+    /// out of its signed `ModelMessageEnvelope` when it came in one (see
+    /// `signed`; tests of the signature read `value`).
     pub json: Option<Value>,
+    /// Whether the value was a signed `ModelMessageEnvelope`.
+    pub signed: bool,
     /// When the watcher received it (fault tests measure reply latency with it).
     pub received_at: std::time::Instant,
 }
@@ -274,17 +293,31 @@ impl ReplyWatcher {
     /// Waits until a record (already seen or arriving later) satisfies `predicate`.
     /// On timeout the error lists the topics, consumer errors and the last records seen.
     pub async fn wait_for(&self, predicate: impl Fn(&Record) -> bool, timeout: Duration) -> anyhow::Result<Record> {
+        let mut found = self.wait_for_many(predicate, 1, timeout).await?;
+        Ok(found.remove(0))
+    }
+
+    /// Waits until `n` records (already seen or arriving later) satisfy
+    /// `predicate`; returns them in arrival order.
+    pub async fn wait_for_many(
+        &self,
+        predicate: impl Fn(&Record) -> bool,
+        n: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<Record>> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut changes = self.seen.count.subscribe();
         let mut checked = 0;
+        let mut found = Vec::new();
         loop {
             // Mark the current count as seen *before* looking, so a record that
             // arrives while we look wakes the wait below.
             changes.borrow_and_update();
             {
                 let records = self.seen.records.lock().expect("watcher records poisoned");
-                if let Some(found) = records[checked..].iter().find(|r| predicate(r)) {
-                    return Ok(found.clone());
+                found.extend(records[checked..].iter().filter(|r| predicate(r)).take(n - found.len()).cloned());
+                if found.len() == n {
+                    return Ok(found);
                 }
                 checked = records.len();
             }
@@ -353,13 +386,17 @@ fn collect(consumer: BaseConsumer, seen: &Seen, stop: &AtomicBool) {
                             .collect()
                     })
                     .unwrap_or_default();
+                let parsed: Option<Value> = serde_json::from_slice(&value).ok();
+                let signed = parsed.as_ref().is_some_and(onex_vault_models::SignedEnvelope::looks_signed);
+                let json = if signed { parsed.and_then(|mut v| v.get_mut("payload").map(Value::take)) } else { parsed };
                 let record = Record {
                     topic: message.topic().to_owned(),
                     partition: message.partition(),
                     offset: message.offset(),
                     key: message.key().map(<[u8]>::to_vec),
                     headers,
-                    json: serde_json::from_slice(&value).ok(),
+                    json,
+                    signed,
                     value,
                     received_at: std::time::Instant::now(),
                 };

@@ -18,6 +18,22 @@ use uuid::Uuid;
 use super::bus::{self, BusClient, Record, ReplyWatcher};
 use super::servers;
 
+/// The realm of every test node (the strict profile checks it).
+pub const NODE_REALM: &str = "test-realm";
+
+/// The runtime identity every test node signs its replies with.
+pub fn node_identity() -> &'static onex_vault_models::RuntimeIdentity {
+    static IDENTITY: std::sync::OnceLock<onex_vault_models::RuntimeIdentity> = std::sync::OnceLock::new();
+    IDENTITY.get_or_init(|| onex_vault_models::RuntimeIdentity::generate("node_under_test", "t1").expect("keys"))
+}
+
+/// How requesters trust the test nodes' replies.
+#[allow(dead_code)]
+pub fn node_trust() -> onex_vault_client::NodeTrust {
+    let key = onex_vault_models::RuntimeKey::from_base64(&node_identity().public_key_base64()).expect("node key");
+    onex_vault_client::NodeTrust { runtime_id: node_identity().runtime_id.clone(), key }
+}
+
 /// How long a test waits for a reply before failing.
 pub const REPLY_WAIT: Duration = Duration::from_secs(45);
 
@@ -31,6 +47,7 @@ pub struct Topics {
     pub circuit_breaker: String,
     pub audit: String,
     pub lease_events: String,
+    pub replay_claims: String,
     pub dlq: String,
 }
 
@@ -47,11 +64,12 @@ impl Topics {
             circuit_breaker: name("evt", "circuit-breaker"),
             audit: name("evt", "vault-audit"),
             lease_events: name("evt", "vault-lease"),
+            replay_claims: name("evt", "vault-replay-claim"),
             dlq: name("dlq", "vault-request"),
         }
     }
 
-    fn all(&self) -> [&str; 8] {
+    fn all(&self) -> [&str; 9] {
         [
             &self.requests,
             &self.completed,
@@ -60,6 +78,7 @@ impl Topics {
             &self.circuit_breaker,
             &self.audit,
             &self.lease_events,
+            &self.replay_claims,
             &self.dlq,
         ]
     }
@@ -106,6 +125,16 @@ impl NodeOptions {
     /// Points the node at other Kafka bootstrap servers (e.g. a proxied link).
     pub fn bootstrap_servers(self, servers: &str) -> Self {
         self.env("KAFKA_BOOTSTRAP_SERVERS", servers)
+    }
+
+    /// The `strict` security profile (root token) with `requesters` (entries
+    /// as in the contract's `access_policy.requesters`).
+    pub fn strict(self, requesters: Vec<Value>) -> Self {
+        let requesters: serde_yaml::Value =
+            serde_json::from_value(Value::Array(requesters)).expect("requesters as YAML");
+        self.env("VAULT_TOKEN", servers().root_token())
+            .env("ONEX_SECURITY_PROFILE", "strict")
+            .edit(move |contract| contract["access_policy"]["requesters"] = requesters)
     }
 
     pub fn edit(mut self, edit: impl FnOnce(&mut serde_yaml::Value) + 'static) -> Self {
@@ -163,12 +192,16 @@ impl Node {
         publish["circuit_breaker"] = topics.circuit_breaker.clone().into();
         publish["audit"] = topics.audit.clone().into();
         publish["lease_events"] = topics.lease_events.clone().into();
+        publish["replay_claims"] = topics.replay_claims.clone().into();
         bus_section["dlq_topics"]["requests"] = topics.dlq.clone().into();
         for edit in options.contract_edits {
             edit(&mut contract);
         }
         std::fs::write(&contract_path, serde_yaml::to_string(&contract).expect("contract YAML"))
             .expect("write the test contract");
+
+        let identity_path = dir.path().join("node.identity.json");
+        std::fs::write(&identity_path, node_identity().to_json()).expect("write the node's identity file");
 
         let http_port = free_port();
         let log_path = dir.path().join("node.log");
@@ -188,6 +221,8 @@ impl Node {
             // Tests of everything but security run without its checks;
             // tests/security.rs sets `strict` (options.env wins).
             .env("ONEX_SECURITY_PROFILE", "dev")
+            .env("ONEX_REALM", NODE_REALM)
+            .env("ONEX_NODE_IDENTITY_FILE", &identity_path)
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
@@ -203,18 +238,7 @@ impl Node {
     /// `requesters` (entries as in the contract's `access_policy.requesters`)
     /// and further contract `edit`s.
     pub async fn start_strict(requesters: Vec<Value>, edit: impl FnOnce(&mut serde_yaml::Value) + 'static) -> Node {
-        let requesters: serde_yaml::Value =
-            serde_json::from_value(Value::Array(requesters)).expect("requesters as YAML");
-        Node::start_with(
-            NodeOptions::default()
-                .env("VAULT_TOKEN", servers().root_token())
-                .env("ONEX_SECURITY_PROFILE", "strict")
-                .edit(move |contract| {
-                    contract["access_policy"]["requesters"] = requesters;
-                    edit(contract);
-                }),
-        )
-        .await
+        Node::start_with(NodeOptions::default().strict(requesters).edit(edit)).await
     }
 
     /// Waits until the node has built itself (Vault login, policy, producer):
@@ -453,6 +477,12 @@ impl Requester {
         self.client.produce(&self.topics.requests, key, value, &[]).await;
     }
 
+    /// Sends raw bytes to one partition of the request topic.
+    #[allow(dead_code)]
+    pub async fn send_raw_to(&self, partition: i32, value: &[u8]) -> (i32, i64) {
+        self.client.produce_to(&self.topics.requests, Some(partition), None, value, &[]).await
+    }
+
     /// Sends raw bytes with record headers to the request topic.
     pub async fn send_raw_with_headers(&self, key: Option<&[u8]>, value: &[u8], headers: &[(&str, &str)]) {
         self.client.produce(&self.topics.requests, key, value, headers).await;
@@ -491,7 +521,7 @@ impl Requester {
 }
 
 /// `identity`'s access-policy entry (as `keygen` prints it) with `grants`.
-pub fn policy_entry(identity: &onex_vault_models::RequesterIdentity, grants: Value) -> Value {
+pub fn policy_entry(identity: &onex_vault_models::RuntimeIdentity, grants: Value) -> Value {
     let mut entries: Vec<Value> = serde_yaml::from_str(&identity.policy_entry()).expect("a YAML policy entry");
     let mut entry = entries.remove(0);
     entry["grants"] = grants;
