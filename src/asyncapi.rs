@@ -18,8 +18,14 @@ struct Channel {
     schema: &'static str,
     /// `receive` (the node consumes it) or `send`.
     action: &'static str,
+    /// Whether its records travel in a signed `ModelMessageEnvelope` in the
+    /// strict profile (a second message of the channel).
+    signed: bool,
     description: &'static str,
 }
+
+/// The schema of a signed `ModelMessageEnvelope`.
+const SIGNED_SCHEMA: &str = "signed-message";
 
 const CHANNELS: &[Channel] = &[
     Channel {
@@ -27,28 +33,34 @@ const CHANNELS: &[Channel] = &[
         id: "requests",
         schema: "vault-request",
         action: "receive",
-        description: "Request envelopes; payload tagged by `operation`. In the strict security profile each record \
-                      carries an Ed25519 signature header.",
+        signed: true,
+        description: "Request envelopes; payload tagged by `operation`. In the strict security profile each \
+                      envelope travels as the payload of a signed ModelMessageEnvelope of a trusted ONEX runtime.",
     },
     Channel {
         field: "event_bus.publish_topics.completed",
         id: "completed",
         schema: "vault-reply",
         action: "send",
-        description: "Replies with `status: success`, keyed by `correlation_id`.",
+        signed: true,
+        description: "Replies with `status: success`, keyed by `correlation_id`; signed by the node's runtime key \
+                      in the strict profile.",
     },
     Channel {
         field: "event_bus.publish_topics.failed",
         id: "failed",
         schema: "vault-reply",
         action: "send",
-        description: "Replies with `status: error` and a typed error code, keyed by `correlation_id`.",
+        signed: true,
+        description: "Replies with `status: error` and a typed error code, keyed by `correlation_id`; signed by \
+                      the node's runtime key in the strict profile.",
     },
     Channel {
         field: "event_bus.publish_topics.health",
         id: "health",
         schema: "vault-health",
         action: "send",
+        signed: false,
         description: "Health events: at start, every health interval, and at a clean shutdown.",
     },
     Channel {
@@ -56,6 +68,7 @@ const CHANNELS: &[Channel] = &[
         id: "circuitBreaker",
         schema: "circuit-breaker",
         action: "send",
+        signed: false,
         description: "Circuit-breaker transitions around Vault.",
     },
     Channel {
@@ -63,6 +76,7 @@ const CHANNELS: &[Channel] = &[
         id: "audit",
         schema: "vault-audit",
         action: "send",
+        signed: false,
         description: "One audit record per request (denied and invalid ones too); never a value or a token.",
     },
     Channel {
@@ -70,6 +84,7 @@ const CHANNELS: &[Channel] = &[
         id: "leaseEvents",
         schema: "vault-lease-event",
         action: "send",
+        signed: false,
         description: "Leases the node keeps alive and can renew no more.",
     },
     Channel {
@@ -77,7 +92,17 @@ const CHANNELS: &[Channel] = &[
         id: "deadLetters",
         schema: "vault-dead-letter",
         action: "send",
+        signed: false,
         description: "Request records the node cannot use, with the reason and the original value.",
+    },
+    Channel {
+        field: "event_bus.publish_topics.replay_claims",
+        id: "replayClaims",
+        schema: "vault-replay-claim",
+        action: "send",
+        signed: false,
+        description: "The replay ledger (strict profile): each instance claims a signed request's envelope_id \
+                      here before admitting it, and reads every claim; the first claim of an id wins.",
     },
 ];
 
@@ -93,6 +118,9 @@ pub fn document_of_file(path: &std::path::Path) -> Result<Value, ContractError> 
         "KAFKA_BOOTSTRAP_SERVERS" => Some("kafka:9092".to_owned()),
         "VAULT_ADDR" => Some("http://vault:8200".to_owned()),
         "VAULT_TOKEN" => Some("documentation".to_owned()),
+        // The document is the same in both profiles (it says which messages
+        // are signed in `strict`); `dev` needs no node identity file to load.
+        "ONEX_SECURITY_PROFILE" => Some("dev".to_owned()),
         _ => None,
     };
     let contract = Contract::from_yaml(&text, &path.display().to_string(), &stand_in)?;
@@ -108,24 +136,40 @@ pub fn document(contract: &Contract) -> Value {
     let mut messages = Map::new();
     for channel in CHANNELS {
         let address = topics.iter().find(|(field, _)| *field == channel.field).map_or("", |(_, topic)| *topic);
-        let message_id = message_id(channel.schema);
-        let root = schemas_by_name.iter().find(|(name, _)| *name == channel.schema).map(|(_, root)| root.clone());
-        messages.entry(message_id.clone()).or_insert_with(|| {
-            json!({
-                "name": message_id,
-                "title": root.as_ref().and_then(|r| components.get(r)).and_then(|s| s.get("title")).cloned()
-                    .unwrap_or(Value::Null),
-                "contentType": "application/json",
-                "headers": headers(channel.action),
-                "payload": { "$ref": format!("#/components/schemas/{}", root.unwrap_or_default()) },
-            })
-        });
+        let mut names = vec![channel.schema];
+        if channel.signed {
+            names.push(SIGNED_SCHEMA);
+        }
+        let mut channel_messages = Map::new();
+        for name in names {
+            let message_id = message_id(name);
+            let root = schemas_by_name.iter().find(|(schema, _)| *schema == name).map(|(_, root)| root.clone());
+            messages.entry(message_id.clone()).or_insert_with(|| {
+                let mut message = json!({
+                    "name": message_id,
+                    "title": root.as_ref().and_then(|r| components.get(r)).and_then(|s| s.get("title")).cloned()
+                        .unwrap_or(Value::Null),
+                    "contentType": "application/json",
+                    "payload": { "$ref": format!("#/components/schemas/{}", root.unwrap_or_default()) },
+                });
+                // A signed message travels both ways, with the headers of its direction.
+                if name != SIGNED_SCHEMA {
+                    message["headers"] = headers(channel.action);
+                }
+                message
+            });
+            channel_messages.insert(message_id.clone(), json!({ "$ref": format!("#/components/messages/{message_id}") }));
+        }
+        let message_refs: Vec<Value> = channel_messages
+            .keys()
+            .map(|id| json!({ "$ref": format!("#/channels/{}/messages/{id}", channel.id) }))
+            .collect();
         channels.insert(
             channel.id.to_owned(),
             json!({
                 "address": address,
                 "description": channel.description,
-                "messages": { message_id.clone(): { "$ref": format!("#/components/messages/{message_id}") } },
+                "messages": channel_messages,
             }),
         );
         let verb = if channel.action == "receive" { "receive" } else { "send" };
@@ -134,7 +178,7 @@ pub fn document(contract: &Contract) -> Value {
             json!({
                 "action": channel.action,
                 "channel": { "$ref": format!("#/channels/{}", channel.id) },
-                "messages": [ { "$ref": format!("#/channels/{}/messages/{message_id}", channel.id) } ],
+                "messages": message_refs,
             }),
         );
     }

@@ -247,6 +247,7 @@ async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationTo
             trace.apply_to(&mut reply);
             let mut audit = audit_record(node, record, Some(&request), target, &reply.payload, started);
             audit.denial = denial.map(|d| d.reason.to_owned());
+            audit.runtime_id = provenance.signed.map(|signed| signed.runtime_id);
             (vec![messages::reply(bus, node.gate.reply_signer(), reply)], audit)
         }
         Decoded::Refused(mut refusal) => {
@@ -355,6 +356,7 @@ fn audit_record(
 ) -> AuditRecord {
     AuditRecord {
         requester: request.and_then(|r| r.source_tool.clone()),
+        runtime_id: None,
         operation: Some(reply.operation.clone()),
         path: target.audit_path(),
         mount: target.mount,

@@ -63,6 +63,7 @@ fn every_reference_resolves_and_every_topic_is_a_channel() {
                 "KAFKA_BOOTSTRAP_SERVERS" => Some("kafka:9092".into()),
                 "VAULT_ADDR" => Some("http://vault:8200".into()),
                 "VAULT_TOKEN" => Some("t".into()),
+                "ONEX_SECURITY_PROFILE" => Some("dev".into()),
                 _ => None,
             }
         })

@@ -25,6 +25,9 @@ const ENV: &[(&str, &str)] = &[
     ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
     ("VAULT_ADDR", "http://127.0.0.1:8200"),
     ("VAULT_TOKEN", "hvs.canary-token-in-env"),
+    // The strict profile needs a node identity and a realm; see
+    // `the_strict_profile_names_what_it_is_missing`.
+    ("ONEX_SECURITY_PROFILE", "dev"),
 ];
 
 #[test]
@@ -82,12 +85,22 @@ fn a_refused_token_stops_start_up_with_a_clear_message() {
             ("VAULT_ADDR", &vault),
             ("VAULT_TOKEN", "hvs.canary-wrong-token"),
             ("ONEX_HTTP_PORT", "0"),
+            ("ONEX_SECURITY_PROFILE", "dev"),
         ],
     );
     assert_eq!(out.status.code(), Some(1));
     let log = text(&out.stderr) + &text(&out.stdout);
     assert!(log.contains("login failed (Vault 403)"), "{log}");
     assert!(!log.contains("canary-wrong-token"), "the token leaked: {log}");
+}
+
+#[test]
+fn the_strict_profile_names_what_it_is_missing() {
+    let out = adapter(&["check-contract", "contract.yaml"], &ENV[..3]);
+    assert_eq!(out.status.code(), Some(1));
+    let log = text(&out.stderr);
+    assert!(log.contains("security.realm: required") && log.contains("ONEX_REALM"), "{log}");
+    assert!(log.contains("security.identity_file: required") && log.contains("ONEX_NODE_IDENTITY_FILE"), "{log}");
 }
 
 #[test]
@@ -102,7 +115,7 @@ fn approle_without_credentials_names_both_settings() {
 fn a_taken_http_port_is_a_clear_start_up_error() {
     let taken = std::net::TcpListener::bind("0.0.0.0:0").expect("bind a port");
     let port = taken.local_addr().expect("address").port().to_string();
-    let out = adapter(&["run"], &[ENV[0], ENV[1], ENV[2], ("ONEX_HTTP_PORT", &port)]);
+    let out = adapter(&["run"], &[ENV[0], ENV[1], ENV[2], ENV[3], ("ONEX_HTTP_PORT", &port)]);
     assert_eq!(out.status.code(), Some(1));
     let log = text(&out.stderr);
     assert!(log.contains("cannot listen on") && log.contains("ONEX_HTTP_PORT"), "{log}");

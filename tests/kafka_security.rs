@@ -46,6 +46,7 @@ async fn a_sasl_password_never_reaches_the_log_and_a_failed_handshake_keeps_the_
         .env("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
         .env("VAULT_ADDR", "http://vault:8200")
         .env("VAULT_TOKEN", "t")
+        .env("ONEX_SECURITY_PROFILE", "dev")
         .env("KAFKA_SECURITY_PROTOCOL", "sasl_ssl")
         .env("KAFKA_SASL_MECHANISM", "PLAIN")
         .env("KAFKA_SASL_USERNAME", "onex")

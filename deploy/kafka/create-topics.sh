@@ -20,8 +20,15 @@ fi
 
 for topic in $topics; do
     echo "kafka-init: creating ${topic} (${partitions} partitions)"
+    case "$topic" in
+        # The replay ledger (README "Security model"): claims must outlive
+        # 2 x security.max_clock_skew_seconds and must never be compacted.
+        *.vault-replay-claim.*) config="--config cleanup.policy=delete --config retention.ms=900000" ;;
+        *) config="" ;;
+    esac
+    # shellcheck disable=SC2086 # $config is a word list
     "${kafka_bin}/kafka-topics.sh" --bootstrap-server "$bootstrap" --create --if-not-exists \
-        --topic "$topic" --partitions "$partitions" --replication-factor 1
+        --topic "$topic" --partitions "$partitions" --replication-factor 1 $config
 done
 
 echo "kafka-init: topics on ${bootstrap}:"

@@ -17,6 +17,10 @@ pub const AUDIT_PAYLOAD_TYPE: &str = "ModelVaultAuditRecord";
 pub struct AuditRecord {
     /// The requester's `source_tool`; null when the record named none.
     pub requester: Option<String>,
+    /// The `runtime_id` of the signed envelope the request came in (strict
+    /// profile), as it claims to be; `denial` says whether it verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_id: Option<String>,
     /// The operation as sent; null when it could not be read.
     pub operation: Option<String>,
     /// The KV mount the request addressed, if any.

@@ -29,6 +29,7 @@ mod gateway;
 mod identity;
 mod keys;
 mod path;
+mod replay_claim;
 mod reply;
 mod request;
 mod schema;
@@ -55,6 +56,7 @@ pub use gateway::{
 pub use identity::RuntimeIdentity;
 pub use keys::{check_key_id, KeyError};
 pub use path::{mask_path, FolderPath, MountName, PathError, SecretPath, MAX_PATH_BYTES};
+pub use replay_claim::{RecordPosition, ReplayClaim, REPLAY_CLAIM_PAYLOAD_TYPE};
 pub use reply::{
     BatchItem, CiphertextResult, DecryptResult, DeleteSecretResult, GetSecretResult, GetSecretsBatchResult,
     ListSecretsResult, LookupLeaseResult, LookupTokenResult, OperationResult, ReadMetadataResult, RenewLeaseResult,
@@ -84,5 +86,7 @@ pub type AuditEnvelope = Envelope<AuditRecord>;
 pub type LeaseEventEnvelope = Envelope<LeaseEvent>;
 /// A health event as the node publishes it on the health topic.
 pub type HealthEnvelope = Envelope<NodeHealthEvent>;
+/// A replay claim as the node publishes it on the replay ledger topic.
+pub type ReplayClaimEnvelope = Envelope<ReplayClaim>;
 /// A breaker transition as the node publishes it on the circuit-breaker topic.
 pub type CircuitBreakerEnvelope = Envelope<CircuitBreakerEvent>;

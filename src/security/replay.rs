@@ -23,11 +23,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use onex_vault_models::Envelope;
+use onex_vault_models::{Envelope, RecordPosition, ReplayClaim, REPLAY_CLAIM_PAYLOAD_TYPE};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -36,12 +35,7 @@ use crate::bus::{self, Kind, Outgoing, Publisher};
 use crate::contract::Contract;
 
 /// Where a request record sits.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Position {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-}
+pub type Position = RecordPosition;
 
 /// What the ledger says of a request.
 #[derive(Debug, PartialEq, Eq)]
@@ -55,20 +49,6 @@ pub enum Replay {
     /// The ledger could not be written or read in time: refuse (fail closed).
     Unavailable,
 }
-
-/// A claim on the ledger topic (payload type `ModelVaultReplayClaim`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReplayClaim {
-    pub envelope_id: Uuid,
-    pub position: Position,
-    /// When the request's timestamp leaves the skew window.
-    pub forget_after: DateTime<Utc>,
-    /// The instance that claimed it (for operators).
-    pub instance_id: String,
-}
-
-pub const REPLAY_CLAIM_PAYLOAD_TYPE: &str = "ModelVaultReplayClaim";
 
 /// The first claim of every live id, as read from the ledger.
 #[derive(Default)]
