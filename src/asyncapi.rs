@@ -158,7 +158,8 @@ pub fn document(contract: &Contract) -> Value {
                 }
                 message
             });
-            channel_messages.insert(message_id.clone(), json!({ "$ref": format!("#/components/messages/{message_id}") }));
+            channel_messages
+                .insert(message_id.clone(), json!({ "$ref": format!("#/components/messages/{message_id}") }));
         }
         let message_refs: Vec<Value> = channel_messages
             .keys()

@@ -5,8 +5,8 @@ use schemars::{generate::SchemaSettings, JsonSchema};
 use serde_json::Value;
 
 use crate::{
-    AuditEnvelope, CircuitBreakerEnvelope, DeadLetterEnvelope, HealthEnvelope, LeaseEventEnvelope,
-    ReplayClaimEnvelope, ReplyEnvelope, RequestEnvelope, SignedEnvelope,
+    AuditEnvelope, CircuitBreakerEnvelope, DeadLetterEnvelope, HealthEnvelope, LeaseEventEnvelope, ReplayClaimEnvelope,
+    ReplyEnvelope, RequestEnvelope, SignedEnvelope,
 };
 
 /// One message's schema and the file name it is committed under.
