@@ -215,6 +215,7 @@ impl Reporter {
             security: SecurityStatus {
                 profile: format!("{:?}", node.gate.profile()).to_lowercase(),
                 requesters: node.gate.requesters() as u64,
+                replay_ids_remembered: node.gate.replay_ids_remembered() as u64,
                 warnings: node.gate.warnings(),
             },
             vault_metrics: vault_metrics(

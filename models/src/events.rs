@@ -148,6 +148,9 @@ pub struct SecurityStatus {
     pub profile: String,
     /// Requesters in the access policy.
     pub requesters: u64,
+    /// Signed-request ids the replay ledger holds now (group-wide, live ones).
+    #[serde(default)]
+    pub replay_ids_remembered: u64,
     /// Loud warnings, e.g. that the `dev` profile checks nothing.
     #[serde(default)]
     pub warnings: Vec<String>,

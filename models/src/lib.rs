@@ -3,9 +3,10 @@
 //! This crate is the node's public API on Kafka, and nothing else: the envelope
 //! every message travels in, the request payloads (tagged by `operation`), the
 //! reply payload and its error codes, the dead-letter record, and the health and
-//! circuit-breaker events. It depends on serde, schemars, secrecy and two
-//! RustCrypto crates only, so any Rust node can talk to the adapter without
-//! pulling in Kafka or Vault clients.
+//! circuit-breaker events, the signed `ModelMessageEnvelope` of the strict
+//! profile. It depends on serde, schemars, secrecy, blake3 and two RustCrypto
+//! crates only, so any Rust node can talk to the adapter without pulling in
+//! Kafka or Vault clients.
 //!
 //! Security: [`RuntimeSigner`] wraps an envelope in omnibase-core's signed
 //! `ModelMessageEnvelope` ([`SignedEnvelope`]) as an ONEX runtime's gateway
