@@ -182,11 +182,18 @@ find_python312() {
 
 onex_python="${onex_venv}/bin/python"
 onex_installed_version() { installed_version "$1" "$onex_python"; }
+# The pin file the venv was last installed from (its SHA-256, written after a good
+# install): any change to the pins (e.g. a package added for the Python example)
+# installs again, here as on a fresh machine.
+onex_requirements="${repo_root}/tests/conformance/requirements.txt"
+onex_stamp="${onex_venv}/.requirements.sha256"
+onex_pins="$(sha256sum "$onex_requirements" | cut -d ' ' -f 1)"
 
 if [ -x "$onex_python" ] && is_python312 "$onex_python" >/dev/null \
+    && [ "$(cat "$onex_stamp" 2>/dev/null)" = "$onex_pins" ] \
     && [ "$(onex_installed_version omnibase-core)" = "$OMNIBASE_CORE_VERSION" ] \
     && [ "$(onex_installed_version omnibase-infra)" = "$OMNIBASE_INFRA_VERSION" ]; then
-    log "omnibase-core ${OMNIBASE_CORE_VERSION} and omnibase-infra ${OMNIBASE_INFRA_VERSION} already installed in ${onex_venv}"
+    log "tests/conformance/requirements.txt (omnibase-core ${OMNIBASE_CORE_VERSION}, omnibase-infra ${OMNIBASE_INFRA_VERSION}) already installed in ${onex_venv}"
 else
     python312="$(find_python312 || true)"
     if [ -z "$python312" ]; then
@@ -206,11 +213,12 @@ else
     # (see the comment at the top of requirements.txt).
     log "pip install -r tests/conformance/requirements.txt into ${onex_venv} (about a minute)"
     "$onex_python" -m pip install --quiet --no-input --disable-pip-version-check \
-        -r "${repo_root}/tests/conformance/requirements.txt"
+        -r "$onex_requirements"
     [ "$(onex_installed_version omnibase-core)" = "$OMNIBASE_CORE_VERSION" ] \
         || die "omnibase-core ${OMNIBASE_CORE_VERSION} is not installed in ${onex_venv} after pip install"
     [ "$(onex_installed_version omnibase-infra)" = "$OMNIBASE_INFRA_VERSION" ] \
         || die "omnibase-infra ${OMNIBASE_INFRA_VERSION} is not installed in ${onex_venv} after pip install"
+    printf '%s\n' "$onex_pins" >"$onex_stamp"
 fi
 
 # --- 6. servers.env ------------------------------------------------------------
