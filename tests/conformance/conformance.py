@@ -26,6 +26,8 @@ What it does:
      every error code, ModelNodeHealthEvent and ModelCircuitBreakerStateEvent for the
      event payloads; and each reply against its request.
 
+conformance_strict.py (the strict profile) imports this module's reader and checks.
+
 Prints one line per check ("ok ..." / "MISMATCH ..."; passing checks that repeat over
 many records are summed into one "ok" line unless --verbose), then exactly
 `conformance: N passed, M failed`. Exit status 1 when M > 0 (anything expected that
@@ -44,7 +46,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
@@ -161,10 +163,22 @@ class Rec:
         return self.envelope.correlation_id if self.envelope is not None else None
 
 
+def decode_envelope(value: bytes) -> tuple[ModelEventEnvelope[object] | None, str | None]:
+    """omnibase-core's decode_inbound_envelope: the envelope, or why not."""
+    try:
+        return decode_inbound_envelope(value), None
+    except Exception as exc:  # noqa: BLE001 - reported as a mismatch
+        cause = exc.__cause__ or exc
+        return None, f"{type(exc).__name__}: {exc}; cause: {cause}"[:2000]
+
+
 class Reader:
     """Every record of the node's topics, from the beginning, via assign()."""
 
-    def __init__(self, bootstrap: str, topics: dict[str, str]) -> None:
+    def __init__(
+        self, bootstrap: str, topics: dict[str, str], start: dict[tuple[str, int], int] | None = None
+    ) -> None:
+        """`start`: the offset to read each (topic, partition) from (default: the beginning)."""
         self.topics = topics  # role -> topic
         self.role_of = {topic: role for role, topic in topics.items()}
         self.consumer = Consumer(
@@ -182,10 +196,10 @@ class Reader:
             if meta.error is not None:
                 raise SystemExit(f"topic {topic}: {meta.error}")
             for p in sorted(meta.partitions):
-                self.partitions.append(TopicPartition(topic, p, OFFSET_BEGINNING))
+                self.partitions.append(TopicPartition(topic, p, (start or {}).get((topic, p), OFFSET_BEGINNING)))
         self.consumer.assign(self.partitions)
         self.records: list[Rec] = []
-        self.next_offset: dict[tuple[str, int], int] = {}
+        self.next_offset: dict[tuple[str, int], int] = dict(start or {})
 
     def poll(self, seconds: float) -> list[Rec]:
         """Records that arrived within `seconds` (returns early once some did)."""
@@ -209,15 +223,15 @@ class Reader:
                 value=msg.value() or b"",
                 headers=list(msg.headers() or []),
             )
-            try:
-                rec.envelope = decode_inbound_envelope(rec.value)
-            except Exception as exc:  # noqa: BLE001 - reported as a mismatch
-                cause = exc.__cause__ or exc
-                rec.decode_error = f"{type(exc).__name__}: {exc}; cause: {cause}"[:2000]
+            self.decode(rec)
             self.records.append(rec)
             self.next_offset[(rec.topic, rec.partition)] = rec.offset + 1
             got.append(rec)
         return got
+
+    def decode(self, rec: Rec) -> None:
+        """Reads the record as an ONEX consumer does (sets envelope or decode_error)."""
+        rec.envelope, rec.decode_error = decode_envelope(rec.value)
 
     def drain(self, seconds: float) -> bool:
         """Reads up to the current end of every partition; False if it could not."""
@@ -303,6 +317,27 @@ def redact(p: Any) -> str:
 # ---------------------------------------------------------------------------
 # Judging
 # ---------------------------------------------------------------------------
+
+
+async def start_bus(bootstrap: str) -> EventBusKafka:
+    """omnibase-infra's EventBusKafka, started.
+
+    Upstream's producer defaults to enable_idempotence=True: aiokafka then sends
+    InitProducerId at start(), which Tansu 0.6.0 (memory storage, the test broker)
+    answers with UnknownError, so EventBusKafka.start() fails. Idempotence only
+    guards against duplicates on producer retries; it changes nothing in the body
+    or headers that reach the node, so it is off here.
+    """
+    bus = EventBusKafka(
+        config=ModelKafkaEventBusConfig(
+            bootstrap_servers=bootstrap,
+            environment="local",
+            timeout_seconds=15,
+            enable_idempotence=False,
+        )
+    )
+    await bus.start()
+    return bus
 
 
 def judge_record(t: Tally, bus: EventBusKafka, rec: Rec) -> None:
@@ -481,8 +516,9 @@ def judge_requests(t: Tally, reader: Reader, requests: list[Request]) -> None:
 # ---------------------------------------------------------------------------
 
 
-def parse_args() -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def common_args(description: str) -> argparse.ArgumentParser:
+    """The arguments every conformance driver takes: the node's topics and a secret."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--bootstrap-servers", required=True)
     ap.add_argument("--requests-topic", required=True)
     ap.add_argument("--completed-topic", required=True)
@@ -496,13 +532,28 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--secret-path", required=True, help="a secret the driver wrote into Vault")
     ap.add_argument("--secret-key", required=True)
     ap.add_argument("--secret-value", required=True)
+    ap.add_argument("--timeout-seconds", type=float, default=60.0)
+    ap.add_argument("--verbose", action="store_true", help="one ok line per record and check")
+    return ap
+
+
+def parse_args() -> argparse.Namespace:
+    ap = common_args(__doc__.split("\n\n")[0])
     ap.add_argument("--write-path", help="where write_secret writes (default: <secret-path>-written)")
     ap.add_argument("--min-health-events", type=int, default=2)
     ap.add_argument("--expect-breaker", action="store_true",
                     help="require a breaker event opening and one closing (the driver made them)")
-    ap.add_argument("--timeout-seconds", type=float, default=60.0)
-    ap.add_argument("--verbose", action="store_true", help="one ok line per record and check")
     return ap.parse_args()
+
+
+async def read_to_end(t: Tally, reader: Reader, t0: float) -> None:
+    """Reads every topic to its current end and says how many records each had."""
+    complete = await asyncio.to_thread(reader.drain, 15.0)
+    note(f"read to the end {time.monotonic() - t0:.1f} s after start")
+    if not complete:
+        t.check(False, "read every topic to its end", "the consumer did not reach the high watermarks in 15 s")
+    counts = Counter(r.role for r in reader.records)
+    note("records read: " + ", ".join(f"{role} {counts.get(role, 0)}" for role in reader.topics))
 
 
 async def run(args: argparse.Namespace, t: Tally) -> bool:
@@ -521,20 +572,7 @@ async def run(args: argparse.Namespace, t: Tally) -> bool:
     t0 = time.monotonic()
     reader = Reader(args.bootstrap_servers, topics)
 
-    # Upstream's producer defaults to enable_idempotence=True: aiokafka then sends
-    # InitProducerId at start(), which Tansu 0.6.0 (memory storage, the test broker)
-    # answers with UnknownError, so EventBusKafka.start() fails. Idempotence only
-    # guards against duplicates on producer retries; it changes nothing in the body
-    # or headers that reach the node, so it is off here.
-    bus = EventBusKafka(
-        config=ModelKafkaEventBusConfig(
-            bootstrap_servers=args.bootstrap_servers,
-            environment="local",
-            timeout_seconds=15,
-            enable_idempotence=False,
-        )
-    )
-    await bus.start()
+    bus = await start_bus(args.bootstrap_servers)
     note(f"reader assigned and bus started in {time.monotonic() - t0:.1f} s")
     try:
         mount, path = args.mount, args.secret_path
@@ -652,13 +690,7 @@ async def run(args: argparse.Namespace, t: Tally) -> bool:
         await bus.close()
     outcome = "gave up waiting" if left else "everything expected arrived"
     note(f"{outcome} {time.monotonic() - t0:.1f} s after start")
-    complete = await asyncio.to_thread(reader.drain, 15.0)
-    note(f"read to the end {time.monotonic() - t0:.1f} s after start")
-    if not complete:
-        t.check(False, "read every topic to its end", "the consumer did not reach the high watermarks in 15 s")
-
-    counts = Counter(r.role for r in reader.records)
-    note("records read: " + ", ".join(f"{role} {counts.get(role, 0)}" for role in topics))
+    await read_to_end(t, reader, t0)
     for missing in left:
         t.check(False, f"arrived within {args.timeout_seconds:.0f} s: {missing}", "never arrived")
 
@@ -714,7 +746,11 @@ async def run(args: argparse.Namespace, t: Tally) -> bool:
 
 
 def main() -> int:
-    args = parse_args()
+    return main_with(run, parse_args())
+
+
+def main_with(run: Callable[[argparse.Namespace, Tally], Awaitable[object]], args: argparse.Namespace) -> int:
+    """Runs a driver and prints the tally and the summary line; the exit status."""
     t = Tally(args.verbose)
     started = time.monotonic()
     try:
