@@ -4,7 +4,10 @@
 //! - not JSON, JSON with a duplicate key in any object, not an object, or
 //!   not a valid envelope → dead letter, and a failed reply too when a
 //!   `correlation_id` could be read (from the body, else a record header);
-//! - larger than `max_record_bytes` → the same;
+//! - a value, key or headers over their limits → the same, judged from the
+//!   lengths alone before anything is parsed;
+//! - a name or trace id over `MAX_TEXT_FIELD_BYTES` (they are copied into
+//!   outputs) → the same;
 //! - valid envelope with an unknown `operation` → `UNSUPPORTED_OPERATION` reply;
 //! - valid envelope with an invalid payload → `INVALID_REQUEST` reply.
 //!
@@ -14,7 +17,9 @@
 //!
 //! Refusal messages quote no values from the record, only field names.
 
-use onex_vault_models::{Envelope, ErrorCode, Operation, ReplyError, RequestEnvelope, SignedEnvelope, VaultRequest};
+use onex_vault_models::{
+    Envelope, ErrorCode, Operation, ReplyError, RequestEnvelope, SignedEnvelope, VaultRequest, MAX_TEXT_FIELD_BYTES,
+};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -50,7 +55,37 @@ pub struct Refusal {
     pub source_tool: Option<String>,
 }
 
-pub fn decode(bytes: &[u8], max_record_bytes: usize) -> Decoded {
+/// The bounds a record must keep before the node parses any of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_record_bytes: usize,
+    pub max_key_bytes: usize,
+    pub max_header_bytes: usize,
+}
+
+/// The sizes of a record's parts other than its value.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sizes {
+    pub key: usize,
+    /// Header names and values together.
+    pub headers: usize,
+}
+
+pub fn decode(bytes: &[u8], sizes: Sizes, limits: &Limits) -> Decoded {
+    // Bounded from the lengths alone, before anything is parsed or copied.
+    let over = |what: &str, size: usize, limit: usize| {
+        let reason = format!("{what} of {size} bytes is over the limit of {limit} bytes");
+        Decoded::Refused(Refusal::dead_letter(reason, &Value::Null))
+    };
+    if bytes.len() > limits.max_record_bytes {
+        return over("record", bytes.len(), limits.max_record_bytes);
+    }
+    if sizes.key > limits.max_key_bytes {
+        return over("record key", sizes.key, limits.max_key_bytes);
+    }
+    if sizes.headers > limits.max_header_bytes {
+        return over("record headers", sizes.headers, limits.max_header_bytes);
+    }
     let value: Value = match serde_json::from_slice::<UniqueKeys>(bytes) {
         Ok(UniqueKeys(value)) => value,
         Err(e) if e.to_string().starts_with(DUPLICATE_KEY) => {
@@ -66,10 +101,6 @@ pub fn decode(bytes: &[u8], max_record_bytes: usize) -> Decoded {
     };
     if !value.is_object() {
         return Decoded::Refused(Refusal::dead_letter("record value is not a JSON object".into(), &value));
-    }
-    if bytes.len() > max_record_bytes {
-        let reason = format!("record of {} bytes is over the limit of {max_record_bytes} bytes", bytes.len());
-        return Decoded::Refused(Refusal::dead_letter(reason, &value));
     }
     let (value, signed) = if SignedEnvelope::looks_signed(&value) {
         match serde_path_to_error::deserialize::<_, SignedEnvelope>(&value) {
@@ -94,10 +125,14 @@ pub fn decode(bytes: &[u8], max_record_bytes: usize) -> Decoded {
             return Decoded::Refused(Refusal::dead_letter(reason, &value));
         }
     };
+    if let Some(field) = envelope.oversized_field() {
+        let reason = format!("{field}: longer than {MAX_TEXT_FIELD_BYTES} bytes (or too many entries)");
+        return Decoded::Refused(Refusal::dead_letter(reason, &value));
+    }
     let refuse = |code, message: String| {
         Decoded::Refused(Refusal {
             error: ReplyError::new(code, message),
-            operation: envelope.payload.get("operation").and_then(Value::as_str).map(str::to_owned),
+            operation: bounded(envelope.payload.get("operation")),
             dead_letter: false,
             correlation_id: envelope.correlation_id,
             envelope_id: Some(envelope.envelope_id),
@@ -130,13 +165,19 @@ impl Refusal {
         let uuid = |key: &str| value.get(key).and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok());
         Refusal {
             error: ReplyError::new(ErrorCode::InvalidInput, reason),
-            operation: value.pointer("/payload/operation").and_then(Value::as_str).map(str::to_owned),
+            operation: bounded(value.pointer("/payload/operation")),
             dead_letter: true,
             correlation_id: uuid("correlation_id"),
             envelope_id: uuid("envelope_id"),
-            source_tool: value.get("source_tool").and_then(Value::as_str).map(str::to_owned),
+            source_tool: bounded(value.get("source_tool")),
         }
     }
+}
+
+/// A string of the record, for copying into replies and audit records: only
+/// when it is short (an attacker's megabyte stays in the record).
+fn bounded(value: Option<&Value>) -> Option<String> {
+    value.and_then(Value::as_str).filter(|text| text.len() <= MAX_TEXT_FIELD_BYTES).map(str::to_owned)
 }
 
 const DUPLICATE_KEY: &str = "a duplicate key in an object";
@@ -284,8 +325,12 @@ mod tests {
         .expect("serializes")
     }
 
+    fn limits(max_record_bytes: usize) -> Limits {
+        Limits { max_record_bytes, max_key_bytes: 1024, max_header_bytes: 16 * 1024 }
+    }
+
     fn refusal(bytes: &[u8]) -> Refusal {
-        match decode(bytes, 1 << 20) {
+        match decode(bytes, Sizes::default(), &limits(1 << 20)) {
             Decoded::Refused(refusal) => refusal,
             Decoded::Request(r, _) => panic!("accepted {r:?}"),
         }
@@ -294,7 +339,7 @@ mod tests {
     #[test]
     fn a_valid_request_decodes() {
         let bytes = envelope(json!({"operation": "get_secret", "path": "app/db"}));
-        assert!(matches!(decode(&bytes, 1 << 20), Decoded::Request(..)));
+        assert!(matches!(decode(&bytes, Sizes::default(), &limits(1 << 20)), Decoded::Request(..)));
     }
 
     #[test]
@@ -330,7 +375,8 @@ mod tests {
             "onex_version": {"major": 1, "minor": 0, "patch": 0, "prerelease": null, "build": null},
             "envelope_version": {"major": 2, "minor": 3, "patch": 0, "prerelease": null, "build": null},
         });
-        let Decoded::Request(request, _) = decode(upstream.to_string().as_bytes(), 1 << 20) else {
+        let Decoded::Request(request, _) = decode(upstream.to_string().as_bytes(), Sizes::default(), &limits(1 << 20))
+        else {
             panic!("an upstream envelope is refused")
         };
         assert!(
@@ -363,12 +409,42 @@ mod tests {
     }
 
     #[test]
-    fn oversized_records_are_refused() {
+    fn oversized_records_keys_headers_and_fields_are_refused() {
         let bytes = envelope(json!({"operation": "set_secret", "path": "a", "data": {"k": "x".repeat(4096)}}));
-        match decode(&bytes, 1024) {
-            Decoded::Refused(r) => assert!(r.dead_letter && r.correlation_id.is_some()),
+        let r = match decode(&bytes, Sizes::default(), &limits(1024)) {
+            Decoded::Refused(r) => r,
             Decoded::Request(..) => panic!("oversized record accepted"),
+        };
+        // Judged from the length alone: nothing was parsed (the reply finds
+        // its requester through the record's headers).
+        assert!(r.dead_letter && r.correlation_id.is_none(), "{r:?}");
+        assert!(r.error.message.starts_with("record of "), "{}", r.error.message);
+
+        let small = envelope(json!({"operation": "get_secret", "path": "a"}));
+        for (sizes, what) in [
+            (Sizes { key: 1025, headers: 0 }, "record key of 1025 bytes"),
+            (Sizes { key: 0, headers: 1 << 20 }, "record headers of"),
+        ] {
+            match decode(&small, sizes, &limits(1 << 20)) {
+                Decoded::Refused(r) => assert!(r.dead_letter && r.error.message.starts_with(what), "{r:?}"),
+                Decoded::Request(..) => panic!("{what}: accepted"),
+            }
         }
+
+        for field in ["source_tool", "producer", "tenant_id"] {
+            let mut long: Value = serde_json::from_slice(&small).expect("JSON");
+            long[field] = "x".repeat(MAX_TEXT_FIELD_BYTES + 1).into();
+            let r = refusal(long.to_string().as_bytes());
+            assert!(r.dead_letter && r.error.message.starts_with(field), "{r:?}");
+            if field == "source_tool" {
+                assert!(r.source_tool.is_none(), "a long source_tool is not copied");
+            }
+        }
+        let mut long: Value = serde_json::from_slice(&small).expect("JSON");
+        long["metadata"] = json!({"trace_id": "t".repeat(MAX_TEXT_FIELD_BYTES + 1)});
+        assert!(refusal(long.to_string().as_bytes()).error.message.starts_with("metadata.trace_id"));
+        let r = refusal(&envelope(json!({"operation": "o".repeat(MAX_TEXT_FIELD_BYTES + 1), "path": "a"})));
+        assert_eq!(r.operation, None, "a long operation name is not copied");
     }
 
     #[test]
@@ -430,7 +506,7 @@ mod tests {
 
         /// Every decode outcome must be one of these two, consistent with itself.
         fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
-            match decode(bytes, 64 * 1024) {
+            match decode(bytes, Sizes::default(), &super::limits(64 * 1024)) {
                 Decoded::Request(request, _) => {
                     prop_assert!(request.payload.validate().is_ok());
                 }
@@ -542,7 +618,7 @@ mod tests {
                 let operation = if list { "list_secrets" } else { "get_secret" };
                 let bytes = envelope_around(json!({"operation": operation, "path": path})).to_string();
                 check(bytes.as_bytes())?;
-                if let Decoded::Request(request, _) = decode(bytes.as_bytes(), 64 * 1024) {
+                if let Decoded::Request(request, _) = decode(bytes.as_bytes(), Sizes::default(), &super::limits(64 * 1024)) {
                     let path = match &request.payload {
                         VaultRequest::GetSecret(get) => get.path.to_string(),
                         VaultRequest::ListSecrets(list) => list.path.to_string(),

@@ -89,7 +89,7 @@ impl Reporter {
         }
         let event = self.event(details);
         let message = messages::health(&self.node.contract.event_bus, event);
-        self.node.publisher.deliver(&message, stop).await;
+        crate::runtime::publish(&self.node, &message, stop).await;
     }
 
     /// The upstream event around `details`: the generic figures derived

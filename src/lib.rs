@@ -20,6 +20,7 @@ pub mod leases;
 pub mod logging;
 pub mod messages;
 pub mod operations;
+pub mod redact;
 pub mod request_cli;
 pub mod requester;
 pub mod resilience;

@@ -5,15 +5,16 @@
 use base64::Engine as _;
 use chrono::Utc;
 use onex_vault_models::{
-    AuditRecord, BreakerState, CircuitBreakerEvent, DeadLetter, Envelope, LeaseEvent, NodeHealthEvent, VaultReply,
-    AUDIT_PAYLOAD_TYPE, CIRCUIT_BREAKER_PAYLOAD_TYPE, DEAD_LETTER_PAYLOAD_TYPE, HEALTH_PAYLOAD_TYPE,
-    LEASE_EVENT_PAYLOAD_TYPE, REPLY_PAYLOAD_TYPE,
+    AuditRecord, BreakerState, CircuitBreakerEvent, DeadLetter, Envelope, ErrorCode, LeaseEvent, NodeHealthEvent,
+    ReplyError, VaultReply, AUDIT_PAYLOAD_TYPE, CIRCUIT_BREAKER_PAYLOAD_TYPE, DEAD_LETTER_PAYLOAD_TYPE,
+    HEALTH_PAYLOAD_TYPE, LEASE_EVENT_PAYLOAD_TYPE, REPLY_PAYLOAD_TYPE,
 };
 use rdkafka::message::{Message, OwnedMessage};
 
 use crate::bus::{Kind, Outgoing};
 use crate::contract::EventBus;
 use crate::decode::Refusal;
+use crate::redact;
 use crate::resilience::{self, Transition};
 use crate::security::ReplySigner;
 
@@ -49,19 +50,25 @@ pub fn refusal_reply(
     Some(reply(bus, signer, envelope))
 }
 
-/// A dead letter for an unusable record, keyed like the original.
+/// A dead letter for an unusable record, keyed like the original (unless
+/// its key is over the limit): bounded in size, secret material redacted.
 pub fn dead_letter(bus: &EventBus, record: &OwnedMessage, refusal: &Refusal) -> Outgoing {
     let value = record.payload().unwrap_or_default();
+    let (kept, redacted) = redact::secret_material(value);
     let limit = bus.dlq_value_limit_bytes;
+    let key = record.key().map(|k| &k[..k.len().min(bus.max_key_bytes)]);
+    let key_truncated = record.key().is_some_and(|k| k.len() > bus.max_key_bytes);
     let b64 = base64::engine::general_purpose::STANDARD;
     let letter = DeadLetter {
         original_topic: record.topic().to_owned(),
         original_partition: record.partition(),
         original_offset: record.offset(),
-        original_key: record.key().map(|k| b64.encode(k)),
-        original_value: b64.encode(&value[..value.len().min(limit)]),
+        original_key: key.map(|k| b64.encode(k)),
+        original_key_truncated: key_truncated,
+        original_value: b64.encode(&kept[..kept.len().min(limit)]),
+        original_value_redacted: redacted,
         original_value_bytes: value.len() as u64,
-        original_value_truncated: value.len() > limit,
+        original_value_truncated: kept.len() > limit,
         failure_reason: refusal.error.message.clone(),
         error_type: refusal.error.code,
         failure_timestamp: Utc::now(),
@@ -70,7 +77,53 @@ pub fn dead_letter(bus: &EventBus, record: &OwnedMessage, refusal: &Refusal) -> 
     let mut envelope = Envelope::new(DEAD_LETTER_PAYLOAD_TYPE, letter);
     envelope.correlation_id = refusal.correlation_id;
     envelope.parent_envelope_id = refusal.envelope_id;
-    Outgoing::envelope(Kind::DeadLetter, &bus.dlq_topics.requests, record.key().map(<[u8]>::to_vec), envelope)
+    let dlq_key = if key_truncated { None } else { key.map(<[u8]>::to_vec) };
+    Outgoing::envelope(Kind::DeadLetter, &bus.dlq_topics.requests, dlq_key, envelope)
+}
+
+/// The failed reply that stands in for a reply the broker refused (a result
+/// larger than the broker takes, say), from what the refused one's headers
+/// say; none when they name no correlation id.
+pub fn unpublishable_reply(bus: &EventBus, signer: Option<&ReplySigner>, refused: &Outgoing) -> Option<Outgoing> {
+    let header = |name: &str| refused.headers.iter().find(|(key, _)| *key == name).map(|(_, value)| value.as_str());
+    let uuid = |name: &str| header(name).and_then(|value| uuid::Uuid::parse_str(value).ok());
+    let error = ReplyError::new(
+        ErrorCode::InternalError,
+        "the reply could not be published: the event bus refuses it (larger than its message limit?)",
+    );
+    let failure = VaultReply::failure(header("operation_name").unwrap_or("unknown"), error, 0.0);
+    let mut envelope = Envelope::new(REPLY_PAYLOAD_TYPE, failure);
+    envelope.correlation_id = Some(uuid("correlation_id")?);
+    envelope.parent_envelope_id = uuid("parent_message_id");
+    Some(reply(bus, signer, envelope))
+}
+
+/// The dead letter that stands in for one the broker refused: the record's
+/// place and sizes, none of its key or value.
+pub fn bare_dead_letter(bus: &EventBus, record: &OwnedMessage, refused: &Outgoing) -> Outgoing {
+    // The refused letter's own envelope says (its header is filled in when it has none).
+    let correlation_id = serde_json::from_slice::<serde_json::Value>(&refused.body)
+        .ok()
+        .and_then(|envelope| envelope.get("correlation_id")?.as_str().and_then(|id| uuid::Uuid::parse_str(id).ok()));
+    let value = record.payload().unwrap_or_default();
+    let letter = DeadLetter {
+        original_topic: record.topic().to_owned(),
+        original_partition: record.partition(),
+        original_offset: record.offset(),
+        original_key: None,
+        original_key_truncated: record.key().is_some(),
+        original_value: String::new(),
+        original_value_redacted: false,
+        original_value_bytes: value.len() as u64,
+        original_value_truncated: !value.is_empty(),
+        failure_reason: "unusable record; its full dead letter was refused by the event bus".to_owned(),
+        error_type: ErrorCode::InvalidInput,
+        failure_timestamp: Utc::now(),
+        correlation_id,
+    };
+    let mut envelope = Envelope::new(DEAD_LETTER_PAYLOAD_TYPE, letter);
+    envelope.correlation_id = correlation_id;
+    Outgoing::envelope(Kind::DeadLetter, &bus.dlq_topics.requests, None, envelope)
 }
 
 /// An audit record, keyed by the request's correlation id.

@@ -27,9 +27,9 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::bus::{self, ConsumerEvents, KeyOrder, Kind, OffsetTracker, Outgoing, Publisher, Ticket};
+use crate::bus::{self, ConsumerEvents, KeyOrder, Kind, OffsetTracker, Outgoing, Published, Publisher, Ticket};
 use crate::contract::Contract;
-use crate::decode::{decode, Decoded, Refusal};
+use crate::decode::{decode, Decoded, Refusal, Sizes};
 use crate::messages;
 use crate::operations::{Dispatcher, Target};
 use crate::resilience::Transition;
@@ -222,7 +222,13 @@ async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationTo
     let started = Instant::now();
     let bus = &node.contract.event_bus;
     let value = record.payload().unwrap_or_default();
-    let (mut outgoing, audit) = match decode(value, bus.max_record_bytes) {
+    let sizes = Sizes {
+        key: record.key().map_or(0, <[u8]>::len),
+        headers: record
+            .headers()
+            .map_or(0, |headers| headers.iter().map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len)).sum()),
+    };
+    let (mut outgoing, audit) = match decode(value, sizes, &bus.limits()) {
         Decoded::Request(request, provenance) => {
             let target = Target::of(&request.payload, &node.contract.vault.default_mount);
             let trace = TraceContext::continue_from(&request, record_header(record, "traceparent"));
@@ -262,16 +268,55 @@ async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationTo
     node.telemetry.record_request(&operation_label(audit.operation.as_deref()), audit.error_code, started.elapsed());
     outgoing.push(messages::audit(bus, audit));
     for message in &outgoing {
-        if !node.publisher.deliver(message, stop).await {
-            return false;
-        }
-        match message.kind {
+        let delivered = match publish(node, message, stop).await {
+            Published::Delivered => message,
+            Published::Stopped => return false,
+            // The stand-in is small; if it is refused too, the request is
+            // answered as far as the bus allows and its offset moves on.
+            Published::Refused(_) => match stand_in(node, record, message) {
+                Some(stand_in) => match publish(node, &stand_in, stop).await {
+                    Published::Delivered => message,
+                    Published::Stopped => return false,
+                    Published::Refused(_) => continue,
+                },
+                None => continue,
+            },
+        };
+        match delivered.kind {
             Kind::Reply => node.telemetry.record_replied(),
             Kind::DeadLetter => node.telemetry.record_dead_letter(),
             Kind::Audit | Kind::Event => {}
         }
     }
     true
+}
+
+/// Publishes `message` (see [`Publisher::deliver`]); a message the broker
+/// refuses for good is counted and logged.
+pub async fn publish(node: &Node, message: &Outgoing, stop: &CancellationToken) -> Published {
+    let published = node.publisher.deliver(message, stop).await;
+    if let Published::Refused(error) = &published {
+        node.telemetry.record_publish_refused();
+        tracing::error!(
+            topic = %message.topic,
+            kind = ?message.kind,
+            bytes = message.body.len(),
+            %error,
+            "the broker refuses this message for good; not retried"
+        );
+    }
+    published
+}
+
+/// What goes instead of a reply or dead letter the broker refused: a failed
+/// reply saying so, or a dead letter without the record's key and value.
+fn stand_in(node: &Node, record: &OwnedMessage, refused: &Outgoing) -> Option<Outgoing> {
+    let bus = &node.contract.event_bus;
+    match refused.kind {
+        Kind::Reply => messages::unpublishable_reply(bus, node.gate.reply_signer(), refused),
+        Kind::DeadLetter => Some(messages::bare_dead_letter(bus, record, refused)),
+        Kind::Audit | Kind::Event => None,
+    }
 }
 
 /// Performs an admitted request and builds its reply, its secret values
@@ -398,7 +443,7 @@ pub async fn publish_breaker_transitions(
             "circuit breaker changed state"
         );
         let message = messages::breaker_transition(&node.contract.event_bus, &change);
-        node.publisher.deliver(&message, &stop).await;
+        publish(&node, &message, &stop).await;
     }
 }
 
@@ -411,7 +456,7 @@ pub async fn publish_lease_events(
     while let Some(event) = tokio::select! { e = events.recv() => e, _ = stop.cancelled() => None } {
         tracing::warn!(event = ?event.event, ttl_seconds = event.ttl_seconds, "kept-alive lease can be renewed no more");
         let message = messages::lease_event(&node.contract.event_bus, event, &node.instance_id);
-        node.publisher.deliver(&message, &stop).await;
+        publish(&node, &message, &stop).await;
     }
 }
 

@@ -46,6 +46,7 @@ pub struct Telemetry {
     consumed: Counter,
     replied: Counter,
     dead_letters: Counter,
+    publishes_refused: Counter,
     in_flight: Gauge,
     assigned_partitions: Gauge,
     consumer_lag: Family<PartitionLabels, Gauge>,
@@ -126,6 +127,7 @@ impl Telemetry {
             consumed: Counter::default(),
             replied: Counter::default(),
             dead_letters: Counter::default(),
+            publishes_refused: Counter::default(),
             in_flight: Gauge::default(),
             assigned_partitions: Gauge::default(),
             consumer_lag: Family::default(),
@@ -146,6 +148,12 @@ impl Telemetry {
         registry.register("records_consumed", "Records taken from the request topic", t.consumed.clone());
         registry.register("replies", "Replies delivered", t.replied.clone());
         registry.register("dead_letters", "Records sent to the dead-letter topic", t.dead_letters.clone());
+        registry.register(
+            "publishes_refused",
+            "Messages the broker refused for good (too large, unknown topic, not authorised); a smaller stand-in \
+             went instead where there is one",
+            t.publishes_refused.clone(),
+        );
         registry.register("in_flight", "Requests being handled now", t.in_flight.clone());
         registry.register(
             "assigned_partitions",
@@ -250,6 +258,10 @@ impl Telemetry {
 
     pub fn record_replied(&self) {
         self.replied.inc();
+    }
+
+    pub fn record_publish_refused(&self) {
+        self.publishes_refused.inc();
     }
 
     pub fn record_dead_letter(&self) {

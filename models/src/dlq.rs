@@ -19,10 +19,19 @@ pub struct DeadLetter {
     pub original_topic: String,
     pub original_partition: i32,
     pub original_offset: i64,
-    /// Base64 of the record key; null when the record had none.
+    /// Base64 of the record key (at most `event_bus.max_key_bytes` of it);
+    /// null when the record had none.
     pub original_key: Option<String>,
-    /// Base64 of the record value, truncated to the limit.
+    /// Whether `original_key` was cut at the limit.
+    #[serde(default)]
+    pub original_key_truncated: bool,
+    /// Base64 of the record value, secret material redacted, truncated to the limit.
     pub original_value: String,
+    /// Whether secret material (`data`, `plaintext`, `secret` fields) was
+    /// replaced by `"<redacted>"`, or, in a value that is not JSON, the value
+    /// cut before the first place it could start.
+    #[serde(default)]
+    pub original_value_redacted: bool,
     /// Size of the whole original value in bytes.
     pub original_value_bytes: u64,
     /// Whether `original_value` was cut at the limit.

@@ -246,7 +246,47 @@ fn object_or_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<S
     }
 }
 
+/// Longest text field of an envelope the node accepts (names and trace ids
+/// are copied into replies, audit records and headers; a request cannot make
+/// those outputs large).
+pub const MAX_TEXT_FIELD_BYTES: usize = 256;
+/// Most entries of `metadata.headers` or `metadata.tags`.
+pub const MAX_METADATA_ENTRIES: usize = 32;
+
 impl<P> Envelope<P> {
+    /// The first field over [`MAX_TEXT_FIELD_BYTES`] (or a metadata map over
+    /// [`MAX_METADATA_ENTRIES`] entries), if any.
+    pub fn oversized_field(&self) -> Option<&'static str> {
+        let metadata = &self.metadata;
+        let texts = [
+            ("source_tool", &self.source_tool),
+            ("target_tool", &self.target_tool),
+            ("event_type", &self.event_type),
+            ("payload_type", &self.payload_type),
+            ("tenant_id", &self.tenant_id),
+            ("producer", &self.producer),
+            ("metadata.trace_id", &metadata.trace_id),
+            ("metadata.request_id", &metadata.request_id),
+            ("metadata.span_id", &metadata.span_id),
+            ("metadata.parent_span_id", &metadata.parent_span_id),
+        ];
+        let long = |text: &Option<String>| text.as_ref().is_some_and(|t| t.len() > MAX_TEXT_FIELD_BYTES);
+        if let Some((field, _)) = texts.iter().find(|(_, text)| long(text)) {
+            return Some(field);
+        }
+        let map_too_big = |map: &BTreeMap<String, String>| {
+            map.len() > MAX_METADATA_ENTRIES
+                || map.iter().any(|(k, v)| k.len() > MAX_TEXT_FIELD_BYTES || v.len() > MAX_TEXT_FIELD_BYTES)
+        };
+        if map_too_big(&metadata.headers) {
+            return Some("metadata.headers");
+        }
+        if map_too_big(&metadata.tags) {
+            return Some("metadata.tags");
+        }
+        None
+    }
+
     /// A new message from this node, the head of its chain: fresh id and
     /// timestamp, current versions.
     pub fn new(payload_type: &str, payload: P) -> Self {

@@ -40,7 +40,8 @@ mod secret;
 pub use audit::{AuditRecord, AUDIT_PAYLOAD_TYPE};
 pub use dlq::{DeadLetter, DEAD_LETTER_PAYLOAD_TYPE};
 pub use envelope::{
-    Envelope, EnvelopeMetadata, PrereleaseId, SemVer, DEFAULT_PRIORITY, ENVELOPE_VERSION, NODE_NAME, ONEX_VERSION,
+    Envelope, EnvelopeMetadata, PrereleaseId, SemVer, DEFAULT_PRIORITY, ENVELOPE_VERSION, MAX_METADATA_ENTRIES,
+    MAX_TEXT_FIELD_BYTES, NODE_NAME, ONEX_VERSION,
 };
 pub use error::{ErrorCode, ErrorReason, ReplyError};
 pub use events::{

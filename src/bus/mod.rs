@@ -7,7 +7,7 @@ mod publisher;
 
 pub use key_order::{KeyOrder, Ticket, Turn};
 pub use offsets::OffsetTracker;
-pub use publisher::{Kind, Outgoing, Publisher};
+pub use publisher::{is_permanent, Kind, Outgoing, Published, Publisher};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

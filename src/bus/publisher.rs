@@ -118,6 +118,38 @@ pub fn event_type_of(topic: &str) -> Option<String> {
     }
 }
 
+/// How a [`Publisher::deliver`] ended.
+#[derive(Debug)]
+pub enum Published {
+    Delivered,
+    /// `stop` fired first.
+    Stopped,
+    /// The broker or librdkafka refuses this message for good.
+    Refused(rdkafka::error::KafkaError),
+}
+
+/// Errors that no retry can mend: the message is too large, the topic is
+/// invalid or unknown (librdkafka has already waited its message timeout
+/// for it to appear), or the node may not write there.
+pub fn is_permanent(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            Code::MessageSizeTooLarge
+                | Code::InvalidMessageSize
+                | Code::InvalidMessage
+                | Code::InvalidRecord
+                | Code::InvalidTopic
+                | Code::UnknownTopic
+                | Code::UnknownTopicOrPartition
+                | Code::TopicAuthorizationFailed
+                | Code::ClusterAuthorizationFailed
+                | Code::PolicyViolation
+        )
+    )
+}
+
 #[derive(Clone)]
 pub struct Publisher {
     producer: FutureProducer,
@@ -128,27 +160,29 @@ impl Publisher {
         Publisher { producer }
     }
 
-    /// Publishes `message`, retrying until the broker acknowledges it or
-    /// `stop` fires. Returns whether it was delivered: a request whose reply
-    /// was not delivered keeps its offset unstored, so it is answered again
-    /// after a restart instead of lost.
-    pub async fn deliver(&self, message: &Outgoing, stop: &CancellationToken) -> bool {
+    /// Publishes `message`, retrying until the broker acknowledges it, or
+    /// refuses it for good (see [`is_permanent`]), or `stop` fires. A request
+    /// whose reply was stopped keeps its offset unstored, so it is answered
+    /// again after a restart instead of lost; one whose reply was refused is
+    /// answered with a smaller stand-in by the caller.
+    pub async fn deliver(&self, message: &Outgoing, stop: &CancellationToken) -> Published {
         let mut delay = Duration::from_millis(100);
         loop {
             // A send to an unreachable broker waits up to librdkafka's
             // message timeout; `stop` cuts that wait short too.
             let sent = tokio::select! {
                 sent = self.send(message) => sent,
-                _ = stop.cancelled() => return false,
+                _ = stop.cancelled() => return Published::Stopped,
             };
             match sent {
-                Ok(_) => return true,
+                Ok(_) => return Published::Delivered,
+                Err(error) if is_permanent(&error) => return Published::Refused(error),
                 Err(error) => {
                     tracing::warn!(topic = %message.topic, %error, "publish failed; retrying")
                 }
             }
             tokio::select! {
-                _ = stop.cancelled() => return false,
+                _ = stop.cancelled() => return Published::Stopped,
                 _ = tokio::time::sleep(delay) => {}
             }
             delay = (delay * 2).min(Duration::from_secs(5));

@@ -87,6 +87,12 @@ pub struct EventBus {
     pub dlq_topics: DlqTopics,
     pub max_in_flight: usize,
     pub max_record_bytes: usize,
+    /// Longest record key accepted (keys are copied into dead letters).
+    #[serde(default = "default_max_key_bytes")]
+    pub max_key_bytes: usize,
+    /// Most bytes of record headers (names and values) accepted.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
     pub dlq_value_limit_bytes: usize,
     pub shutdown_timeout_seconds: u64,
     /// librdkafka `fetch.wait.max.ms` of the request consumer: how long a
@@ -98,6 +104,25 @@ pub struct EventBus {
     /// TLS and SASL to the brokers, and further librdkafka properties.
     #[serde(default)]
     pub security: KafkaSecurity,
+}
+
+fn default_max_key_bytes() -> usize {
+    1024
+}
+
+fn default_max_header_bytes() -> usize {
+    16 * 1024
+}
+
+impl EventBus {
+    /// The bounds a request record must keep before it is parsed.
+    pub fn limits(&self) -> crate::decode::Limits {
+        crate::decode::Limits {
+            max_record_bytes: self.max_record_bytes,
+            max_key_bytes: self.max_key_bytes,
+            max_header_bytes: self.max_header_bytes,
+        }
+    }
 }
 
 fn default_fetch_wait_max_ms() -> u32 {
@@ -433,6 +458,8 @@ impl Contract {
         require(&mut p, bus.max_in_flight >= 1, "event_bus.max_in_flight: must be ≥ 1");
         require(&mut p, bus.max_record_bytes >= 1024, "event_bus.max_record_bytes: must be ≥ 1024");
         require(&mut p, bus.dlq_value_limit_bytes >= 1, "event_bus.dlq_value_limit_bytes: must be ≥ 1");
+        require(&mut p, bus.max_key_bytes >= 64, "event_bus.max_key_bytes: must be ≥ 64");
+        require(&mut p, bus.max_header_bytes >= 1024, "event_bus.max_header_bytes: must be ≥ 1024");
         require(&mut p, bus.shutdown_timeout_seconds >= 1, "event_bus.shutdown_timeout_seconds: must be ≥ 1");
         require(
             &mut p,

@@ -1,0 +1,164 @@
+//! Issue 12's findings, driven through Kafka as an attacker would: records
+//! whose keys or copied fields would make the node's outputs too large for
+//! the broker, dead letters that must not carry secret material, and a reply
+//! larger than the broker takes. Each time the node answers what it can,
+//! moves its offset on, and serves the next request (after a restart too).
+
+mod support;
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::json;
+use support::bus::Record;
+use support::node::{Node, NodeOptions, Requester, REPLY_WAIT};
+use support::{servers, vault};
+use uuid::Uuid;
+
+const CANARY: &str = "canary-dlq-3c9e-never-copy-me";
+
+fn decoded_value(record: &Record) -> String {
+    let value = record.json.as_ref().map(|j| j["payload"]["original_value"].clone()).unwrap_or_default();
+    let bytes =
+        base64::engine::general_purpose::STANDARD.decode(value.as_str().unwrap_or_default()).unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+async fn answers_within(requester: &Requester, path: &str, limit: Duration) {
+    let asked = std::time::Instant::now();
+    let reply = requester.call(json!({"operation": "get_secret", "path": path})).await;
+    assert_eq!(reply["status"], "success", "the node stopped answering: {reply}");
+    assert!(asked.elapsed() < limit, "answered only after {:?}", asked.elapsed());
+}
+
+/// 64 records with a 450 KB key and the value `x`, then records whose
+/// `source_tool` or `metadata.trace_id` is 450 KB: each is dead-lettered
+/// within the broker's limits, and a valid request is answered at once,
+/// before and after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_keys_and_huge_fields_do_not_stall_the_node() {
+    let probe = "hardening/poison/probe";
+    vault::write_kv("secret", probe, &json!({"ok": "yes"})).await;
+    let options = || NodeOptions::default().env("VAULT_TOKEN", servers().root_token());
+    let mut node = Node::start_with(options()).await;
+    let requester = node.requester();
+    answers_within(&requester, probe, REPLY_WAIT).await;
+
+    let key = vec![b'k'; 450 * 1024];
+    for _ in 0..64 {
+        requester.send_raw(Some(&key), b"x").await;
+    }
+    let huge = "h".repeat(450 * 1024);
+    for field in ["source_tool", "trace_id"] {
+        let mut envelope = Requester::envelope(json!({"operation": "get_secret", "path": probe}));
+        match field {
+            "trace_id" => envelope["metadata"]["trace_id"] = huge.clone().into(),
+            _ => envelope[field] = huge.clone().into(),
+        }
+        let reply = requester.send(&envelope).await;
+        let reply = reply.json.expect("JSON");
+        assert_eq!(reply["payload"]["error"]["code"], "ONEX_CORE_007_INVALID_INPUT", "{field}");
+        assert!(reply.to_string().len() < 8 * 1024, "{field}: the reply copies the field");
+    }
+    answers_within(&requester, probe, Duration::from_secs(10)).await;
+    let dlq = node.topics.dlq.clone();
+    let letters = requester
+        .watcher
+        .wait_for_many(|r| r.topic == dlq, 66, REPLY_WAIT)
+        .await
+        .expect("a dead letter for each poison record");
+    for letter in &letters {
+        // dlq_value_limit_bytes (64 KiB) of the value, in base64, and small change.
+        assert!(letter.value.len() < 96 * 1024, "a dead letter of {} bytes", letter.value.len());
+        assert!(letter.key.as_ref().is_none_or(|k| k.len() <= 1024), "the dead letter copies the huge key");
+    }
+    let keyed =
+        letters.iter().filter(|l| l.json.as_ref().is_some_and(|j| j["payload"]["original_key_truncated"] == true));
+    assert_eq!(keyed.count(), 64, "the 64 poison keys are cut in their dead letters");
+    assert_eq!(node.metric("onex_vault_adapter_publishes_refused_total").await, 0.0, "nothing was too large");
+
+    // A restart resumes after the stored offsets and answers at once.
+    node.stop();
+    let node = Node::start_with(options().join(&node)).await;
+    answers_within(&node.requester(), probe, Duration::from_secs(20)).await;
+}
+
+/// Unusable records that carry secret material (a set_secret with a bad
+/// timestamp, with a duplicate key, that is not JSON, that is too large; an
+/// encrypt plaintext; all of it inside a signed wrapper too): the dead
+/// letters keep the rest for diagnosis, never the secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_never_carry_secret_material() {
+    let node = Node::start_with(
+        NodeOptions::default()
+            .env("VAULT_TOKEN", servers().root_token())
+            .edit(|contract| contract["event_bus"]["max_record_bytes"] = 4096.into()),
+    )
+    .await;
+    let requester = node.requester();
+    let set = json!({"operation": "set_secret", "path": "hardening/dlq", "data": {"password": CANARY}});
+    let encrypt = json!({"operation": "encrypt", "key": "k", "plaintext": CANARY});
+    let mut records: Vec<(String, Vec<u8>)> = Vec::new();
+    for payload in [&set, &encrypt] {
+        let mut bad_time = Requester::envelope(payload.clone());
+        bad_time["envelope_timestamp"] = "yesterday".into();
+        records.push(("bad timestamp".into(), bad_time.to_string().into_bytes()));
+        let text = Requester::envelope(payload.clone()).to_string();
+        let duplicate = text.replacen("\"payload\":", "\"source_tool\":\"x\",\"payload\":", 1).replacen(
+            "\"source_tool\":\"node_test_requester\"",
+            "\"source_tool\":\"node_test_requester\",\"source_tool\":\"y\"",
+            1,
+        );
+        records.push(("duplicate key".into(), duplicate.into_bytes()));
+        let broken = format!("{},", text.trim_end_matches('}'));
+        records.push(("not JSON".into(), broken.into_bytes()));
+        let mut large = Requester::envelope(payload.clone());
+        large["metadata"]["tags"] = json!({"pad": "p".repeat(200)});
+        large["padding"] = "z".repeat(5000).into();
+        records.push(("too large".into(), large.to_string().into_bytes()));
+        let signed = json!({"realm": "r", "runtime_id": "a", "bus_id": "b", "trace_id": Uuid::new_v4(),
+            "emitted_at": "yesterday", "signature": {"algorithm": "ed25519", "signer": "a",
+            "payload_hash": "0".repeat(64), "signature": "AA=="}, "payload": bad_time});
+        records.push(("bad signed wrapper".into(), signed.to_string().into_bytes()));
+    }
+    for (_, value) in &records {
+        requester.send_raw(None, value).await;
+    }
+    let dlq = node.topics.dlq.clone();
+    let letters = requester
+        .watcher
+        .wait_for_many(|r| r.topic == dlq, records.len(), REPLY_WAIT)
+        .await
+        .expect("a dead letter per record");
+    for (letter, (what, _)) in letters.iter().zip(&records) {
+        let kept = decoded_value(letter);
+        assert!(
+            !letter.value_str().contains(CANARY) && !kept.contains(CANARY),
+            "{what}: the secret is in the dead letter"
+        );
+        let payload = &letter.json.as_ref().expect("JSON")["payload"];
+        assert_eq!(payload["original_value_redacted"], true, "{what}: {payload}");
+    }
+    // The rest stays for diagnosis.
+    assert!(letters.iter().any(|l| decoded_value(l).contains("hardening/dlq")), "paths are kept");
+    let log = node.log();
+    assert!(!log.contains(CANARY), "the secret is in the log");
+}
+
+/// A secret larger than the broker takes in one message: its reply is
+/// refused by the producer for good, so a small failed reply stands in, the
+/// metric counts it, and the next request is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_the_broker_refuses_is_answered_by_a_stand_in() {
+    let big = "hardening/too-big";
+    vault::write_kv("secret", big, &json!({"blob": "b".repeat(1_200_000)})).await;
+    let probe = "hardening/too-big-probe";
+    vault::write_kv("secret", probe, &json!({"ok": "yes"})).await;
+    let node = Node::start_with(NodeOptions::default().env("VAULT_TOKEN", servers().root_token())).await;
+    let requester = node.requester();
+    let reply = requester.call(json!({"operation": "get_secret", "path": big})).await;
+    assert_eq!(reply["status"], "error", "{}", &reply.to_string()[..200.min(reply.to_string().len())]);
+    assert_eq!(reply["error"]["code"], "ONEX_CORE_089_INTERNAL_ERROR", "{reply}");
+    assert!(node.metric("onex_vault_adapter_publishes_refused_total").await >= 1.0);
+    answers_within(&requester, probe, Duration::from_secs(10)).await;
+}
