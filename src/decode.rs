@@ -104,7 +104,16 @@ pub fn decode(bytes: &[u8], sizes: Sizes, limits: &Limits) -> Decoded {
     }
     let (value, signed) = if SignedEnvelope::looks_signed(&value) {
         match serde_path_to_error::deserialize::<_, SignedEnvelope>(&value) {
-            Ok(signed) => (signed.payload.clone(), Some(Box::new(signed))),
+            Ok(signed) => {
+                let tenant = signed.tenant_id.as_deref().unwrap_or_default();
+                let texts =
+                    [signed.realm.as_str(), &signed.runtime_id, &signed.bus_id, &signed.signature.signer, tenant];
+                if texts.iter().any(|text| text.len() > MAX_TEXT_FIELD_BYTES) {
+                    let reason = format!("signed envelope: a name longer than {MAX_TEXT_FIELD_BYTES} bytes");
+                    return Decoded::Refused(Refusal::dead_letter(reason, &signed.payload));
+                }
+                (signed.payload.clone(), Some(Box::new(signed)))
+            }
             Err(e) => {
                 let at = field(e.path());
                 let reason = format!("not a valid signed envelope: {at}: {}", quiet(&e.into_inner().to_string()));

@@ -236,6 +236,7 @@ async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationTo
                 "request",
                 correlation_id = %request.reply_correlation_id(),
                 requester = request.source_tool.as_deref().unwrap_or("unknown"),
+                runtime_id = provenance.signed.as_ref().map_or("unsigned", |signed| signed.runtime_id.as_str()),
                 operation = %request.payload.operation(),
                 target = %target.masked(),
                 trace_id = %trace.trace_id,
