@@ -14,7 +14,7 @@ use clap::{Args, Subcommand};
 use onex_vault_client::{ClientError, ClientSettings, NodeTrust, Topics, VaultAdapterClient};
 use onex_vault_models::{
     DeleteSecret, FolderPath, GetSecret, ListSecrets, LookupLease, OperationResult, RenewLease, RenewToken,
-    RevokeLease, RuntimeKey, SecretData, SecretPath, SetSecret, VaultRequest,
+    RevokeLease, RuntimeKey, SealingPublicKey, SecretData, SecretPath, SetSecret, VaultRequest,
 };
 use serde_json::{json, Map, Value};
 
@@ -51,6 +51,11 @@ pub struct BusArgs {
     /// The node's runtime id (the `runtime_id` of its identity file).
     #[arg(long, env = "ONEX_NODE_RUNTIME_ID", default_value = onex_vault_models::NODE_NAME, global = true)]
     node_runtime_id: String,
+    /// The node's sealing key, `KEY_ID:PUBLIC_KEY` (the `sealing_key` id and
+    /// public key `keygen` printed for the node): `set` data and `encrypt`
+    /// plaintext are then sent sealed to it, never in clear.
+    #[arg(long, env = "ONEX_NODE_SEALING_KEY", value_name = "KEY_ID:PUBLIC_KEY", global = true)]
+    seal_to_node: Option<String>,
     /// Seconds to wait for a reply (per attempt).
     #[arg(long, default_value_t = 15, global = true)]
     timeout_seconds: u64,
@@ -78,6 +83,12 @@ impl BusArgs {
         // TLS and SASL from the variables the node's contract reads.
         for (key, value) in KafkaSecurity::from_env()?.librdkafka_properties() {
             settings = settings.property(&key, &value);
+        }
+        if let Some(key) = &self.seal_to_node {
+            let (key_id, public_key) =
+                key.split_once(':').ok_or("--seal-to-node: KEY_ID:PUBLIC_KEY (the node's sealing_key id and key)")?;
+            let key = SealingPublicKey::from_base64(key_id, public_key).map_err(|e| format!("--seal-to-node: {e}"))?;
+            settings = settings.seal_to_node(key);
         }
         if let Some(path) = &self.identity {
             let identity = crate::requester::read_identity(path).map_err(|e| format!("{e:#}"))?;
@@ -238,6 +249,7 @@ impl RequestOperation {
                     mount: mount(m)?,
                     path: path(p)?,
                     data: SecretData::new(data),
+                    sealed_data: None,
                     cas,
                 })
             }

@@ -85,6 +85,7 @@ async fn rotate_secret_writes_a_new_version_and_returns_the_value_only_sealed_or
         "mounts": ["*"]}]);
     let mut entry = policy_entry(&identity, grants);
     entry["clear_delivery"] = true.into();
+    entry["wrapped_delivery"] = true.into();
     let mut node = Node::start_strict(vec![entry], |_| {}).await;
     let client = onex_vault_client::VaultAdapterClient::connect(
         onex_vault_client::ClientSettings::new(&support::servers().bootstrap_servers())
@@ -122,6 +123,11 @@ async fn rotate_secret_writes_a_new_version_and_returns_the_value_only_sealed_or
     assert!(clear.value.is_none(), "a rotated value must not travel in clear");
     assert_eq!(clear.version, 3);
 
+    // Read once, so the node's read cache holds the current value.
+    let read = serde_json::from_value(json!({"operation": "get_secret", "path": "more/rotate/db", "delivery": "clear"}))
+        .expect("request");
+    assert!(matches!(client.call(read).await, Ok(OperationResult::GetSecret(_))), "a read before the wrapped rotation");
+
     // Wrapped: Vault keeps the new value behind a single-use token.
     let Ok(OperationResult::Wrapped(wrapped)) = client.call(rotate("wrapped", json!("alphanumeric"))).await else {
         panic!("a wrapped rotation")
@@ -131,6 +137,11 @@ async fn rotate_secret_writes_a_new_version_and_returns_the_value_only_sealed_or
     assert!(unwrapped.is_success(), "{}", unwrapped.errors());
     let wrapped_value = unwrapped.body["data"]["value"].as_str().expect("the value inside").to_owned();
     assert_eq!(vault::read_kv("secret", "more/rotate/db").await.expect("stored")["password"], wrapped_value.as_str());
+    // A wrapped rotation is a write too: the node's read cache forgot the path.
+    let read = serde_json::from_value(json!({"operation": "get_secret", "path": "more/rotate/db", "delivery": "clear"}))
+        .expect("request");
+    let Ok(OperationResult::GetSecret(read)) = client.call(read).await else { panic!("a read after rotation") };
+    assert_eq!(read.data.expose_secret()["password"], wrapped_value.as_str(), "the cache served the old value");
 
     // Transit through the same strict node: decrypt is sealed to us.
     transit_key().await;

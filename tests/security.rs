@@ -397,11 +397,10 @@ async fn sealed_wrapped_and_clear_delivery() {
     vault::write_kv("secret", "security/billing/api", &json!({"key": "api-key-1"})).await;
     let billing = Identity::new("node_billing");
     let ops = Identity::new("node_ops");
+    let mut billing_policy = billing.policy(false, grants_billing());
+    billing_policy["wrapped_delivery"] = true.into();
     let mut node = Node::start_strict(
-        vec![
-            billing.policy(false, grants_billing()),
-            ops.policy(true, json!([{"operations": ["get_secret"], "paths": ["security/**"]}])),
-        ],
+        vec![billing_policy, ops.policy(true, json!([{"operations": ["get_secret"], "paths": ["security/**"]}]))],
         |_| {},
     )
     .await;
@@ -418,8 +417,11 @@ async fn sealed_wrapped_and_clear_delivery() {
     assert_eq!(batch.results.len(), 2);
     assert_eq!(batch.results[0].data.as_ref().expect("data").expose_secret()["password"], CANARY);
 
-    // Wrapped: only a token in the reply; Vault unwraps it once.
+    // Wrapped needs its own grant: whoever reads the reply first can unwrap.
     let wrapped = json!({"operation": "get_secret", "path": "security/shared/db/main", "delivery": "wrapped"});
+    let reply = bus.signed(&ops, &ops.envelope(wrapped.clone())).await;
+    bus.assert_denied(&reply, "wrapped_delivery_not_allowed").await;
+    // Wrapped: only a token in the reply; Vault unwraps it once.
     let reply = bus.signed(&billing, &billing.envelope(wrapped)).await;
     assert_eq!(reply["payload"]["status"], "success", "{reply}");
     let result = &reply["payload"]["result"];
@@ -461,7 +463,11 @@ async fn requester_keys_rotate_through_vault() {
     };
     vault::write_kv("secret", &keys_path, &keys_of(&old)).await;
     // The contract names the requester and its grants, but no keys.
-    let policy = json!({"runtime_id": "node_rotating", "grants": [{"operations": ["get_secret"], "paths": ["security/rotating/*"]}]});
+    // A broad grant too: it must still not reach the node's own key list.
+    let policy = json!({"runtime_id": "node_rotating", "grants": [
+        {"operations": ["get_secret"], "paths": ["security/rotating/*"]},
+        {"operations": ["get_secret", "set_secret", "delete_secret", "undelete_versions", "write_metadata"],
+         "mounts": ["*"], "paths": ["**"]}]});
     let source = keys_path.clone();
     let node = Node::start_strict(vec![policy], move |contract| {
         contract["access_policy"]["vault_keys"] =
@@ -489,6 +495,24 @@ async fn requester_keys_rotate_through_vault() {
     }
     let reply = bus.signed(&old, &old.envelope(get)).await;
     bus.assert_denied(&reply, "invalid_signature").await;
+
+    // Reserved, whatever the grants: the key list itself (read, overwrite,
+    // delete, undelete) and Vault's own mounts through a `*` mount grant.
+    let before = vault::read_kv("secret", &keys_path).await.expect("the key list");
+    let forged_keys =
+        json!({"node_rotating": {"signing_keys": [{"id": "evil", "public_key": old.signer.public_key_base64()}]}});
+    for payload in [
+        json!({"operation": "get_secret", "path": keys_path}),
+        json!({"operation": "set_secret", "path": keys_path, "data": forged_keys}),
+        json!({"operation": "delete_secret", "path": keys_path}),
+        json!({"operation": "undelete_versions", "path": keys_path, "versions": [1]}),
+        json!({"operation": "get_secret", "mount": "cubbyhole", "path": "anything"}),
+        json!({"operation": "get_secret", "mount": "sys", "path": "anything"}),
+    ] {
+        let reply = bus.signed(&new, &new.envelope(payload.clone())).await;
+        bus.assert_denied(&reply, "reserved_path").await;
+    }
+    assert_eq!(vault::read_kv("secret", &keys_path).await.expect("the key list"), before, "the key list changed");
 }
 
 /// The dev profile says loudly that it checks nothing, and the health event
@@ -574,4 +598,33 @@ async fn keygen_and_send_with_an_identity_work_against_a_strict_node() {
     let unsigned = send(None);
     assert_eq!(unsigned.status.code(), Some(1), "{}", String::from_utf8_lossy(&unsigned.stdout));
     assert!(String::from_utf8_lossy(&unsigned.stdout).contains("ONEX_CORE_025_PERMISSION_DENIED"));
+}
+
+/// The shipped Vault policy lets the node read its requester key list
+/// (`secret/onex-node/…`) and nothing more there, while it may still write
+/// requesters' secrets: even a bug in the node could not rewrite its trust.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_vault_policy_keeps_the_key_list_read_only() {
+    let policy = format!("onex-vault-adapter-shipped-{}", Uuid::new_v4().simple());
+    vault::put_policy(&policy, include_str!("../deploy/vault/onex-vault-adapter-policy.hcl")).await;
+    let token = vault::create_token(&[&policy], "10m", false).await;
+    let keys = format!("onex-node/vault-adapter/keys-{}", Uuid::new_v4().simple());
+    vault::write_kv("secret", &keys, &json!({"node_billing": {"signing_keys": []}})).await;
+
+    let read = vault::request_with_token(&token, Method::GET, &format!("secret/data/{keys}"), None).await;
+    assert!(read.is_success(), "the node reads its key list: {}", read.errors());
+    let body = json!({"data": {"node_billing": {"signing_keys": [{"id": "evil", "public_key": "x"}]}}});
+    for (method, path, body) in [
+        (Method::POST, format!("secret/data/{keys}"), Some(&body)),
+        (Method::DELETE, format!("secret/data/{keys}"), None),
+        (Method::POST, format!("secret/undelete/{keys}"), Some(&json!({"versions": [1]}))),
+        (Method::POST, format!("secret/destroy/{keys}"), Some(&json!({"versions": [1]}))),
+        (Method::DELETE, format!("secret/metadata/{keys}"), None),
+    ] {
+        let answer = vault::request_with_token(&token, method.clone(), &path, body).await;
+        assert_eq!(answer.status.as_u16(), 403, "{method} {path} must be denied: {:?}", answer.body);
+    }
+    let app = format!("security/policy-check-{}", Uuid::new_v4().simple());
+    let write = vault::request_with_token(&token, Method::POST, &format!("secret/data/{app}"), Some(&body)).await;
+    assert!(write.is_success(), "requesters' secrets stay writable: {}", write.errors());
 }

@@ -21,6 +21,30 @@ path "secret/metadata/*" {
   capabilities = ["create", "read", "update", "list", "delete"]
 }
 
+# The node's own configuration (its requester key list, access_policy.vault_keys,
+# kept under secret/onex-node/): read only, whatever the rules above allow
+# (Vault applies the most specific path). The node also refuses every
+# request that names it, so no requester can rewrite the node's trust.
+path "secret/data/onex-node/*" {
+  capabilities = ["read"]
+}
+
+path "secret/metadata/onex-node/*" {
+  capabilities = ["read"]
+}
+
+path "secret/delete/onex-node/*" {
+  capabilities = ["deny"]
+}
+
+path "secret/destroy/onex-node/*" {
+  capabilities = ["deny"]
+}
+
+path "secret/undelete/onex-node/*" {
+  capabilities = ["deny"]
+}
+
 # Listing the mount's root folder.
 path "secret/metadata" {
   capabilities = ["list"]

@@ -574,9 +574,41 @@ impl Contract {
         require(&mut p, health.degraded_p99_ms > 0.0, "health_check.degraded_p99_ms: must be > 0");
         require(&mut p, self.health_check.interval_seconds >= 1, "health_check.interval_seconds: must be ≥ 1");
         self.security.problems(&mut p);
+        if self.security.profile == SecurityProfile::Strict && !self.security.allow_insecure_transport {
+            for weakness in self.insecure_transport() {
+                p.push(format!(
+                    "{weakness} in the strict profile: refused (security.allow_insecure_transport, env \
+                     ONEX_ALLOW_INSECURE_TRANSPORT, accepts it for a test stack)"
+                ));
+            }
+        }
         self.event_bus.security.problems(&mut p);
         self.access_policy.problems(&mut p);
         p
+    }
+
+    /// What leaves secrets or tokens readable or forgeable on the wire, each
+    /// as `field: what`.
+    pub fn insecure_transport(&self) -> Vec<String> {
+        let mut weaknesses = Vec::new();
+        if self.vault.address.trim().to_ascii_lowercase().starts_with("http://") {
+            weaknesses.push("vault.address: Vault over http:// (the token and every secret in clear)".to_owned());
+        }
+        let kafka = &self.event_bus.security;
+        if matches!(kafka.protocol, KafkaProtocol::Plaintext | KafkaProtocol::SaslPlaintext) {
+            weaknesses.push("event_bus.security.protocol: Kafka without TLS".to_owned());
+        }
+        for (key, value) in kafka.librdkafka_properties() {
+            let off = match key.as_str() {
+                "enable.ssl.certificate.verification" => value.eq_ignore_ascii_case("false"),
+                "ssl.endpoint.identification.algorithm" => value.eq_ignore_ascii_case("none") || value.is_empty(),
+                _ => false,
+            };
+            if off {
+                weaknesses.push(format!("event_bus.security.properties.{key}: switches certificate checks off"));
+            }
+        }
+        weaknesses
     }
 
     /// Each topic with the contract field that names it.

@@ -39,6 +39,11 @@ pub struct Security {
     /// `bus_id` of the node's signed replies (an ONEX runtime's default).
     #[serde(deserialize_with = "super::scalar_string")]
     pub bus_id: String,
+    /// The strict profile refuses to start with Vault over `http://`,
+    /// Kafka without TLS, or librdkafka properties that switch certificate
+    /// checks off, unless this says so (then it warns at start and in every
+    /// health event). For test and development stacks only.
+    pub allow_insecure_transport: bool,
     /// A request's `envelope_timestamp` may be this far from the node's clock.
     pub max_clock_skew_seconds: u64,
     /// Envelope ids remembered to refuse replays (each until its timestamp
@@ -61,6 +66,7 @@ impl Default for Security {
             identity_file: String::new(),
             identity: None,
             bus_id: "default".to_owned(),
+            allow_insecure_transport: false,
             max_clock_skew_seconds: 120,
             replay_cache_max_entries: 500_000,
             default_delivery: Delivery::Sealed,
@@ -101,6 +107,10 @@ pub struct RequesterPolicy {
     /// Whether it may receive secret values in clear text.
     #[serde(default)]
     pub clear_delivery: bool,
+    /// Whether it may receive them wrapped (a Vault wrapping token in the
+    /// reply: whoever reads the reply topic first can unwrap it).
+    #[serde(default)]
+    pub wrapped_delivery: bool,
     #[serde(default)]
     pub grants: Vec<Grant>,
 }

@@ -9,6 +9,8 @@ const SHIPPED: &str = include_str!("../../contract.yaml");
 fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     let mut vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     vars.push(("ONEX_REALM".into(), "test".into()));
+    // The tests' addresses are plain http:// and plaintext Kafka.
+    vars.push(("ONEX_ALLOW_INSECURE_TRANSPORT".into(), "true".into()));
     vars.push(("ONEX_NODE_IDENTITY_FILE".into(), node_identity_file()));
     move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
 }
@@ -154,6 +156,39 @@ fn the_shipped_contract_is_strict_unless_told_dev() {
     vars.push(("ONEX_SECURITY_PROFILE", "lax"));
     let problems = problems(SHIPPED, &vars);
     assert!(problems[0].starts_with("security.profile: unknown variant `lax`"), "{problems:?}");
+}
+
+#[test]
+fn the_strict_profile_refuses_insecure_transport_unless_told() {
+    let mut vars = BASE.to_vec();
+    vars.push(("ONEX_ALLOW_INSECURE_TRANSPORT", "false"));
+    let weakened = SHIPPED.replace(
+        "    properties: {}",
+        "    properties: { ssl.endpoint.identification.algorithm: none, enable.ssl.certificate.verification: \"false\" }",
+    );
+    let found = problems(&weakened, &vars);
+    for property in ["ssl.endpoint.identification.algorithm", "enable.ssl.certificate.verification"] {
+        let field = format!("event_bus.security.properties.{property}: switches certificate checks off");
+        assert!(found.iter().any(|p| p.starts_with(&field)), "{found:?}");
+    }
+    for field in ["vault.address: Vault over http://", "event_bus.security.protocol: Kafka without TLS"] {
+        assert!(found.iter().any(|p| p.starts_with(field) && p.contains("ONEX_ALLOW_INSECURE_TRANSPORT")), "{found:?}");
+    }
+    vars.push(("ONEX_SECURITY_PROFILE", "dev"));
+    let dev = load(SHIPPED, &vars).expect("dev accepts it");
+    assert_eq!(dev.insecure_transport().len(), 2, "{:?}", dev.insecure_transport());
+    assert_eq!(load(&weakened, &vars).expect("dev").insecure_transport().len(), 4);
+    let allowed = load(SHIPPED, BASE).expect("allowed by the override");
+    assert!(allowed.security.allow_insecure_transport);
+
+    let mut tls = BASE.to_vec();
+    tls.extend([
+        ("ONEX_ALLOW_INSECURE_TRANSPORT", "false"),
+        ("VAULT_ADDR", "https://vault:8200"),
+        ("KAFKA_SECURITY_PROTOCOL", "ssl"),
+    ]);
+    let tls: Vec<_> = tls.into_iter().filter(|(k, v)| *k != "VAULT_ADDR" || v.starts_with("https")).collect();
+    assert!(load(SHIPPED, &tls).is_ok(), "TLS everywhere is accepted");
 }
 
 #[test]

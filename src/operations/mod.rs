@@ -18,6 +18,7 @@ mod renew_lease;
 mod renew_token;
 mod revoke_lease;
 mod rotate_secret;
+mod sealed_input;
 mod set_secret;
 mod transit;
 mod undelete_versions;
@@ -29,9 +30,11 @@ use std::time::Duration;
 
 use onex_vault_models::{
     BatchItem, Consistency, DeleteSecret, ErrorCode, ErrorReason, GetSecret, GetSecretsBatch, GetSecretsBatchResult,
-    MountName, Operation, OperationResult, ReplyError, ReplyStatus, RotateSecret, SetSecret, UndeleteVersions,
-    VaultRequest,
+    MountName, Operation, OperationResult, ReplyError, ReplyStatus, RotateSecret, RuntimeIdentity, SetSecret,
+    UndeleteVersions, VaultRequest,
 };
+
+pub use sealed_input::RequestBinding;
 
 use crate::cache::ReadCache;
 use crate::contract::{BatchLimits, Contract};
@@ -64,6 +67,8 @@ pub struct Dispatcher {
     batch_limits: BatchLimits,
     backoff: BackoffPolicy,
     timeout: Duration,
+    /// The node's runtime identity: its sealing key opens sealed input.
+    identity: Option<Arc<RuntimeIdentity>>,
 }
 
 impl Dispatcher {
@@ -93,6 +98,7 @@ impl Dispatcher {
                 jitter: retry.jitter,
             },
             timeout: contract.request_timeout(),
+            identity: contract.security.identity.clone(),
         }
     }
 
@@ -116,7 +122,23 @@ impl Dispatcher {
     /// Performs `request`; every failure comes back as the reply's error.
     /// With `wrap`, a secret-returning read is left in Vault behind a
     /// response-wrapping token of that lifetime (never cached).
+    ///
+    /// Sealed input is checked against the operation, mount and path only;
+    /// [`Dispatcher::handle_bound`] also checks the correlation id and the
+    /// requester.
     pub async fn handle(&self, request: &VaultRequest, wrap: Option<Duration>) -> Result<OperationResult, ReplyError> {
+        self.handle_bound(request, None, wrap).await
+    }
+
+    /// [`Dispatcher::handle`] for a request whose correlation id and
+    /// requester `bound` names: its sealed input (if any) opens only if it
+    /// was sealed for them too.
+    pub async fn handle_bound(
+        &self,
+        request: &VaultRequest,
+        bound: Option<&RequestBinding<'_>>,
+        wrap: Option<Duration>,
+    ) -> Result<OperationResult, ReplyError> {
         let operation = request.operation();
         if !self.enabled.contains(&operation) {
             return Err(ReplyError::new(
@@ -124,25 +146,28 @@ impl Dispatcher {
                 format!("operation {operation} is not enabled in this node's contract"),
             ));
         }
-        if let Some(ttl) = wrap {
-            return self.wrapped(request, ttl).await;
-        }
-        match request {
-            VaultRequest::GetSecret(get) => self.read(get).await,
-            VaultRequest::GetSecretsBatch(batch) => self.read_batch(batch).await,
+        let sealer = self.identity.as_deref().map(|identity| &identity.sealer);
+        let opened = sealed_input::open(request, sealer, bound)?;
+        let request = opened.as_ref();
+        let written = match request {
             VaultRequest::SetSecret(SetSecret { mount, path, .. })
             | VaultRequest::DeleteSecret(DeleteSecret { mount, path, .. })
             | VaultRequest::RotateSecret(RotateSecret { mount, path, .. })
-            | VaultRequest::UndeleteVersions(UndeleteVersions { mount, path, .. }) => {
-                let outcome = self.call(request, None).await;
-                if let Some(cache) = &self.cache {
-                    // Even a failed write may have reached Vault: forget the path.
-                    cache.invalidate(mount.as_ref().unwrap_or(&self.default_mount).as_str(), path.as_str());
-                }
-                outcome
-            }
+            | VaultRequest::UndeleteVersions(UndeleteVersions { mount, path, .. }) => Some((mount, path)),
+            _ => None,
+        };
+        let outcome = match (request, wrap) {
+            (_, Some(ttl)) => self.wrapped(request, ttl).await,
+            (VaultRequest::GetSecret(get), None) => self.read(get).await,
+            (VaultRequest::GetSecretsBatch(batch), None) => self.read_batch(batch).await,
             _ => self.call(request, None).await,
+        };
+        if let (Some(cache), Some((mount, path))) = (&self.cache, written) {
+            // Even a failed write may have reached Vault, and a wrapped
+            // rotation writes too: forget the path whatever the delivery.
+            cache.invalidate(mount.as_ref().unwrap_or(&self.default_mount).as_str(), path.as_str());
         }
+        outcome
     }
 
     /// A secret-returning request whose result Vault keeps behind a

@@ -21,7 +21,7 @@
 mod policy;
 mod replay;
 
-pub use policy::{AccessPolicy, NotGranted, PathPattern};
+pub use policy::{AccessPolicy, NotGranted, PathPattern, RESERVED_MOUNTS};
 pub use replay::{Position, Replay, ReplayLedger};
 
 use std::sync::{Arc, RwLock};
@@ -94,6 +94,11 @@ pub struct Gate {
     ledger: Option<ReplayLedger>,
     /// Signs every reply (strict only).
     reply_signer: Option<ReplySigner>,
+    /// What the contract's transport leaves readable (warned about).
+    insecure_transport: Vec<String>,
+    /// Where the node's requester keys live in Vault (mount, path), if
+    /// there: no request may touch it.
+    key_source: Option<(String, String)>,
 }
 
 impl Gate {
@@ -121,6 +126,12 @@ impl Gate {
             policy: RwLock::new(Arc::new(policy)),
             ledger,
             reply_signer,
+            insecure_transport: contract.insecure_transport(),
+            key_source: contract
+                .access_policy
+                .vault_keys
+                .as_ref()
+                .map(|source| (source.mount.clone(), source.path.trim_matches('/').to_owned())),
         })
     }
 
@@ -148,6 +159,11 @@ impl Gate {
             ),
             SecurityProfile::Strict => {}
         }
+        warnings.extend(
+            self.insecure_transport
+                .iter()
+                .map(|weakness| format!("insecure transport: {weakness}; secrets and tokens can be read on the wire")),
+        );
         warnings
     }
 
@@ -165,6 +181,10 @@ impl Gate {
         request: &RequestEnvelope,
         target: &Target,
     ) -> Result<Delivered, Denial> {
+        // Whatever the profile and the grants: never the node's own configuration.
+        if self.is_reserved(target) {
+            return Err(deny("reserved_path"));
+        }
         let policy = self.policy();
         // Who is asking: the signing runtime; in dev, whoever the envelope says.
         let name = provenance.signed.as_ref().map(|s| s.runtime_id.as_str()).or(request.source_tool.as_deref());
@@ -209,7 +229,29 @@ impl Gate {
                 Some(key) => Ok(Delivered::Sealed(key)),
                 None => Err(deny("no_sealing_key")),
             },
-            Delivery::Wrapped => Ok(Delivered::Wrapped(self.wrap_ttl)),
+            Delivery::Wrapped if self.profile == SecurityProfile::Dev || requester.is_some_and(|r| r.wrapped_delivery) => {
+                Ok(Delivered::Wrapped(self.wrap_ttl))
+            }
+            Delivery::Wrapped => Err(deny("wrapped_delivery_not_allowed")),
+        }
+    }
+
+    /// Whether `target` reaches what no request may: a reserved mount, the
+    /// node's requester keys (the path and anything under it), or a lease
+    /// of Vault's own (`auth/…`, `sys/…`: tokens, among them the node's).
+    fn is_reserved(&self, target: &Target) -> bool {
+        match &target.mount {
+            Some(mount) if RESERVED_MOUNTS.contains(&mount.as_str()) => true,
+            Some(mount) => self.key_source.as_ref().is_some_and(|(source_mount, source_path)| {
+                mount == source_mount
+                    && target.paths.iter().any(|path| {
+                        let path = path.trim_matches('/');
+                        path == source_path || path.starts_with(&format!("{source_path}/"))
+                    })
+            }),
+            None => target.paths.iter().any(|lease| {
+                RESERVED_MOUNTS.iter().any(|reserved| lease.starts_with(&format!("{reserved}/")))
+            }),
         }
     }
 
@@ -328,6 +370,7 @@ async fn read_vault_keys(vault: &Vault, source: &VaultKeySource) -> Result<Vec<R
             signing_keys: keys.signing_keys,
             sealing_key: keys.sealing_key,
             clear_delivery: false,
+            wrapped_delivery: false,
             grants: Vec::new(),
         })
         .collect())

@@ -19,6 +19,7 @@ pub struct Requester {
     signing_keys: BTreeMap<String, RuntimeKey>,
     pub sealing_key: Option<SealingPublicKey>,
     pub clear_delivery: bool,
+    pub wrapped_delivery: bool,
     grants: Vec<Grant>,
 }
 
@@ -29,6 +30,15 @@ struct Grant {
     mounts: Option<BTreeSet<String>>,
     paths: Vec<PathPattern>,
 }
+
+/// Mounts no grant's `*` reaches: Vault's own (`sys`, `auth`, `identity`)
+/// and the node's private one (`cubbyhole`). Naming one in a grant is
+/// still possible; the gate refuses them anyway (see `Gate::admit`).
+pub const RESERVED_MOUNTS: [&str; 4] = ["sys", "auth", "identity", "cubbyhole"];
+
+/// A folder's name as a `list_secrets` check probes it: no validated path
+/// holds a control character, so only `*` and `**` segments match it.
+const ANY_NAME: &str = "\u{1}";
 
 /// Why the grants do not cover a request, most general first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +106,7 @@ impl Requester {
             signing_keys: verifying_keys(&settings.signing_keys),
             sealing_key: settings.sealing_key.as_ref().and_then(sealing_key),
             clear_delivery: settings.clear_delivery,
+            wrapped_delivery: settings.wrapped_delivery,
             grants: settings
                 .grants
                 .iter()
@@ -118,7 +129,11 @@ impl Requester {
     }
 
     /// Whether some grant allows `operation` on every one of `paths` in
-    /// `mount` (`None` for lease and token operations).
+    /// `mount` (`None` for lease and token operations). A mount wildcard
+    /// never covers a reserved mount (see [`RESERVED_MOUNTS`]). Listing a
+    /// folder shows the names in it, so a `list_secrets` grant covers a
+    /// folder only when its pattern covers every name directly in it: the
+    /// names its `get_secret` grant of the same pattern covers.
     pub fn allows(&self, operation: Operation, mount: Option<&str>, paths: &[String]) -> Result<(), NotGranted> {
         let for_operation: Vec<&Grant> = self.grants.iter().filter(|g| g.operations.contains(&operation)).collect();
         if for_operation.is_empty() {
@@ -128,13 +143,16 @@ impl Requester {
             .into_iter()
             .filter(|g| match (mount, &g.mounts) {
                 (Some(mount), Some(mounts)) => mounts.contains(mount),
-                _ => true,
+                (Some(mount), None) => !RESERVED_MOUNTS.contains(&mount),
+                (None, _) => true,
             })
             .collect();
         if in_mount.is_empty() {
             return Err(NotGranted::Mount);
         }
-        let covered = |path: &String| in_mount.iter().any(|g| g.paths.iter().any(|p| p.matches(path)));
+        let listed = |folder: &String| format!("{}/{ANY_NAME}", folder.trim_end_matches('/')).trim_start_matches('/').to_owned();
+        let probe = |path: &String| if operation == Operation::ListSecrets { listed(path) } else { path.clone() };
+        let covered = |path: &String| in_mount.iter().any(|g| g.paths.iter().any(|p| p.matches(&probe(path))));
         if paths.iter().all(covered) {
             Ok(())
         } else {
@@ -266,9 +284,34 @@ mod tests {
             signing_keys: vec![],
             sealing_key: None,
             clear_delivery: false,
+            wrapped_delivery: false,
             grants,
         };
         Requester::from_settings(&settings, "secret")
+    }
+
+    #[test]
+    fn a_list_grant_shows_only_the_names_its_get_grant_covers_and_wildcards_skip_reserved_mounts() {
+        let r = requester(
+            r#"
+            - { operations: [get_secret, list_secrets], mounts: ["*"], paths: ["billing/*", "shared/**", "app/db*"] }
+            "#,
+        );
+        let paths = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let list = |folder: &str| r.allows(Operation::ListSecrets, Some("secret"), &paths(&[folder]));
+        assert_eq!(list("billing/"), Ok(()), "names billing/x are covered by billing/*");
+        assert_eq!(list("billing/db/"), Err(NotGranted::Path), "billing/db/x is one level deeper than billing/*");
+        assert_eq!(list("shared/a/b/"), Ok(()));
+        assert_eq!(list("app/"), Err(NotGranted::Path), "app/db* covers some names of app/, not all");
+        assert_eq!(list(""), Err(NotGranted::Path));
+        for reserved in RESERVED_MOUNTS {
+            assert_eq!(
+                r.allows(Operation::GetSecret, Some(reserved), &paths(&["billing/db"])),
+                Err(NotGranted::Mount),
+                "{reserved}"
+            );
+        }
+        assert_eq!(r.allows(Operation::GetSecret, Some("kv"), &paths(&["billing/db"])), Ok(()));
     }
 
     #[test]
@@ -291,6 +334,7 @@ mod tests {
             Err(NotGranted::Path)
         );
         assert_eq!(r.allows(Operation::ListSecrets, Some("kv"), &paths(&[""])), Ok(()));
+        assert_eq!(r.allows(Operation::ListSecrets, Some("kv"), &paths(&["a/b/"])), Ok(()));
         assert_eq!(r.allows(Operation::RenewToken, None, &[]), Ok(()));
         assert_eq!(r.allows(Operation::RenewLease, None, &paths(&["database/creds/billing/x1"])), Ok(()));
         assert_eq!(r.allows(Operation::RenewLease, None, &paths(&["database/creds/admin/x1"])), Err(NotGranted::Path));

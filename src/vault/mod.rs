@@ -86,7 +86,9 @@ impl Vault {
         let namespace = (!settings.namespace.is_empty()).then(|| settings.namespace.clone());
         let address = settings.address.trim_end_matches('/').to_owned();
         let tls = TlsFiles::read(&settings.tls)?;
-        let http = tls.apply(reqwest::Client::builder().timeout(timeout)).build().map_err(|_| VaultError::Malformed)?;
+        // Every call of this client carries the token: never to another address.
+        let builder = reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none());
+        let http = tls.apply(builder).build().map_err(|_| VaultError::Malformed)?;
         let placeholder = SecretString::from(String::new());
         let client = build_client(&address, namespace.as_deref(), timeout, &tls, &placeholder)?;
         let auth = &settings.auth;

@@ -134,6 +134,8 @@ impl NodeOptions {
             serde_json::from_value(Value::Array(requesters)).expect("requesters as YAML");
         self.env("VAULT_TOKEN", servers().root_token())
             .env("ONEX_SECURITY_PROFILE", "strict")
+            // The test stack is plain http:// and plaintext Kafka.
+            .env("ONEX_ALLOW_INSECURE_TRANSPORT", "true")
             .edit(move |contract| contract["access_policy"]["requesters"] = requesters)
     }
 
