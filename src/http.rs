@@ -55,6 +55,9 @@ async fn ready(State(node): State<NodeSlot>) -> impl IntoResponse {
     if node.telemetry.assigned_partitions() == 0 {
         return not_ready("no partitions of the request topic assigned yet");
     }
+    if node.gate.keys_stale() {
+        return not_ready("requester keys from Vault could not be refreshed: their requests are refused");
+    }
     match node.dispatcher.vault().health().await {
         Err(_) => not_ready("vault unreachable"),
         Ok(h) if h.sealed == Some(true) => not_ready("vault sealed"),

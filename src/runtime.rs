@@ -31,7 +31,7 @@ use crate::bus::{self, ConsumerEvents, KeyOrder, Kind, OffsetTracker, Outgoing, 
 use crate::contract::Contract;
 use crate::decode::{decode, Decoded, Refusal, Sizes};
 use crate::messages;
-use crate::operations::{Dispatcher, Target};
+use crate::operations::{Dispatcher, RequestBinding, Target};
 use crate::resilience::Transition;
 use crate::security::{Delivered, Denial, Gate, Position};
 use crate::telemetry::Telemetry;
@@ -248,7 +248,10 @@ async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationTo
                 node.gate.admit(&position, value, &provenance, &request, &target).instrument(span.clone()).await;
             let denial = admitted.as_ref().err().copied();
             let mut reply = match admitted {
-                Ok(delivered) => perform(node, &request, &delivered, started).instrument(span).await,
+                Ok(delivered) => {
+                    let signer = provenance.signed.as_ref().map(|signed| signed.runtime_id.as_str());
+                    perform(node, &request, signer, &delivered, started).instrument(span).await
+                }
                 Err(denial) => span.in_scope(|| deny(&request, denial, started)),
             };
             trace.apply_to(&mut reply);
@@ -325,6 +328,7 @@ fn stand_in(node: &Node, record: &OwnedMessage, refused: &Outgoing) -> Option<Ou
 async fn perform(
     node: &Node,
     request: &Envelope<VaultRequest>,
+    signer: Option<&str>,
     delivered: &Delivered,
     started: Instant,
 ) -> Envelope<VaultReply> {
@@ -335,7 +339,14 @@ async fn perform(
             "request expired (envelope_timestamp + timeout_seconds) before the node reached it",
         )
         .with_reason(ErrorReason::RequestExpired)),
-        _ => node.dispatcher.handle(&request.payload, delivered.wrap_ttl()).await,
+        _ => {
+            // Sealed input opens only for this request and this requester.
+            let bound = RequestBinding {
+                correlation_id: request.reply_correlation_id(),
+                requester: signer.or(request.source_tool.as_deref()),
+            };
+            node.dispatcher.handle(&request.payload, Some(&bound), delivered.wrap_ttl()).await
+        }
     };
     let outcome = outcome.and_then(|result| delivered.deliver(request.reply_correlation_id(), result));
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;

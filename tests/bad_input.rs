@@ -110,11 +110,16 @@ async fn bad_records_are_answered_or_dead_lettered_and_the_node_goes_on() {
     }
     still_answers(&requester, probe).await;
 
-    // Oversized record: dead letter (value truncated to the documented limit) and a reply.
+    // Oversized record: refused from its length alone, before any parsing, so
+    // the reply finds its requester through the correlation_id header (as
+    // omnibase-infra's bus writes it); a dead letter with the data redacted.
     let big = Requester::envelope(json!({
         "operation": "set_secret", "path": "marker-3", "data": {"blob": "x".repeat(8192)}
     }));
-    requester.send_raw(Some(b"marker-3"), big.to_string().as_bytes()).await;
+    let big_id = big["correlation_id"].as_str().expect("id").to_owned();
+    requester
+        .send_raw_with_headers(Some(b"marker-3"), big.to_string().as_bytes(), &[("correlation_id", &big_id)])
+        .await;
     let reply = requester.reply_to(big["correlation_id"].as_str().expect("id")).await.json.expect("json");
     assert_eq!(reply["payload"]["error"]["code"], "ONEX_CORE_007_INVALID_INPUT");
     assert!(reply["payload"]["error"]["message"].as_str().is_some_and(|m| m.contains("over the limit")), "{reply}");
@@ -122,6 +127,7 @@ async fn bad_records_are_answered_or_dead_lettered_and_the_node_goes_on() {
     let dead = &letter.json.expect("json")["payload"];
     assert!(dead["original_value_bytes"].as_u64().is_some_and(|n| n > 8192));
     assert_eq!(dead["original_value_truncated"], false, "limit is 64 KiB by default: kept whole");
+    assert_eq!(dead["original_value_redacted"], true, "the data is not copied");
     assert!(vault::read_kv("secret", "marker-3").await.is_none(), "an oversized write reached Vault");
     still_answers(&requester, probe).await;
 

@@ -124,8 +124,9 @@ async fn rotate_secret_writes_a_new_version_and_returns_the_value_only_sealed_or
     assert_eq!(clear.version, 3);
 
     // Read once, so the node's read cache holds the current value.
-    let read = serde_json::from_value(json!({"operation": "get_secret", "path": "more/rotate/db", "delivery": "clear"}))
-        .expect("request");
+    let read =
+        serde_json::from_value(json!({"operation": "get_secret", "path": "more/rotate/db", "delivery": "clear"}))
+            .expect("request");
     assert!(matches!(client.call(read).await, Ok(OperationResult::GetSecret(_))), "a read before the wrapped rotation");
 
     // Wrapped: Vault keeps the new value behind a single-use token.
@@ -138,8 +139,9 @@ async fn rotate_secret_writes_a_new_version_and_returns_the_value_only_sealed_or
     let wrapped_value = unwrapped.body["data"]["value"].as_str().expect("the value inside").to_owned();
     assert_eq!(vault::read_kv("secret", "more/rotate/db").await.expect("stored")["password"], wrapped_value.as_str());
     // A wrapped rotation is a write too: the node's read cache forgot the path.
-    let read = serde_json::from_value(json!({"operation": "get_secret", "path": "more/rotate/db", "delivery": "clear"}))
-        .expect("request");
+    let read =
+        serde_json::from_value(json!({"operation": "get_secret", "path": "more/rotate/db", "delivery": "clear"}))
+            .expect("request");
     let Ok(OperationResult::GetSecret(read)) = client.call(read).await else { panic!("a read after rotation") };
     assert_eq!(read.data.expose_secret()["password"], wrapped_value.as_str(), "the cache served the old value");
 

@@ -470,8 +470,10 @@ async fn requester_keys_rotate_through_vault() {
          "mounts": ["*"], "paths": ["**"]}]});
     let source = keys_path.clone();
     let node = Node::start_strict(vec![policy], move |contract| {
-        contract["access_policy"]["vault_keys"] =
-            serde_yaml::to_value(json!({"mount": "secret", "path": source, "refresh_seconds": 1})).expect("YAML");
+        contract["access_policy"]["vault_keys"] = serde_yaml::to_value(
+            json!({"mount": "secret", "path": source, "refresh_seconds": 1, "max_stale_seconds": 2}),
+        )
+        .expect("YAML");
     })
     .await;
     let bus = Bus::of(&node);
@@ -513,6 +515,22 @@ async fn requester_keys_rotate_through_vault() {
         bus.assert_denied(&reply, "reserved_path").await;
     }
     assert_eq!(vault::read_kv("secret", &keys_path).await.expect("the key list"), before, "the key list changed");
+
+    // The key list goes away in Vault (refreshes fail): after max_stale_seconds
+    // its keys are no longer trusted, and /ready says why.
+    vault::request(Method::DELETE, &format!("secret/metadata/{keys_path}"), None).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = node.http_get("/ready").await;
+        if status == 503 && body["reason"].as_str().is_some_and(|r| r.contains("requester keys")) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "stale keys never made the node unready: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let reply =
+        bus.signed(&new, &new.envelope(json!({"operation": "get_secret", "path": "security/rotating/db"}))).await;
+    bus.assert_denied(&reply, "unknown_signer").await;
 }
 
 /// The dev profile says loudly that it checks nothing, and the health event

@@ -22,6 +22,12 @@
 //! # }
 //! ```
 //!
+//! Secret material a request sends (`set_secret` data, `encrypt` plaintext)
+//! is sealed to the node's X25519 key when the settings know it
+//! ([`ClientSettings::seal_to_node`]): the request topic then carries only
+//! a box the node alone opens, and only in this very call (bound to its
+//! correlation id, the requester, the operation, mount and path or key).
+//!
 //! How it works: one producer; one consumer assigned by hand to every
 //! partition of the reply topics at their end (no consumer group, so no
 //! rebalance wait) whose thread hands each reply to the call waiting for its
@@ -39,17 +45,17 @@ use std::time::Duration;
 
 use onex_vault_models::{
     Alphabet, CiphertextResult, DecryptResult, DeleteSecret, DeleteSecretResult, Delivery, Envelope, ErrorCode,
-    FolderPath, GetSecret, GetSecretResult, GetSecretsBatch, GetSecretsBatchResult, ListSecrets, LookupLease,
-    LookupLeaseResult, LookupToken, LookupTokenResult, OpenError, OperationResult, ReadMetadata, ReadMetadataResult,
-    RenewLease, RenewLeaseResult, RenewToken, RenewTokenResult, ReplyError, RevokeLease, RevokeLeaseResult,
-    RotateSecret, RotateSecretResult, RuntimeIdentity, RuntimeKey, RuntimeSigner, SecretData, SecretPath, SetSecret,
-    SetSecretResult, TransitDecrypt, TransitEncrypt, VaultRequest,
+    FolderPath, GetSecret, GetSecretResult, GetSecretsBatch, GetSecretsBatchResult, InputBinding, ListSecrets,
+    LookupLease, LookupLeaseResult, LookupToken, LookupTokenResult, OpenError, OperationResult, ReadMetadata,
+    ReadMetadataResult, RenewLease, RenewLeaseResult, RenewToken, RenewTokenResult, ReplyError, RevokeLease,
+    RevokeLeaseResult, RotateSecret, RotateSecretResult, RuntimeIdentity, RuntimeKey, RuntimeSigner, SealedMaterial,
+    SealingPublicKey, SecretData, SecretPath, SetSecret, SetSecretResult, TransitDecrypt, TransitEncrypt, VaultRequest,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use uuid::Uuid;
 
 use inbox::Inbox;
@@ -92,6 +98,9 @@ pub struct ClientSettings {
     pub max_attempts: u32,
     /// Further librdkafka properties (TLS, SASL, ...).
     pub properties: Vec<(String, String)>,
+    /// The node's X25519 sealing key: when known, `set_secret` data and
+    /// `encrypt` plaintext travel sealed to it.
+    pub node_sealing_key: Option<SealingPublicKey>,
 }
 
 impl ClientSettings {
@@ -104,6 +113,7 @@ impl ClientSettings {
             call_timeout: Duration::from_secs(15),
             max_attempts: 3,
             properties: Vec::new(),
+            node_sealing_key: None,
         }
     }
 
@@ -112,6 +122,15 @@ impl ClientSettings {
     pub fn identity(mut self, identity: RuntimeIdentity, realm: &str, node: NodeTrust) -> Self {
         self.source_tool = identity.runtime_id.clone();
         self.identity = Some(Signing { identity, realm: realm.to_owned(), node });
+        self
+    }
+
+    /// Seal the secret material of requests (`set_secret` data, `encrypt`
+    /// plaintext) to the node's sealing key (the `sealing_key` id and
+    /// public key that `keygen` printed for the node), so the request topic
+    /// never carries it in clear. The node needs its runtime identity.
+    pub fn seal_to_node(mut self, key: SealingPublicKey) -> Self {
+        self.node_sealing_key = Some(key);
         self
     }
 
@@ -235,8 +254,13 @@ impl VaultAdapterClient {
     /// Sends `request` and returns its result, retrying what the node marks
     /// retryable (after `retry_after_ms` when it says, else a jittered
     /// backoff), with sealed results opened.
+    ///
+    /// With [`ClientSettings::seal_to_node`], clear `set_secret` data and
+    /// `encrypt` plaintext are sealed first (once: every attempt of the
+    /// call shares its correlation id).
     pub async fn call(&self, request: VaultRequest) -> Result<OperationResult, ClientError> {
         let correlation_id = Uuid::new_v4();
+        let request = self.seal(correlation_id, request)?;
         let mut attempt = 1;
         loop {
             let reply = self.attempt(correlation_id, &request).await?;
@@ -251,6 +275,42 @@ impl VaultAdapterClient {
                 (None, None) => return Err(ClientError::UnexpectedResult),
             }
         }
+    }
+
+    /// `request` with its secret material sealed to the node's key for the
+    /// call `correlation_id`, when the settings know the key.
+    fn seal(&self, correlation_id: Uuid, request: VaultRequest) -> Result<VaultRequest, ClientError> {
+        let Some(key) = &self.settings.node_sealing_key else { return Ok(request) };
+        // Who the node sees asking: the signing runtime, else `source_tool`.
+        let requester = match &self.settings.identity {
+            Some(signing) => signing.identity.runtime_id.clone(),
+            None => self.settings.source_tool.clone(),
+        };
+        let binding = |operation: &str, mount: &Option<onex_vault_models::MountName>, target: &str| InputBinding {
+            correlation_id,
+            requester: requester.clone(),
+            operation: operation.to_owned(),
+            mount: mount.as_ref().map(|m| m.as_str().to_owned()),
+            target: target.to_owned(),
+        };
+        let sealing_failed = |e: serde_json::Error| ClientError::Invalid(format!("cannot seal the request: {e}"));
+        Ok(match request {
+            VaultRequest::SetSecret(mut set) if set.sealed_data.is_none() && !set.data.is_empty() => {
+                let bound = binding("set_secret", &set.mount, set.path.as_str());
+                let data = SealedMaterial::Data(std::mem::take(&mut set.data));
+                set.sealed_data = Some(key.seal_input(&bound, &data).map_err(sealing_failed)?);
+                VaultRequest::SetSecret(set)
+            }
+            VaultRequest::Encrypt(mut encrypt)
+                if encrypt.sealed_plaintext.is_none() && !encrypt.plaintext.expose_secret().is_empty() =>
+            {
+                let bound = binding("encrypt", &encrypt.mount, &encrypt.key);
+                let plaintext = SealedMaterial::Plaintext(std::mem::take(&mut encrypt.plaintext));
+                encrypt.sealed_plaintext = Some(key.seal_input(&bound, &plaintext).map_err(sealing_failed)?);
+                VaultRequest::Encrypt(encrypt)
+            }
+            other => other,
+        })
     }
 
     /// One envelope sent, its reply awaited.
@@ -360,7 +420,13 @@ impl VaultAdapterClient {
         path: &str,
         data: serde_json::Map<String, serde_json::Value>,
     ) -> Result<SetSecretResult, ClientError> {
-        let request = SetSecret { mount: None, path: secret_path(path)?, data: SecretData::new(data), cas: None };
+        let request = SetSecret {
+            mount: None,
+            path: secret_path(path)?,
+            data: SecretData::new(data),
+            sealed_data: None,
+            cas: None,
+        };
         match self.call(VaultRequest::SetSecret(request)).await? {
             OperationResult::SetSecret(result) => Ok(result),
             _ => Err(ClientError::UnexpectedResult),
@@ -453,7 +519,8 @@ impl VaultAdapterClient {
     pub async fn encrypt(&self, key: &str, plaintext: &[u8]) -> Result<CiphertextResult, ClientError> {
         use base64::Engine as _;
         let plaintext = SecretString::from(base64::engine::general_purpose::STANDARD.encode(plaintext));
-        let request = TransitEncrypt { mount: None, key: key.to_owned(), plaintext, context: None };
+        let request =
+            TransitEncrypt { mount: None, key: key.to_owned(), plaintext, sealed_plaintext: None, context: None };
         match self.call(VaultRequest::Encrypt(request)).await? {
             OperationResult::Ciphertext(result) => Ok(result),
             _ => Err(ClientError::UnexpectedResult),

@@ -122,7 +122,7 @@ impl RuntimeIdentity {
     /// (YAML, grants left for the operator to fill in).
     pub fn policy_entry(&self) -> String {
         format!(
-            "- runtime_id: {}\n  signing_keys:\n    - {{ id: {}, public_key: \"{}\" }}\n  sealing_key: {{ id: {}, public_key: \"{}\" }}\n  clear_delivery: false\n  grants:\n    - operations: [get_secret]\n      paths: [\"CHANGE-ME/*\"]\n",
+            "- runtime_id: {}\n  signing_keys:\n    - {{ id: {}, public_key: \"{}\" }}\n  sealing_key: {{ id: {}, public_key: \"{}\" }}\n  clear_delivery: false\n  wrapped_delivery: false\n  grants:\n    - operations: [get_secret]\n      paths: [\"CHANGE-ME/*\"]\n",
             self.runtime_id,
             self.signing_key_id,
             self.public_key_base64(),

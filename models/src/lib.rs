@@ -73,7 +73,10 @@ pub use request::{
     MAX_SECRET_DATA_BYTES, ROTATE_LENGTH,
 };
 pub use schema::{schemas, MessageSchema};
-pub use sealing::{OpenError, SealedResult, SealedTag, SealingPublicKey, SealingSecretKey, SEALED_BOX_SCHEME};
+pub use sealing::{
+    InputBinding, OpenError, OpenedInput, SealedInput, SealedMaterial, SealedResult, SealedTag, SealingPublicKey,
+    SealingSecretKey, MAX_SEALED_INPUT_CHARS, SEALED_BOX_SCHEME,
+};
 pub use secret::SecretData;
 
 /// A request as it arrives on the request topic.

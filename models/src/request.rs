@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use secrecy::ExposeSecret as _;
 
 use crate::path::{FolderPath, MountName, SecretPath};
+use crate::sealing::{SealedInput, MAX_SEALED_INPUT_CHARS, SEALED_BOX_SCHEME};
 use crate::secret::SecretData;
 
 /// Largest `set_secret` data the node accepts, serialized, in bytes.
@@ -231,10 +232,17 @@ pub struct TransitEncrypt {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mount: Option<MountName>,
     pub key: String,
-    /// Base64 of the data to encrypt (secret: never logged).
-    #[serde(serialize_with = "crate::secret::expose_string")]
+    /// Base64 of the data to encrypt (secret: never logged). Omitted when
+    /// `sealed_plaintext` carries it.
+    #[serde(default, skip_serializing_if = "is_empty_secret", serialize_with = "crate::secret::expose_string")]
     #[schemars(with = "String")]
     pub plaintext: secrecy::SecretString,
+    /// `plaintext`, sealed to the node's X25519 key so the request topic
+    /// never carries it in clear (bound to this request: operation `encrypt`,
+    /// `mount` as written, `target` the key name). Exactly one of
+    /// `plaintext` and `sealed_plaintext`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_plaintext: Option<SealedInput>,
     /// Base64 key-derivation context, for derived keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
@@ -313,9 +321,15 @@ pub struct SetSecret {
     #[serde(default, skip_serializing_if = "Option::is_none", alias = "mount_point")]
     pub mount: Option<MountName>,
     pub path: SecretPath,
-    /// Non-empty key/value data.
-    #[serde(alias = "secret")]
+    /// Non-empty key/value data. Omitted when `sealed_data` carries it.
+    #[serde(alias = "secret", default, skip_serializing_if = "SecretData::is_empty")]
     pub data: SecretData,
+    /// `data`, sealed to the node's X25519 key so the request topic never
+    /// carries it in clear (bound to this request: operation `set_secret`,
+    /// `mount` as written, `target` the path). Exactly one of `data` and
+    /// `sealed_data`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_data: Option<SealedInput>,
     /// Check-and-set: the version the write expects to replace; 0 = create only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cas: Option<u64>,
@@ -487,6 +501,24 @@ impl fmt::Display for Operation {
     }
 }
 
+fn is_empty_secret(secret: &secrecy::SecretString) -> bool {
+    secret.expose_secret().is_empty()
+}
+
+/// The checks a sealed input passes before the node tries to open it.
+fn check_sealed(field: &str, sealed: &SealedInput) -> Result<(), String> {
+    if sealed.scheme != SEALED_BOX_SCHEME {
+        return Err(format!("payload.{field}.scheme: must be {SEALED_BOX_SCHEME}"));
+    }
+    if crate::keys::check_key_id(&sealed.key_id).is_err() {
+        return Err(format!("payload.{field}.key_id: 1 to 64 of A-Z a-z 0-9 . _ -"));
+    }
+    if sealed.ciphertext.len() > MAX_SEALED_INPUT_CHARS || !valid_base64(&sealed.ciphertext) {
+        return Err(format!("payload.{field}.ciphertext: base64 of at most {MAX_SEALED_INPUT_CHARS} characters"));
+    }
+    Ok(())
+}
+
 fn check_transit(key: &str, context: Option<&str>) -> Result<(), String> {
     if !valid_key_name(key) {
         return Err("payload.key: a transit key name, 1 to 128 of A-Z a-z 0-9 _ - .".into());
@@ -547,8 +579,15 @@ impl VaultRequest {
     pub fn validate(&self) -> Result<(), String> {
         match self {
             VaultRequest::SetSecret(set) => {
-                if set.data.is_empty() {
-                    return Err("payload.data: must be a non-empty object".into());
+                match (&set.sealed_data, set.data.is_empty()) {
+                    (Some(_), false) => {
+                        return Err("payload.sealed_data: give data or sealed_data, not both".into());
+                    }
+                    (Some(sealed), true) => return check_sealed("sealed_data", sealed),
+                    (None, true) => {
+                        return Err("payload.data: must be a non-empty object (or give sealed_data)".into());
+                    }
+                    (None, false) => {}
                 }
                 let size = serde_json::to_vec(set.data.expose_secret()).map_or(0, |v| v.len());
                 if size > MAX_SECRET_DATA_BYTES {
@@ -609,8 +648,16 @@ impl VaultRequest {
             }
             VaultRequest::Encrypt(r) => {
                 check_transit(&r.key, r.context.as_deref())?;
-                if !valid_base64(r.plaintext.expose_secret()) {
-                    return Err("payload.plaintext: must be base64".into());
+                match (&r.sealed_plaintext, is_empty_secret(&r.plaintext)) {
+                    (Some(_), false) => {
+                        return Err("payload.sealed_plaintext: give plaintext or sealed_plaintext, not both".into());
+                    }
+                    (Some(sealed), true) => check_sealed("sealed_plaintext", sealed)?,
+                    (None, true) => return Err("payload.plaintext: required (or give sealed_plaintext)".into()),
+                    (None, false) if !valid_base64(r.plaintext.expose_secret()) => {
+                        return Err("payload.plaintext: must be base64".into());
+                    }
+                    (None, false) => {}
                 }
             }
             VaultRequest::Decrypt(TransitDecrypt { key, ciphertext, context, .. })

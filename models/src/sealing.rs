@@ -8,6 +8,23 @@
 //! open it; a changed byte makes opening fail. A Rust requester calls
 //! [`SealedResult::open`]; other languages use libsodium's
 //! `crypto_box_seal_open` and parse the JSON inside.
+//!
+//! Sealed input works the other way: a requester seals the secret material
+//! it sends (`set_secret`'s data, `encrypt`'s plaintext) to the node's own
+//! X25519 key ([`SealingPublicKey::seal_input`]), so the request topic never
+//! carries it in clear. The box holds the material with what it is bound to
+//! ([`InputBinding`]: the request's correlation id, the requester, the
+//! operation, mount and path or transit key), so a box cut from one request
+//! opens for no other. Other languages seal with libsodium's
+//! `crypto_box_seal`; the JSON inside is:
+//!
+//! ```json
+//! {"correlation_id": "<uuid>", "requester": "node_billing", "operation": "set_secret",
+//!  "mount": null, "target": "billing/db", "data": {"password": "…"}}
+//! ```
+//!
+//! (`encrypt`: `"target"` is the transit key name, `"plaintext"` the base64
+//! plaintext instead of `"data"`.)
 
 use std::fmt;
 
@@ -15,11 +32,14 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use schemars::JsonSchema;
 use secrecy::zeroize::Zeroizing;
+use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::keys::{check_key_id, decode_32, KeyError};
 use crate::reply::OperationResult;
+use crate::request::MAX_SECRET_DATA_BYTES;
+use crate::secret::SecretData;
 
 /// The scheme name a sealed reply carries.
 pub const SEALED_BOX_SCHEME: &str = "x25519-xsalsa20poly1305-sealedbox";
@@ -92,6 +112,38 @@ impl SealingPublicKey {
 
     pub fn key_id(&self) -> &str {
         &self.key_id
+    }
+
+    /// Seals secret material a request sends to the node (this key being
+    /// the node's), bound to `binding`.
+    pub fn seal_input(
+        &self,
+        binding: &InputBinding,
+        material: &SealedMaterial,
+    ) -> Result<SealedInput, serde_json::Error> {
+        let (data, plaintext) = match material {
+            SealedMaterial::Data(data) => (Some(data), None),
+            SealedMaterial::Plaintext(plaintext) => (None, Some(plaintext.expose_secret())),
+        };
+        let inside = InputInsideRef {
+            correlation_id: binding.correlation_id,
+            requester: &binding.requester,
+            operation: &binding.operation,
+            mount: binding.mount.as_deref(),
+            target: &binding.target,
+            data,
+            plaintext,
+        };
+        let inside = Zeroizing::new(serde_json::to_vec(&inside)?);
+        let sealed = self
+            .key
+            .seal(&mut crypto_box::aead::OsRng, &inside)
+            .map_err(|_| serde::ser::Error::custom("sealing failed"))?;
+        Ok(SealedInput {
+            scheme: SEALED_BOX_SCHEME.to_owned(),
+            key_id: self.key_id.clone(),
+            ciphertext: BASE64.encode(sealed),
+        })
     }
 
     /// Seals `result`, answering request `correlation_id`, to this key.
@@ -180,6 +232,142 @@ struct Inside {
     result: OperationResult,
 }
 
+/// Longest `ciphertext` of a [`SealedInput`], in characters: the base64 of
+/// the largest `set_secret` data with its binding, sealed.
+pub const MAX_SEALED_INPUT_CHARS: usize = (MAX_SECRET_DATA_BYTES + 4096 + 48).div_ceil(3) * 4;
+
+/// Secret material of a request, sealed to the node's X25519 key:
+/// `set_secret`'s `sealed_data`, `encrypt`'s `sealed_plaintext`. Only the
+/// node opens it, and only for the request it was sealed for.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SealedInput {
+    /// `x25519-xsalsa20poly1305-sealedbox` ([`SEALED_BOX_SCHEME`]).
+    pub scheme: String,
+    /// Which of the node's keys it is sealed to (the node's `sealing_key.id`).
+    pub key_id: String,
+    /// Base64 of the sealed box (libsodium `crypto_box_seal`). Inside:
+    /// `{"correlation_id", "requester", "operation", "mount", "target", "data" | "plaintext"}`.
+    #[schemars(length(max = MAX_SEALED_INPUT_CHARS))]
+    pub ciphertext: String,
+}
+
+impl fmt::Debug for SealedInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealedInput")
+            .field("scheme", &self.scheme)
+            .field("key_id", &self.key_id)
+            .field("ciphertext_chars", &self.ciphertext.len())
+            .finish()
+    }
+}
+
+/// What sealed input is bound to: the request it was sealed for. The node
+/// opens it only when every field matches the request it arrives in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputBinding {
+    /// The request's `correlation_id` (its `envelope_id` when it has none):
+    /// every attempt of one call shares it.
+    pub correlation_id: Uuid,
+    /// Who sends the request: the `runtime_id` that signs it (the node's
+    /// strict profile), else its `source_tool`.
+    pub requester: String,
+    /// The operation's name (`set_secret`, `encrypt`; never an alias).
+    pub operation: String,
+    /// The request's `mount` as written; `None` when it names none.
+    pub mount: Option<String>,
+    /// `set_secret`'s path, `encrypt`'s transit key name.
+    pub target: String,
+}
+
+/// The secret material inside a [`SealedInput`].
+#[derive(Debug, Clone)]
+pub enum SealedMaterial {
+    /// `set_secret`'s data.
+    Data(SecretData),
+    /// `encrypt`'s base64 plaintext.
+    Plaintext(secrecy::SecretString),
+}
+
+/// A [`SealedInput`] opened: its material and what it was bound to (for the
+/// caller to compare with the request it came in).
+#[derive(Debug)]
+pub struct OpenedInput {
+    pub binding: InputBinding,
+    pub material: SealedMaterial,
+}
+
+impl SealedInput {
+    /// The material and binding inside, if the box was sealed to `key`.
+    /// The caller checks the binding ([`SealedInput::open_for`] does both).
+    pub fn open(&self, key: &SealingSecretKey) -> Result<OpenedInput, OpenError> {
+        if self.scheme != SEALED_BOX_SCHEME {
+            return Err(OpenError::UnknownScheme);
+        }
+        if self.key_id != key.key_id {
+            return Err(OpenError::WrongKey);
+        }
+        if self.ciphertext.len() > MAX_SEALED_INPUT_CHARS {
+            return Err(OpenError::CannotOpen);
+        }
+        let sealed = BASE64.decode(&self.ciphertext).map_err(|_| OpenError::CannotOpen)?;
+        let inside = Zeroizing::new(key.key.unseal(&sealed).map_err(|_| OpenError::CannotOpen)?);
+        let inside: InputInside = serde_json::from_slice(&inside).map_err(|_| OpenError::CannotOpen)?;
+        let material = match (inside.data, inside.plaintext) {
+            (Some(data), None) => SealedMaterial::Data(data),
+            (None, Some(plaintext)) => SealedMaterial::Plaintext(plaintext),
+            _ => return Err(OpenError::CannotOpen),
+        };
+        let binding = InputBinding {
+            correlation_id: inside.correlation_id,
+            requester: inside.requester,
+            operation: inside.operation,
+            mount: inside.mount,
+            target: inside.target,
+        };
+        Ok(OpenedInput { binding, material })
+    }
+
+    /// The material inside, if the box was sealed to `key` for `expected`.
+    pub fn open_for(&self, key: &SealingSecretKey, expected: &InputBinding) -> Result<SealedMaterial, OpenError> {
+        let opened = self.open(key)?;
+        if opened.binding != *expected {
+            return Err(OpenError::WrongRequest);
+        }
+        Ok(opened.material)
+    }
+}
+
+/// What a sealed input's box holds, as the sealer writes it.
+#[derive(Serialize)]
+struct InputInsideRef<'a> {
+    correlation_id: Uuid,
+    requester: &'a str,
+    operation: &'a str,
+    mount: Option<&'a str>,
+    target: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a SecretData>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plaintext: Option<&'a str>,
+}
+
+/// What a sealed input's box holds, as the node reads it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InputInside {
+    correlation_id: Uuid,
+    requester: String,
+    operation: String,
+    #[serde(default)]
+    mount: Option<String>,
+    target: String,
+    #[serde(default)]
+    data: Option<SecretData>,
+    #[serde(default)]
+    plaintext: Option<secrecy::SecretString>,
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -233,5 +421,56 @@ mod tests {
         bytes[last] ^= 1;
         sealed.ciphertext = BASE64.encode(bytes);
         assert_eq!(sealed.open(&secret, id).err(), Some(OpenError::CannotOpen));
+    }
+
+    fn input_binding(target: &str) -> InputBinding {
+        InputBinding {
+            correlation_id: Uuid::new_v4(),
+            requester: "node_billing".into(),
+            operation: "set_secret".into(),
+            mount: None,
+            target: target.into(),
+        }
+    }
+
+    #[test]
+    fn sealed_input_opens_only_with_the_nodes_key_and_for_its_request() {
+        let (node, node_public) = pair();
+        let data = SecretData::new(json!({"password": "canary-input"}).as_object().cloned().unwrap_or_default());
+        let binding = input_binding("billing/db");
+        let sealed = node_public.seal_input(&binding, &SealedMaterial::Data(data)).expect("seals");
+        let text = serde_json::to_string(&sealed).expect("serializes");
+        assert!(!text.contains("canary-input") && !format!("{sealed:?}").contains(&sealed.ciphertext), "{text}");
+
+        let Ok(SealedMaterial::Data(opened)) = sealed.open_for(&node, &binding) else { panic!("does not open") };
+        assert_eq!(opened.expose_secret()["password"], "canary-input");
+        for other in [
+            InputBinding { target: "billing/other".into(), ..binding.clone() },
+            InputBinding { correlation_id: Uuid::new_v4(), ..binding.clone() },
+            InputBinding { requester: "node_thief".into(), ..binding.clone() },
+            InputBinding { mount: Some("kv".into()), ..binding.clone() },
+            InputBinding { operation: "encrypt".into(), ..binding.clone() },
+        ] {
+            assert_eq!(sealed.open_for(&node, &other).err(), Some(OpenError::WrongRequest), "{other:?}");
+        }
+        let (stranger, _) = pair();
+        assert_eq!(sealed.open(&stranger).err(), Some(OpenError::CannotOpen));
+        let mut tampered = sealed.clone();
+        let mut bytes = BASE64.decode(&tampered.ciphertext).expect("base64");
+        bytes[40] ^= 1;
+        tampered.ciphertext = BASE64.encode(bytes);
+        assert_eq!(tampered.open(&node).err(), Some(OpenError::CannotOpen));
+        let elsewhere = SealedInput { key_id: "other-seal".into(), ..sealed.clone() };
+        assert_eq!(elsewhere.open(&node).err(), Some(OpenError::WrongKey));
+    }
+
+    #[test]
+    fn sealed_plaintext_round_trips() {
+        let (node, node_public) = pair();
+        let binding = InputBinding { operation: "encrypt".into(), ..input_binding("orders") };
+        let material = SealedMaterial::Plaintext(secrecy::SecretString::from("aGVsbG8="));
+        let sealed = node_public.seal_input(&binding, &material).expect("seals");
+        let Ok(SealedMaterial::Plaintext(opened)) = sealed.open_for(&node, &binding) else { panic!("does not open") };
+        assert_eq!(opened.expose_secret(), "aGVsbG8=");
     }
 }

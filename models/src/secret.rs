@@ -59,6 +59,13 @@ impl SecretData {
     }
 }
 
+impl Default for SecretData {
+    /// No data: what a `set_secret` that sends `sealed_data` has in `data`.
+    fn default() -> Self {
+        SecretData::new(Map::new())
+    }
+}
+
 impl Clone for SecretData {
     fn clone(&self) -> Self {
         SecretData::new(self.expose_secret().clone())

@@ -147,6 +147,17 @@ pub struct VaultKeySource {
     pub mount: String,
     pub path: String,
     pub refresh_seconds: u64,
+    /// How long keys read from Vault stay trusted while refreshes fail
+    /// (a revoked key must not live forever); then only the contract's own
+    /// keys are, and `/ready` says why. Default: 3 × `refresh_seconds`.
+    #[serde(default)]
+    pub max_stale_seconds: Option<u64>,
+}
+
+impl VaultKeySource {
+    pub fn max_stale(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.max_stale_seconds.unwrap_or(self.refresh_seconds.saturating_mul(3)))
+    }
 }
 
 impl AccessPolicySettings {

@@ -121,19 +121,10 @@ impl Dispatcher {
 
     /// Performs `request`; every failure comes back as the reply's error.
     /// With `wrap`, a secret-returning read is left in Vault behind a
-    /// response-wrapping token of that lifetime (never cached).
-    ///
-    /// Sealed input is checked against the operation, mount and path only;
-    /// [`Dispatcher::handle_bound`] also checks the correlation id and the
-    /// requester.
-    pub async fn handle(&self, request: &VaultRequest, wrap: Option<Duration>) -> Result<OperationResult, ReplyError> {
-        self.handle_bound(request, None, wrap).await
-    }
-
-    /// [`Dispatcher::handle`] for a request whose correlation id and
-    /// requester `bound` names: its sealed input (if any) opens only if it
-    /// was sealed for them too.
-    pub async fn handle_bound(
+    /// response-wrapping token of that lifetime (never cached). Sealed input
+    /// opens only if it was sealed for this operation, mount and path and,
+    /// when `bound` names them, this correlation id and requester.
+    pub async fn handle(
         &self,
         request: &VaultRequest,
         bound: Option<&RequestBinding<'_>>,

@@ -99,6 +99,8 @@ pub struct Gate {
     /// Where the node's requester keys live in Vault (mount, path), if
     /// there: no request may touch it.
     key_source: Option<(String, String)>,
+    /// Set while Vault's requester keys are dropped for staleness.
+    keys_stale: std::sync::atomic::AtomicBool,
 }
 
 impl Gate {
@@ -132,6 +134,7 @@ impl Gate {
                 .vault_keys
                 .as_ref()
                 .map(|source| (source.mount.clone(), source.path.trim_matches('/').to_owned())),
+            keys_stale: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -229,7 +232,9 @@ impl Gate {
                 Some(key) => Ok(Delivered::Sealed(key)),
                 None => Err(deny("no_sealing_key")),
             },
-            Delivery::Wrapped if self.profile == SecurityProfile::Dev || requester.is_some_and(|r| r.wrapped_delivery) => {
+            Delivery::Wrapped
+                if self.profile == SecurityProfile::Dev || requester.is_some_and(|r| r.wrapped_delivery) =>
+            {
                 Ok(Delivered::Wrapped(self.wrap_ttl))
             }
             Delivery::Wrapped => Err(deny("wrapped_delivery_not_allowed")),
@@ -249,9 +254,10 @@ impl Gate {
                         path == source_path || path.starts_with(&format!("{source_path}/"))
                     })
             }),
-            None => target.paths.iter().any(|lease| {
-                RESERVED_MOUNTS.iter().any(|reserved| lease.starts_with(&format!("{reserved}/")))
-            }),
+            None => target
+                .paths
+                .iter()
+                .any(|lease| RESERVED_MOUNTS.iter().any(|reserved| lease.starts_with(&format!("{reserved}/")))),
         }
     }
 
@@ -265,9 +271,17 @@ impl Gate {
         signed.verify_received(record, &self.realm, keys_of).map_err(gateway_denial)
     }
 
-    /// A refreshed policy (see [`refresh_policy`]).
-    pub fn use_policy(&self, policy: AccessPolicy) {
+    /// A refreshed policy (see [`refresh_policy`]); `stale` when it holds
+    /// only the contract's keys because Vault's could not be refreshed.
+    pub fn use_policy(&self, policy: AccessPolicy, stale: bool) {
         *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
+        self.keys_stale.store(stale, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the requester keys kept in Vault were dropped (see
+    /// [`refresh_policy`]): `/ready` says so.
+    pub fn keys_stale(&self) -> bool {
+        self.keys_stale.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Requesters known now.
@@ -382,15 +396,31 @@ pub async fn refresh_policy(node: Arc<crate::runtime::Node>, stop: tokio_util::s
     let Some(source) = &node.contract.access_policy.vault_keys else { return };
     let mut ticks = tokio::time::interval(Duration::from_secs(source.refresh_seconds));
     ticks.tick().await;
+    let mut last_refresh = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = ticks.tick() => match load_policy(&node.contract, node.dispatcher.vault()).await {
                 Ok(policy) => {
-                    node.gate.use_policy(policy);
+                    node.gate.use_policy(policy, false);
+                    last_refresh = std::time::Instant::now();
                     tracing::debug!("requester keys refreshed from Vault");
                 }
-                Err(error) => tracing::warn!(%error, "cannot refresh requester keys from Vault; keeping the current ones"),
+                Err(error) if last_refresh.elapsed() <= source.max_stale() => {
+                    tracing::warn!(%error, "cannot refresh requester keys from Vault; keeping the current ones for now")
+                }
+                Err(error) => {
+                    // Fail closed: a key revoked in Vault must not stay trusted.
+                    let contract_only =
+                        AccessPolicy::from_settings(&node.contract.access_policy, node.contract.vault.default_mount.as_str());
+                    node.gate.use_policy(contract_only, true);
+                    tracing::error!(
+                        %error,
+                        stale_for = ?last_refresh.elapsed(),
+                        "requester keys from Vault not refreshed for longer than max_stale_seconds: dropped; only \
+                         the contract's own keys are trusted until a refresh succeeds"
+                    );
+                }
             },
         }
     }

@@ -150,7 +150,8 @@ impl Requester {
         if in_mount.is_empty() {
             return Err(NotGranted::Mount);
         }
-        let listed = |folder: &String| format!("{}/{ANY_NAME}", folder.trim_end_matches('/')).trim_start_matches('/').to_owned();
+        let listed =
+            |folder: &String| format!("{}/{ANY_NAME}", folder.trim_end_matches('/')).trim_start_matches('/').to_owned();
         let probe = |path: &String| if operation == Operation::ListSecrets { listed(path) } else { path.clone() };
         let covered = |path: &String| in_mount.iter().any(|g| g.paths.iter().any(|p| p.matches(&probe(path))));
         if paths.iter().all(covered) {
