@@ -168,6 +168,17 @@ pub fn decode(bytes: &[u8], sizes: Sizes, limits: &Limits) -> Decoded {
     Decoded::Request(Box::new(envelope.with_payload(payload)), Provenance { signed, stamped })
 }
 
+/// The refusal of a record given up at its deadline (see
+/// `runtime::give_up`): what can be read of its sender, to answer it and
+/// dead-letter it.
+pub fn given_up(bytes: &[u8]) -> Refusal {
+    let value: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
+    let inner = if SignedEnvelope::looks_signed(&value) { &value["payload"] } else { &value };
+    let mut refusal = Refusal::dead_letter("not finished within event_bus.record_deadline_seconds".into(), inner);
+    refusal.error = ReplyError::new(ErrorCode::TimeoutError, "the node could not finish this request in time");
+    refusal
+}
+
 impl Refusal {
     /// A record that is dead-lettered; answered too if it names a correlation id.
     fn dead_letter(reason: String, value: &Value) -> Refusal {

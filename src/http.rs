@@ -55,6 +55,10 @@ async fn ready(State(node): State<NodeSlot>) -> impl IntoResponse {
     if node.telemetry.assigned_partitions() == 0 {
         return not_ready("no partitions of the request topic assigned yet");
     }
+    let deadline = std::time::Duration::from_secs(node.contract.event_bus.record_deadline_seconds);
+    if node.telemetry.stalled(deadline) {
+        return not_ready("records wait and none has finished within event_bus.record_deadline_seconds");
+    }
     if node.gate.keys_stale() {
         return not_ready("requester keys from Vault could not be refreshed: their requests are refused");
     }

@@ -98,8 +98,7 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) -> anyhow::Result<()>
                 let done = done_tx.clone();
                 let abandon = abandon.clone();
                 tokio::spawn(async move {
-                    turn.wait().await;
-                    let delivered = handle_record(&node, &record, &abandon).await;
+                    let delivered = handle_within_deadline(&node, &mut turn, &record, &abandon).await;
                     let ticket = turn.finish();
                     // The slot goes back in `finish`, with the in-flight count.
                     let _ = done.send(Finished { record, delivered, ticket, slot });
@@ -215,6 +214,62 @@ fn finish(
     }
     node.telemetry.set_in_flight(offsets.in_flight());
     drop(finished.slot);
+}
+
+/// How long the answers to a record given up may take to publish.
+const GIVE_UP_PUBLISH: Duration = Duration::from_secs(10);
+
+/// Waits for the record's key turn and handles it, within the contract's
+/// record deadline; a record not finished by then is given up: answered
+/// with a timeout and dead-lettered (each publish bounded), so one record
+/// cannot hold its slot, and its partition's offsets, for ever.
+async fn handle_within_deadline(
+    node: &Node,
+    turn: &mut bus::Turn,
+    record: &OwnedMessage,
+    stop: &CancellationToken,
+) -> bool {
+    let started = Instant::now();
+    let deadline = Duration::from_secs(node.contract.event_bus.record_deadline_seconds);
+    let handled = tokio::time::timeout(deadline, async {
+        turn.wait().await;
+        handle_record(node, record, stop).await
+    })
+    .await;
+    let delivered = match handled {
+        Ok(delivered) => delivered,
+        Err(_) => give_up(node, record, started, stop).await,
+    };
+    if delivered {
+        node.telemetry.record_progress();
+    }
+    delivered
+}
+
+/// The answers to a record not finished within its deadline: a failed
+/// reply (`ONEX_CORE_092_TIMEOUT_ERROR`), a dead letter and an audit record.
+/// Delivered when the dead letter is: the offset may then move on.
+async fn give_up(node: &Node, record: &OwnedMessage, started: Instant, stop: &CancellationToken) -> bool {
+    node.telemetry.record_given_up();
+    tracing::error!(
+        partition = record.partition(),
+        offset = record.offset(),
+        deadline_seconds = node.contract.event_bus.record_deadline_seconds,
+        "record not finished within event_bus.record_deadline_seconds: given up and dead-lettered"
+    );
+    let mut refusal = crate::decode::given_up(record.payload().unwrap_or_default());
+    let header_id = |name| record_header(record, name).and_then(|v| uuid::Uuid::parse_str(v.trim()).ok());
+    refusal.correlation_id = refusal.correlation_id.or_else(|| header_id("correlation_id"));
+    let (mut outgoing, audit) = refuse(node, record, refusal, started);
+    outgoing.push(messages::audit(&node.contract.event_bus, audit));
+    let mut dead_lettered = false;
+    for message in &outgoing {
+        let published = tokio::time::timeout(GIVE_UP_PUBLISH, publish(node, message, stop)).await;
+        if message.kind == Kind::DeadLetter {
+            dead_lettered = matches!(published, Ok(Published::Delivered));
+        }
+    }
+    dead_lettered
 }
 
 /// Handles one record end to end; returns whether all it caused was delivered.
@@ -366,7 +421,9 @@ async fn perform(
 /// The reply to a request the gate refused. The log line and the audit
 /// record say why; the requester only learns that it was refused.
 fn deny(request: &Envelope<VaultRequest>, denial: Denial, started: Instant) -> Envelope<VaultReply> {
-    tracing::warn!(reason = denial.reason, "request denied by the security checks");
+    if let Some(held_back) = crate::logging::REFUSALS.allow() {
+        tracing::warn!(reason = denial.reason, held_back, "request denied by the security checks");
+    }
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let reply = VaultReply::failure(request.payload.operation().as_str(), denial.reply_error(), duration_ms);
     Envelope::answering(request, REPLY_PAYLOAD_TYPE, reply)
@@ -376,16 +433,19 @@ fn deny(request: &Envelope<VaultRequest>, denial: Denial, started: Instant) -> E
 /// the sender can be named, a dead letter when the record itself is unusable.
 fn refuse(node: &Node, record: &OwnedMessage, refusal: Refusal, started: Instant) -> (Vec<Outgoing>, AuditRecord) {
     let bus = &node.contract.event_bus;
-    tracing::warn!(
-        correlation_id = ?refusal.correlation_id,
-        requester = refusal.source_tool.as_deref().unwrap_or("unknown"),
-        partition = record.partition(),
-        offset = record.offset(),
-        code = %refusal.error.code,
-        reason = %refusal.error.message,
-        dead_letter = refusal.dead_letter,
-        "request refused"
-    );
+    if let Some(held_back) = crate::logging::REFUSALS.allow() {
+        tracing::warn!(
+            correlation_id = ?refusal.correlation_id,
+            requester = refusal.source_tool.as_deref().unwrap_or("unknown"),
+            partition = record.partition(),
+            offset = record.offset(),
+            code = %refusal.error.code,
+            reason = %refusal.error.message,
+            dead_letter = refusal.dead_letter,
+            held_back,
+            "request refused"
+        );
+    }
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let mut outgoing: Vec<Outgoing> =
         messages::refusal_reply(bus, node.gate.reply_signer(), &refusal, duration_ms).into_iter().collect();

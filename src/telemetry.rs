@@ -47,6 +47,9 @@ pub struct Telemetry {
     replied: Counter,
     dead_letters: Counter,
     publishes_refused: Counter,
+    given_up: Counter,
+    /// When a record last finished (or the node started).
+    last_progress: Mutex<std::time::Instant>,
     in_flight: Gauge,
     assigned_partitions: Gauge,
     consumer_lag: Family<PartitionLabels, Gauge>,
@@ -128,6 +131,8 @@ impl Telemetry {
             replied: Counter::default(),
             dead_letters: Counter::default(),
             publishes_refused: Counter::default(),
+            given_up: Counter::default(),
+            last_progress: Mutex::new(std::time::Instant::now()),
             in_flight: Gauge::default(),
             assigned_partitions: Gauge::default(),
             consumer_lag: Family::default(),
@@ -148,6 +153,11 @@ impl Telemetry {
         registry.register("records_consumed", "Records taken from the request topic", t.consumed.clone());
         registry.register("replies", "Replies delivered", t.replied.clone());
         registry.register("dead_letters", "Records sent to the dead-letter topic", t.dead_letters.clone());
+        registry.register(
+            "records_given_up",
+            "Records not finished within event_bus.record_deadline_seconds: answered with a timeout and dead-lettered",
+            t.given_up.clone(),
+        );
         registry.register(
             "publishes_refused",
             "Messages the broker refused for good (too large, unknown topic, not authorised); a smaller stand-in \
@@ -258,6 +268,20 @@ impl Telemetry {
 
     pub fn record_replied(&self) {
         self.replied.inc();
+    }
+
+    pub fn record_given_up(&self) {
+        self.given_up.inc();
+    }
+
+    /// A record finished (answered, given up, or kept back for redelivery).
+    pub fn record_progress(&self) {
+        *self.last_progress.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+    }
+
+    /// Whether records are in flight and none has finished for `limit`.
+    pub fn stalled(&self, limit: std::time::Duration) -> bool {
+        self.in_flight.get() > 0 && self.last_progress.lock().unwrap_or_else(|p| p.into_inner()).elapsed() > limit
     }
 
     pub fn record_publish_refused(&self) {

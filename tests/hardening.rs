@@ -12,6 +12,7 @@ use base64::Engine as _;
 use serde_json::json;
 use support::bus::Record;
 use support::node::{Node, NodeOptions, Requester, REPLY_WAIT};
+use support::proxy::Proxy;
 use support::{servers, vault};
 use uuid::Uuid;
 
@@ -161,4 +162,79 @@ async fn a_reply_the_broker_refuses_is_answered_by_a_stand_in() {
     assert_eq!(reply["error"]["code"], "ONEX_CORE_089_INTERNAL_ERROR", "{reply}");
     assert!(node.metric("onex_vault_adapter_publishes_refused_total").await >= 1.0);
     answers_within(&requester, probe, Duration::from_secs(10)).await;
+}
+
+/// A record the node cannot finish within `event_bus.record_deadline_seconds`
+/// (Vault stalls; the per-attempt timeout and retries outlast the deadline)
+/// is given up: answered with ONEX_CORE_092_TIMEOUT_ERROR, dead-lettered, counted,
+/// and its slot goes back, so the next request is answered once Vault flows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_past_its_deadline_is_given_up_and_dead_lettered() {
+    let probe = "hardening/deadline/probe";
+    vault::write_kv("secret", probe, &json!({"ok": "yes"})).await;
+    let proxy = Proxy::start(servers().vault_socket_addr());
+    let node = Node::start_with(
+        NodeOptions::default()
+            .env("VAULT_TOKEN", servers().root_token())
+            .vault_addr(&format!("http://{}", proxy.addr()))
+            .edit(|contract| {
+                contract["event_bus"]["record_deadline_seconds"] = 3.into();
+                contract["vault"]["request_timeout_ms"] = 2500.into();
+                contract["vault"]["read_cache"]["enabled"] = false.into();
+                contract["error_handling"]["retry_policy"]["max_attempts"] = 5.into();
+                contract["error_handling"]["circuit_breaker"]["enabled"] = false.into();
+            }),
+    )
+    .await;
+    let requester = node.requester();
+    answers_within(&requester, probe, REPLY_WAIT).await;
+
+    proxy.stall();
+    let stuck = Requester::envelope(json!({"operation": "get_secret", "path": probe}));
+    let reply = requester.send(&stuck).await.json.expect("JSON");
+    assert_eq!(reply["payload"]["error"]["code"], "ONEX_CORE_092_TIMEOUT_ERROR", "{reply}");
+    assert!(
+        reply["payload"]["error"]["message"].as_str().is_some_and(|m| m.contains("could not finish")),
+        "answered by the deadline, not by a Vault timeout: {reply}"
+    );
+    let id = stuck["correlation_id"].as_str().expect("id").to_owned();
+    let dlq = node.topics.dlq.clone();
+    requester
+        .watcher
+        .wait_for(move |r| r.topic == dlq && r.correlation_id() == Some(id.as_str()), REPLY_WAIT)
+        .await
+        .expect("a dead letter for the record given up");
+    assert!(node.metric("onex_vault_adapter_records_given_up_total").await >= 1.0);
+
+    proxy.pass();
+    answers_within(&requester, probe, Duration::from_secs(15)).await;
+}
+
+/// A flood of unusable records: every one is answered or dead-lettered, but
+/// the node's log lines about them are rate-limited (a burst, then a steady
+/// rate; the lines held back are counted in the next one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refusals_does_not_flood_the_log() {
+    let probe = "hardening/flood/probe";
+    vault::write_kv("secret", probe, &json!({"ok": "yes"})).await;
+    let node = Node::start_with(NodeOptions::default().env("VAULT_TOKEN", servers().root_token())).await;
+    let requester = node.requester();
+    let started = std::time::Instant::now();
+    const RECORDS: usize = 400;
+    for n in 0..RECORDS {
+        requester.send_raw(None, format!("not json {n}").as_bytes()).await;
+    }
+    let dlq = node.topics.dlq.clone();
+    requester.watcher.wait_for_many(|r| r.topic == dlq, RECORDS, REPLY_WAIT).await.expect("every record dead-lettered");
+    answers_within(&requester, probe, Duration::from_secs(10)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let log = node.log();
+    let lines = log.lines().filter(|l| l.contains("request refused")).count();
+    // Burst 100, then 20 a second (see logging::REFUSALS).
+    let allowed = 100 + (20.0 * elapsed).ceil() as usize + 1;
+    assert!(lines <= allowed, "{lines} refusal lines in {elapsed:.1} s (at most {allowed})");
+    assert!(lines < RECORDS, "every refusal was logged ({lines})");
+    assert!(log
+        .lines()
+        .any(|l| l.contains("request refused") && l.contains("held_back") && !l.contains("\"held_back\":0")));
 }

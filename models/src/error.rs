@@ -8,6 +8,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// Longest error message a reply carries, in bytes.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 512;
+
 /// Why a request failed, as an `EnumCoreErrorCode` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum ErrorCode {
@@ -122,8 +125,20 @@ pub struct ReplyError {
 }
 
 impl ReplyError {
+    /// An error of `code`; `message` is cut at [`MAX_ERROR_MESSAGE_BYTES`]
+    /// (it may name fields of a hostile record, and travels in replies, dead
+    /// letters and logs).
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ReplyError { code, reason: None, message: message.into(), retryable: code.retryable(), retry_after_ms: None }
+        let mut message = message.into();
+        if message.len() > MAX_ERROR_MESSAGE_BYTES {
+            let mut end = MAX_ERROR_MESSAGE_BYTES - '…'.len_utf8();
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push('…');
+        }
+        ReplyError { code, reason: None, message, retryable: code.retryable(), retry_after_ms: None }
     }
 
     pub fn with_reason(mut self, reason: ErrorReason) -> Self {
@@ -134,5 +149,18 @@ impl ReplyError {
     pub fn with_retry_after_ms(mut self, retry_after_ms: u64) -> Self {
         self.retry_after_ms = Some(retry_after_ms);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_at_a_char_boundary() {
+        let error = ReplyError::new(ErrorCode::InvalidInput, "é".repeat(MAX_ERROR_MESSAGE_BYTES));
+        assert!(error.message.len() <= MAX_ERROR_MESSAGE_BYTES, "{}", error.message.len());
+        assert!(error.message.ends_with('…'));
+        assert_eq!(ReplyError::new(ErrorCode::InvalidInput, "short").message, "short");
     }
 }

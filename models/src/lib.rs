@@ -43,7 +43,7 @@ pub use envelope::{
     Envelope, EnvelopeMetadata, PrereleaseId, SemVer, DEFAULT_PRIORITY, ENVELOPE_VERSION, MAX_METADATA_ENTRIES,
     MAX_TEXT_FIELD_BYTES, NODE_NAME, ONEX_VERSION,
 };
-pub use error::{ErrorCode, ErrorReason, ReplyError};
+pub use error::{ErrorCode, ErrorReason, ReplyError, MAX_ERROR_MESSAGE_BYTES};
 pub use events::{
     BreakerState, BusStats, CacheStats, CircuitBreakerEvent, CircuitBreakerStatus, HealthDetails, HealthMetrics,
     HealthPhase, HealthStatus, LeaseEvent, LeaseEventKind, NodeHealthEvent, OperationStats, SecurityStatus,

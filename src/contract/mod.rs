@@ -95,6 +95,12 @@ pub struct EventBus {
     pub max_header_bytes: usize,
     pub dlq_value_limit_bytes: usize,
     pub shutdown_timeout_seconds: u64,
+    /// A record not finished within this long (its key's turn, the Vault
+    /// call, every publish) is given up: dead-lettered and answered with
+    /// `ONEX_CORE_092_TIMEOUT_ERROR`, and its slot goes back. `/ready` says
+    /// so when records wait and none has finished for this long.
+    #[serde(default = "default_record_deadline_seconds")]
+    pub record_deadline_seconds: u64,
     /// librdkafka `fetch.wait.max.ms` of the request consumer: how long a
     /// fetch may wait for records. Apache Kafka answers as soon as a record
     /// arrives, so this only paces idle polling; brokers that answer only at
@@ -104,6 +110,10 @@ pub struct EventBus {
     /// TLS and SASL to the brokers, and further librdkafka properties.
     #[serde(default)]
     pub security: KafkaSecurity,
+}
+
+fn default_record_deadline_seconds() -> u64 {
+    120
 }
 
 fn default_max_key_bytes() -> usize {
@@ -461,6 +471,11 @@ impl Contract {
         require(&mut p, bus.max_key_bytes >= 64, "event_bus.max_key_bytes: must be ≥ 64");
         require(&mut p, bus.max_header_bytes >= 1024, "event_bus.max_header_bytes: must be ≥ 1024");
         require(&mut p, bus.shutdown_timeout_seconds >= 1, "event_bus.shutdown_timeout_seconds: must be ≥ 1");
+        require(
+            &mut p,
+            bus.record_deadline_seconds * 1000 > self.vault.request_timeout_ms,
+            "event_bus.record_deadline_seconds: must be longer than vault.request_timeout_ms",
+        );
         require(
             &mut p,
             (1..=10_000).contains(&bus.fetch_wait_max_ms),
