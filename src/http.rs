@@ -62,10 +62,13 @@ async fn ready(State(node): State<NodeSlot>) -> impl IntoResponse {
     if node.gate.keys_stale() {
         return not_ready("requester keys from Vault could not be refreshed: their requests are refused");
     }
-    match node.dispatcher.vault().health().await {
+    let vault = node.dispatcher.vault();
+    match vault.health().await {
         Err(_) => not_ready("vault unreachable"),
         Ok(h) if h.sealed == Some(true) => not_ready("vault sealed"),
         Ok(h) if h.initialized == Some(false) => not_ready("vault not initialized"),
+        // A revoked or expired token fails every request, though Vault is fine.
+        Ok(_) if vault.token_is_dead().await => not_ready("the node's Vault token is refused (revoked or expired)"),
         Ok(_) => (StatusCode::OK, Json(json!({ "ready": true }))),
     }
 }

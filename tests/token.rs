@@ -129,3 +129,19 @@ async fn a_revoked_token_is_replaced_on_its_first_403_but_policy_denials_are_not
     let status = token_status(&node, &events, |t| t["logins_total"].as_u64().is_some_and(|n| n >= 1)).await;
     eprintln!("TOKEN revoked: answered after a new login; token state {status}");
 }
+
+/// With token auth there is no new login: a revoked token fails every
+/// request, and `/ready` must say so although Vault itself is healthy.
+#[tokio::test]
+async fn a_revoked_static_token_makes_the_node_unready() {
+    let policy = kv_policy("unready").await;
+    let token = vault::create_token(&[&policy], "1h", true).await;
+    let node = Node::start_with(options().env("VAULT_TOKEN", &token)).await;
+    node.wait_for_metric("onex_vault_adapter_assigned_partitions", |p| p >= 1.0, WAIT).await;
+    let (status, body) = node.http_get("/ready").await;
+    assert_eq!(status, 200, "{body}");
+    vault::request(reqwest::Method::POST, "auth/token/revoke", Some(&json!({"token": token}))).await;
+    let (status, body) = node.http_get("/ready").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["reason"].as_str().is_some_and(|r| r.contains("token is refused")), "{body}");
+}
