@@ -637,6 +637,8 @@ fn bench_contract(group: &str, fetch_wait_ms: Option<u32>) -> Contract {
         ("ONEX_GROUP_ID", group.to_owned()),
         // As the harness starts the node (joins a group on Tansu in seconds).
         ("KAFKA_SESSION_TIMEOUT_MS", "6000".to_owned()),
+        // As the harness starts the node: the bench measures the data path.
+        ("ONEX_SECURITY_PROFILE", "dev".to_owned()),
     ]);
     if let Some(ms) = fetch_wait_ms {
         values.insert("KAFKA_FETCH_WAIT_MAX_MS", ms.to_string());
