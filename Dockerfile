@@ -32,24 +32,35 @@ RUN apt-get update \
 WORKDIR /build
 
 # 1. Dependencies only, from the manifests and stub sources: this layer (the
-#    slow part: librdkafka, aws-lc, tokio...) is rebuilt only when Cargo.toml or
-#    Cargo.lock change, not on every source edit.
+#    slow part: librdkafka, aws-lc, tokio...) is rebuilt only when a manifest or
+#    Cargo.lock changes, not on every source edit. Cargo loads the whole
+#    workspace before it builds one binary, so every member's manifest must be
+#    here (the node, models, client) and every target a manifest names must
+#    exist: the `[[bench]] node` of the root manifest (benches/node.rs) stays
+#    a stub in both steps, as it is never built here. Targets cargo finds by
+#    itself (tests/, examples/, models/tests/) may be absent.
+#    scripts/docker-context-check.sh runs these steps in CI, from exactly the
+#    build context .dockerignore leaves, without Docker.
 COPY Cargo.toml Cargo.lock ./
 COPY models/Cargo.toml models/Cargo.toml
-RUN mkdir -p src models/src \
+COPY client/Cargo.toml client/Cargo.toml
+RUN mkdir -p src models/src client/src benches \
     && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs models/src/lib.rs \
+    && echo 'fn main() {}' > benches/node.rs \
+    && touch src/lib.rs models/src/lib.rs client/src/lib.rs \
     && cargo build --release --locked --bin onex-vault-adapter \
-    && rm -rf src models/src
+    && rm -rf src models/src client/src
 
-# 2. The node itself. Forget the stubs' build of the two workspace crates, so
-#    cargo rebuilds them from the real sources whatever their timestamps.
+# 2. The node itself. Forget the stubs' build of the workspace crates
+#    (onex-vault-adapter, onex-vault-models, onex-vault-client), so cargo
+#    rebuilds them from the real sources whatever their timestamps. The binary
+#    stays in target/release; the runtime stage copies it from there.
 COPY models models
+COPY client client
 COPY src src
 COPY contract.yaml ./
 RUN rm -rf target/release/.fingerprint/onex-vault-* \
-    && cargo build --release --locked --bin onex-vault-adapter \
-    && install -m 0755 target/release/onex-vault-adapter /usr/local/bin/onex-vault-adapter
+    && cargo build --release --locked --bin onex-vault-adapter
 
 # ---------------------------------------------------------------------------
 # Runtime stage
@@ -72,7 +83,7 @@ RUN groupadd --system --gid 10001 onex \
         --shell /usr/sbin/nologin onex
 
 WORKDIR /app
-COPY --from=builder /usr/local/bin/onex-vault-adapter /usr/local/bin/onex-vault-adapter
+COPY --from=builder /build/target/release/onex-vault-adapter /usr/local/bin/onex-vault-adapter
 COPY contract.yaml /app/contract.yaml
 COPY models/schemas /app/models/schemas
 
@@ -83,10 +94,13 @@ ENV ONEX_CONTRACT=/app/contract.yaml \
 USER 10001:10001
 EXPOSE 8085
 
-# Shell form, so a changed ONEX_HTTP_PORT is followed.
+# Healthy means ready, not merely alive: /ready answers 200 only once the node
+# holds partitions of its request topic and its Vault is reachable, unsealed
+# and accepts the node's token (/health, liveness, answers as soon as the
+# process runs). Shell form, so a changed ONEX_HTTP_PORT is followed.
 # hadolint ignore=DL3025
-HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
-    CMD curl -fsS -o /dev/null "http://127.0.0.1:${ONEX_HTTP_PORT:-8085}/health" || exit 1
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
+    CMD curl -fsS -o /dev/null "http://127.0.0.1:${ONEX_HTTP_PORT:-8085}/ready" || exit 1
 
 ENTRYPOINT ["onex-vault-adapter"]
 CMD ["run"]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the node against a local dev stack, without Docker:
-#   - OpenBao dev server (Vault API) on 127.0.0.1:${DEV_VAULT_PORT:-8200}, in memory
+#   - OpenBao dev server (Vault API) on 127.0.0.1:${DEV_VAULT_PORT:-8200}, in memory,
+#     with its file audit device writing .stack/vault-audit.log
 #   - Tansu (Kafka protocol) on 127.0.0.1:${DEV_KAFKA_PORT:-9092}, in memory,
 #     with the topics of contract.yaml (3 partitions each)
 #   - the node itself (target/debug/onex-vault-adapter run), logging in via
@@ -8,7 +9,8 @@
 #     (never with the root token), health on 127.0.0.1:${ONEX_HTTP_PORT:-8085}/health
 #
 # The servers come from scripts/install-test-servers.sh (run first; idempotent).
-# Everything lives under .stack/: the logs (openbao.log, tansu.log, node.log),
+# Everything lives under .stack/: the logs (openbao.log, tansu.log, node.log,
+# and OpenBao's own audit log vault-audit.log),
 # the AppRole credentials (role-id, secret-id) and the dev root token (root-token).
 #
 # Usage:
@@ -155,7 +157,7 @@ prepare_stack_dir() {
     mkdir -p "$stack_dir"
     chmod 700 "$stack_dir"
     rm -f "$stack_dir"/*.log "$stack_dir"/role-id "$stack_dir"/secret-id \
-        "$stack_dir"/root-token "$stack_dir"/smoke-reply.json
+        "$stack_dir"/root-token "$stack_dir"/smoke-reply.json "$stack_dir"/openbao-audit.hcl
 }
 
 # Starts "$@" in the background in its own session (so a Ctrl-C in the terminal
@@ -254,18 +256,39 @@ random_hex() {
     od -An -N16 -tx1 /dev/urandom | tr -d ' \n'
 }
 
+# OpenBao's file audit device (Vault: `vault audit enable file file_path=...`).
+# OpenBao 2.x refuses to enable audit devices through the API ("use
+# declarative, config-based audit device management"), so it is declared in a
+# configuration file the dev server reads beside its dev defaults.
+readonly audit_log="${stack_dir}/vault-audit.log"
+
+write_audit_config() {
+    cat >"${stack_dir}/openbao-audit.hcl" <<HCL
+audit "file" "file" {
+  description = "onex-vault-adapter dev stack: every request and response, secrets HMAC-ed"
+  options {
+    file_path = "${audit_log}"
+    mode      = "0600"
+  }
+}
+HCL
+}
+
 start_openbao() {
     root_token="${DEV_VAULT_ROOT_TOKEN:-dev-root-$(random_hex)}"
     (umask 077 && printf '%s\n' "$root_token" >"${stack_dir}/root-token")
-    log "starting OpenBao on ${vault_addr}"
+    write_audit_config
+    log "starting OpenBao on ${vault_addr} (audit log .stack/vault-audit.log)"
     # Run from .stack/ so nothing lands in the work tree.
     start_logged "${stack_dir}/openbao.log" \
         env -C "$stack_dir" BAO_DEV_ROOT_TOKEN_ID="$root_token" \
         "$ONEX_BAO_BIN" server -dev -dev-no-store-token \
-        "-dev-listen-address=127.0.0.1:${vault_port}"
+        "-dev-listen-address=127.0.0.1:${vault_port}" \
+        "-config=${stack_dir}/openbao-audit.hcl"
     bao_pid="$started_pid"
     wait_until_ready "OpenBao" "$bao_pid" "${stack_dir}/openbao.log" \
         curl -fsS -o /dev/null "${vault_addr}/v1/sys/health"
+    vault_api GET sys/audit | grep -q '"file/"' || die "OpenBao's file audit device is not enabled"
 }
 
 # Calls the Vault HTTP API with the root token: vault_api METHOD PATH [JSON].
@@ -398,6 +421,7 @@ print_banner() {
     Kafka (Tansu)        ${kafka_bootstrap}
     node health          ${health_url}
     logs                 .stack/node.log  .stack/openbao.log  .stack/tansu.log
+    Vault audit log      .stack/vault-audit.log
 
   Send the example request (from another terminal):
     KAFKA_BOOTSTRAP_SERVERS=${kafka_bootstrap} ${node_bin} send ${example_request}
@@ -449,7 +473,13 @@ run_smoke_test() {
         >"$reply_file" </dev/null || status=$?
     cat "$reply_file"
     if [ "$status" -eq 0 ] && reply_has_demo_secret "$reply_file"; then
-        echo "PASS: get_secret secret/${demo_secret_path} answered with the demo secret"
+        # Vault's own audit device saw the node's read (paths in clear,
+        # secret values HMAC-ed).
+        if ! grep -qF "\"path\":\"secret/data/${demo_secret_path}\"" "$audit_log"; then
+            echo "FAIL: the node's read of secret/data/${demo_secret_path} is not in OpenBao's audit log (.stack/vault-audit.log)"
+            return 1
+        fi
+        echo "PASS: get_secret secret/${demo_secret_path} answered with the demo secret (and is in OpenBao's audit log)"
         return 0
     fi
     show_log_tail "${stack_dir}/node.log"

@@ -168,23 +168,9 @@ fn corpus() -> Vec<(Uuid, Hostile)> {
             envelope(id, json!({"operation": "list_secrets", "path": folder})).to_string().into_bytes()
         });
     }
-    // A signed record that claims another requester, or a look-alike name.
-    for source in [
-        "node_admin",
-        "NODE_HOSTILE",
-        "node_hostile ",
-        "node_hostile\u{202e}",
-        "node_h\u{43e}stile",
-        "",
-        "node_hostile\u{0}",
-        "*",
-    ] {
-        add("claims another requester", false, &move |id| {
-            let mut e = envelope(id, json!({"operation": "get_secret", "path": "hostile/ok"}));
-            e["source_tool"] = source.into();
-            e.to_string().into_bytes()
-        });
-    }
+    // (A `source_tool` naming another requester proves nothing: the signing
+    // runtime is who asks. Envelopes signed by another runtime, or with the
+    // runtime swapped, are refused in tests/security.rs and the conformance suite.)
     // Stale and future timestamps (the replay window), and a past deadline.
     for shift in [-3600, 3600, -86_400 * 365] {
         add("timestamp outside the window", false, &move |id| {
