@@ -213,7 +213,7 @@ impl Reporter {
             },
             read_cache: node.dispatcher.cache().map(|cache| cache.stats()),
             security: SecurityStatus {
-                profile: format!("{:?}", node.gate.profile()).to_lowercase(),
+                profile: node.gate.profile().as_str().to_owned(),
                 requesters: node.gate.requesters() as u64,
                 replay_ids_remembered: node.gate.replay_ids_remembered() as u64,
                 warnings: node.gate.warnings(),

@@ -272,7 +272,7 @@ async fn start(contract: Contract) -> anyhow::Result<()> {
     for warning in gate.warnings() {
         tracing::warn!("{warning}");
     }
-    tracing::info!(profile = ?gate.profile(), requesters = gate.requesters(), "security checks ready");
+    tracing::info!(profile = gate.profile().as_str(), requesters = gate.requesters(), "security checks ready");
 
     let vault = Arc::new(vault);
     let (lease_events_tx, lease_events) = tokio::sync::mpsc::unbounded_channel();

@@ -311,7 +311,7 @@ async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationTo
             };
             trace.apply_to(&mut reply);
             let mut audit = audit_record(node, record, Some(&request), target, &reply.payload, started);
-            audit.denial = denial.map(|d| d.reason.to_owned());
+            audit.denial = denial.map(|d| d.reason);
             audit.runtime_id = provenance.signed.map(|signed| signed.runtime_id);
             (vec![messages::reply(bus, node.gate.reply_signer(), reply)], audit)
         }
@@ -422,7 +422,7 @@ async fn perform(
 /// record say why; the requester only learns that it was refused.
 fn deny(request: &Envelope<VaultRequest>, denial: Denial, started: Instant) -> Envelope<VaultReply> {
     if let Some(held_back) = crate::logging::REFUSALS.allow() {
-        tracing::warn!(reason = denial.reason, held_back, "request denied by the security checks");
+        tracing::warn!(reason = denial.reason.as_str(), held_back, "request denied by the security checks");
     }
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let reply = VaultReply::failure(request.payload.operation().as_str(), denial.reply_error(), duration_ms);

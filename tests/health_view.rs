@@ -102,3 +102,61 @@ async fn an_unreachable_broker_fails_within_about_ten_seconds() {
     assert!(error.is::<KafkaUnreachable>(), "expected KafkaUnreachable, got {error:#}");
     assert!(started.elapsed() < Duration::from_secs(15));
 }
+
+/// `health --follow` against a live node: the instance appears healthy, turns
+/// unhealthy while its Vault is cut off, and healthy again once Vault is back.
+/// Piped, `--follow` prints a table whenever something changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_shows_a_live_node_through_a_vault_outage() {
+    use std::io::BufRead as _;
+    use support::node::{Node, NodeOptions};
+    use support::proxy::Proxy;
+
+    let proxy = Proxy::start(servers().vault_socket_addr());
+    let instance = format!("follow-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let node = Node::start_with(
+        NodeOptions::default()
+            .env("VAULT_TOKEN", servers().root_token())
+            .env("ONEX_HEALTH_INTERVAL_SECONDS", "1")
+            .env("ONEX_INSTANCE_ID", &instance)
+            .vault_addr(&format!("http://{}", proxy.addr())),
+    )
+    .await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_onex-vault-adapter"))
+        .args(["health", "--follow", "--stale-seconds", "30"])
+        .args(["--bootstrap-servers", &servers().bootstrap_servers(), "--topic", &node.topics.health])
+        .env_remove("KAFKA_SECURITY_PROTOCOL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start health --follow");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // The status column of the instance's row, each time a table shows it.
+    let wait_for_status = |wanted: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = lines.recv_timeout(left).unwrap_or_else(|_| panic!("health --follow never showed {wanted}"));
+            let mut columns = line.split_whitespace();
+            if columns.next() == Some(instance.as_str()) && columns.next() == Some(wanted) {
+                return line;
+            }
+        }
+    };
+    wait_for_status("healthy");
+    proxy.cut();
+    let down = wait_for_status("unhealthy");
+    proxy.pass();
+    wait_for_status("healthy");
+    let _ = child.kill();
+    let _ = child.wait();
+    println!("health --follow during the outage: {down}");
+}

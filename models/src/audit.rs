@@ -37,8 +37,78 @@ pub struct AuditRecord {
     pub timestamp: DateTime<Utc>,
     /// Where the record came from, for unreadable ones: `topic/partition@offset`.
     pub source_record: String,
-    /// Which security check refused the request (`bad_signature`, `replayed`,
-    /// `path_not_granted`, …); the requester is only told `ONEX_CORE_025_PERMISSION_DENIED`.
+    /// Which security check refused the request; the requester is only told
+    /// `ONEX_CORE_025_PERMISSION_DENIED`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub denial: Option<String>,
+    pub denial: Option<DenialReason>,
+}
+
+/// Which security check refused a request, in the order the gate checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DenialReason {
+    /// The request reaches what no grant can: a reserved mount, a token
+    /// lease, the node's own requester keys.
+    ReservedPath,
+    /// Strict profile: not a signed `ModelMessageEnvelope`.
+    Unsigned,
+    MalformedSignedEnvelope,
+    SignerIsNotRuntime,
+    EmitterNotInRealm,
+    RealmMismatch,
+    UnknownSigner,
+    HashMismatch,
+    InvalidSignature,
+    EnvelopeIdOrTimestampMissing,
+    TimestampOutsideWindow,
+    Replayed,
+    ReplayCacheFull,
+    ReplayLedgerUnavailable,
+    OperationNotGranted,
+    MountNotGranted,
+    PathNotGranted,
+    ClearDeliveryNotAllowed,
+    WrappedDeliveryNotAllowed,
+    NoSealingKey,
+}
+
+impl DenialReason {
+    /// The wire name (as in audit records and logs).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenialReason::ReservedPath => "reserved_path",
+            DenialReason::Unsigned => "unsigned",
+            DenialReason::MalformedSignedEnvelope => "malformed_signed_envelope",
+            DenialReason::SignerIsNotRuntime => "signer_is_not_runtime",
+            DenialReason::EmitterNotInRealm => "emitter_not_in_realm",
+            DenialReason::RealmMismatch => "realm_mismatch",
+            DenialReason::UnknownSigner => "unknown_signer",
+            DenialReason::HashMismatch => "hash_mismatch",
+            DenialReason::InvalidSignature => "invalid_signature",
+            DenialReason::EnvelopeIdOrTimestampMissing => "envelope_id_or_timestamp_missing",
+            DenialReason::TimestampOutsideWindow => "timestamp_outside_window",
+            DenialReason::Replayed => "replayed",
+            DenialReason::ReplayCacheFull => "replay_cache_full",
+            DenialReason::ReplayLedgerUnavailable => "replay_ledger_unavailable",
+            DenialReason::OperationNotGranted => "operation_not_granted",
+            DenialReason::MountNotGranted => "mount_not_granted",
+            DenialReason::PathNotGranted => "path_not_granted",
+            DenialReason::ClearDeliveryNotAllowed => "clear_delivery_not_allowed",
+            DenialReason::WrappedDeliveryNotAllowed => "wrapped_delivery_not_allowed",
+            DenialReason::NoSealingKey => "no_sealing_key",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DenialReason;
+
+    #[test]
+    fn a_denial_reason_names_itself_as_serde_does() {
+        use DenialReason::*;
+        for reason in [ReservedPath, Unsigned, EnvelopeIdOrTimestampMissing, WrappedDeliveryNotAllowed, NoSealingKey] {
+            assert_eq!(serde_json::to_value(reason).ok(), Some(serde_json::Value::from(reason.as_str())));
+        }
+    }
 }

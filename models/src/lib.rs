@@ -37,7 +37,7 @@ mod schema;
 mod sealing;
 mod secret;
 
-pub use audit::{AuditRecord, AUDIT_PAYLOAD_TYPE};
+pub use audit::{AuditRecord, DenialReason, AUDIT_PAYLOAD_TYPE};
 pub use dlq::{DeadLetter, DEAD_LETTER_PAYLOAD_TYPE};
 pub use envelope::{
     Envelope, EnvelopeMetadata, PrereleaseId, SemVer, DEFAULT_PRIORITY, ENVELOPE_VERSION, MAX_METADATA_ENTRIES,

@@ -20,6 +20,16 @@ pub enum SecurityProfile {
     Dev,
 }
 
+impl SecurityProfile {
+    /// The wire name, as the contract and the health event spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecurityProfile::Strict => "strict",
+            SecurityProfile::Dev => "dev",
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Security {

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use onex_vault_models::{
-    Delivery, ErrorCode, GatewayRefusal, OperationResult, ReplyError, RequestEnvelope, RuntimeSigner, SealingPublicKey,
+    DenialReason, Delivery, ErrorCode, GatewayRefusal, OperationResult, ReplyError, RequestEnvelope, RuntimeSigner, SealingPublicKey,
     SignedEnvelope,
 };
 use serde::Deserialize;
@@ -55,7 +55,7 @@ pub enum Delivered {
 /// A refused request; `reason` is for the audit trail and logs only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Denial {
-    pub reason: &'static str,
+    pub reason: DenialReason,
 }
 
 impl Denial {
@@ -65,7 +65,7 @@ impl Denial {
     }
 }
 
-fn deny(reason: &'static str) -> Denial {
+fn deny(reason: DenialReason) -> Denial {
     Denial { reason }
 }
 
@@ -73,13 +73,13 @@ fn deny(reason: &'static str) -> Denial {
 /// (upstream's `EnumValidationErrorCode`, in lower case).
 fn gateway_denial(refusal: GatewayRefusal) -> Denial {
     deny(match refusal {
-        GatewayRefusal::Malformed => "malformed_signed_envelope",
-        GatewayRefusal::EmitterNotInRealm => "emitter_not_in_realm",
-        GatewayRefusal::RealmMismatch => "realm_mismatch",
-        GatewayRefusal::UnknownSigner => "unknown_signer",
-        GatewayRefusal::SignerIsNotRuntime => "signer_is_not_runtime",
-        GatewayRefusal::HashMismatch => "hash_mismatch",
-        GatewayRefusal::InvalidSignature => "invalid_signature",
+        GatewayRefusal::Malformed => DenialReason::MalformedSignedEnvelope,
+        GatewayRefusal::EmitterNotInRealm => DenialReason::EmitterNotInRealm,
+        GatewayRefusal::RealmMismatch => DenialReason::RealmMismatch,
+        GatewayRefusal::UnknownSigner => DenialReason::UnknownSigner,
+        GatewayRefusal::SignerIsNotRuntime => DenialReason::SignerIsNotRuntime,
+        GatewayRefusal::HashMismatch => DenialReason::HashMismatch,
+        GatewayRefusal::InvalidSignature => DenialReason::InvalidSignature,
     })
 }
 
@@ -186,33 +186,33 @@ impl Gate {
     ) -> Result<Delivered, Denial> {
         // Whatever the profile and the grants: never the node's own configuration.
         if self.is_reserved(target) {
-            return Err(deny("reserved_path"));
+            return Err(deny(DenialReason::ReservedPath));
         }
         let policy = self.policy();
         // Who is asking: the signing runtime; in dev, whoever the envelope says.
         let name = provenance.signed.as_ref().map(|s| s.runtime_id.as_str()).or(request.source_tool.as_deref());
         let requester = name.and_then(|name| policy.requester(name));
         if self.profile == SecurityProfile::Strict {
-            let signed = provenance.signed.as_deref().ok_or(deny("unsigned"))?;
+            let signed = provenance.signed.as_deref().ok_or(deny(DenialReason::Unsigned))?;
             self.verify(&policy, value, signed)?;
-            let requester = requester.ok_or(deny("unknown_signer"))?;
+            let requester = requester.ok_or(deny(DenialReason::UnknownSigner))?;
 
             // Upstream fills a missing id or timestamp with a new one; a
             // signed request without them could be replayed as new.
             if !provenance.stamped {
-                return Err(deny("envelope_id_or_timestamp_missing"));
+                return Err(deny(DenialReason::EnvelopeIdOrTimestampMissing));
             }
             let now = Utc::now();
             let stamped = request.envelope_timestamp;
             if stamped < now - self.skew || stamped > now + self.skew {
-                return Err(deny("timestamp_outside_window"));
+                return Err(deny(DenialReason::TimestampOutsideWindow));
             }
-            let ledger = self.ledger.as_ref().ok_or(deny("replay_ledger_unavailable"))?;
+            let ledger = self.ledger.as_ref().ok_or(deny(DenialReason::ReplayLedgerUnavailable))?;
             match ledger.claim(request.envelope_id, position, stamped + self.skew).await {
                 Replay::Fresh => {}
-                Replay::Replayed => return Err(deny("replayed")),
-                Replay::Full => return Err(deny("replay_cache_full")),
-                Replay::Unavailable => return Err(deny("replay_ledger_unavailable")),
+                Replay::Replayed => return Err(deny(DenialReason::Replayed)),
+                Replay::Full => return Err(deny(DenialReason::ReplayCacheFull)),
+                Replay::Unavailable => return Err(deny(DenialReason::ReplayLedgerUnavailable)),
             }
 
             let operation = request.payload.operation();
@@ -227,17 +227,17 @@ impl Gate {
             Delivery::Clear if self.profile == SecurityProfile::Dev || requester.is_some_and(|r| r.clear_delivery) => {
                 Ok(Delivered::Clear)
             }
-            Delivery::Clear => Err(deny("clear_delivery_not_allowed")),
+            Delivery::Clear => Err(deny(DenialReason::ClearDeliveryNotAllowed)),
             Delivery::Sealed => match requester.and_then(|r| r.sealing_key.clone()) {
                 Some(key) => Ok(Delivered::Sealed(key)),
-                None => Err(deny("no_sealing_key")),
+                None => Err(deny(DenialReason::NoSealingKey)),
             },
             Delivery::Wrapped
                 if self.profile == SecurityProfile::Dev || requester.is_some_and(|r| r.wrapped_delivery) =>
             {
                 Ok(Delivered::Wrapped(self.wrap_ttl))
             }
-            Delivery::Wrapped => Err(deny("wrapped_delivery_not_allowed")),
+            Delivery::Wrapped => Err(deny(DenialReason::WrappedDeliveryNotAllowed)),
         }
     }
 
@@ -265,7 +265,7 @@ impl Gate {
     /// the payload hashed from the record's own text (as Python reads it:
     /// serde_json's float parsing is not exact enough to re-hash from).
     fn verify(&self, policy: &AccessPolicy, value: &[u8], signed: &SignedEnvelope) -> Result<(), Denial> {
-        let record = std::str::from_utf8(value).map_err(|_| deny("malformed_signed_envelope"))?;
+        let record = std::str::from_utf8(value).map_err(|_| deny(DenialReason::MalformedSignedEnvelope))?;
         let keys_of =
             |signer: &str| policy.requester(signer).map(|r| r.signing_keys().cloned().collect()).unwrap_or_default();
         signed.verify_received(record, &self.realm, keys_of).map_err(gateway_denial)

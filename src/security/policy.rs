@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use onex_vault_models::{Operation, RuntimeKey, SealingPublicKey};
+use onex_vault_models::{DenialReason, Operation, RuntimeKey, SealingPublicKey};
 
 use crate::contract::{AccessPolicySettings, KeyRef, RequesterPolicy};
 
@@ -49,11 +49,11 @@ pub enum NotGranted {
 }
 
 impl NotGranted {
-    pub fn reason(self) -> &'static str {
+    pub fn reason(self) -> DenialReason {
         match self {
-            NotGranted::Operation => "operation_not_granted",
-            NotGranted::Mount => "mount_not_granted",
-            NotGranted::Path => "path_not_granted",
+            NotGranted::Operation => DenialReason::OperationNotGranted,
+            NotGranted::Mount => DenialReason::MountNotGranted,
+            NotGranted::Path => DenialReason::PathNotGranted,
         }
     }
 }
