@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's benchmark command: installs the real servers (OpenBao, Tansu,
+# The benchmark command of docs/benchmarks.md: installs the real servers (OpenBao, Tansu,
 # PostgreSQL; see scripts/install-test-servers.sh) and runs benches/node.rs in
 # release mode: the node against Vault called directly and a plain Kafka echo,
 # closed loop, at several concurrency levels; prints a table per level and the

@@ -203,6 +203,24 @@ enum RequestOperation {
         #[arg(long)]
         delivery: Option<String>,
     },
+    /// Dynamic credentials: `issue-credentials database creds/app [--keep-alive]`,
+    /// `issue-credentials pki issue/web --param common_name=web.example --param ttl=1h`
+    /// (with --param: a POST of those parameters, as strings; else a GET).
+    IssueCredentials {
+        /// The secrets engine's mount (`database`, `pki`).
+        mount: String,
+        /// The endpoint under it (`creds/ROLE`, `issue/ROLE`).
+        path: String,
+        /// A parameter KEY=VALUE (repeat).
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// Have the node keep the lease renewed.
+        #[arg(long)]
+        keep_alive: bool,
+        /// sealed, wrapped or clear (default: the node's contract).
+        #[arg(long)]
+        delivery: Option<String>,
+    },
     /// Transit: encrypt base64 plaintext: `encrypt KEY aGVsbG8=`.
     Encrypt {
         key: String,
@@ -301,6 +319,11 @@ impl RequestOperation {
                 };
                 wire(json!({"operation": "rotate_secret", "path": path, "key": key, "length": length,
                     "alphabet": alphabet, "mount": mount, "delivery": delivery}))?
+            }
+            RequestOperation::IssueCredentials { mount, path, params, keep_alive, delivery } => {
+                let parameters = if params.is_empty() { None } else { Some(pairs(&params)?) };
+                wire(json!({"operation": "issue_credentials", "mount": mount, "path": path,
+                    "parameters": parameters, "keep_alive": keep_alive, "delivery": delivery}))?
             }
             RequestOperation::Encrypt { key, plaintext, mount } => {
                 wire(json!({"operation": "encrypt", "key": key, "plaintext": plaintext, "mount": mount}))?

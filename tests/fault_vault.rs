@@ -454,7 +454,7 @@ async fn vault_slow_and_stalled_times_out_with_bounded_in_flight() {
     );
     // Checked last, together, so one run names every problem.
     let mut problems = Vec::new();
-    // Vault not answering in time is ONEX_CORE_092_TIMEOUT_ERROR (README: error codes), and
+    // Vault not answering in time is ONEX_CORE_092_TIMEOUT_ERROR (docs/wire-contract.md: error codes), and
     // only stalled requests failed: the rest succeeded once the link flowed.
     if stalled_codes.keys().any(|code| code != "ONEX_CORE_092_TIMEOUT_ERROR") {
         problems.push(format!(
@@ -466,7 +466,7 @@ async fn vault_slow_and_stalled_times_out_with_bounded_in_flight() {
         problems.push(format!("other outcomes than timeouts and successes: {tally}"));
     }
     // The records the node did not take wait in Kafka, where operators see
-    // them as consumer lag (README: /metrics consumer_lag, health bus.consumer_lag).
+    // them as consumer lag (docs/operations.md: /metrics consumer_lag, health bus.consumer_lag).
     if max_lag == 0 {
         problems.push(format!(
             "consumer lag never showed in /metrics although {} records waited in Kafka",

@@ -510,6 +510,7 @@ async fn requester_keys_rotate_through_vault() {
         json!({"operation": "undelete_versions", "path": keys_path, "versions": [1]}),
         json!({"operation": "get_secret", "mount": "cubbyhole", "path": "anything"}),
         json!({"operation": "get_secret", "mount": "sys", "path": "anything"}),
+        json!({"operation": "get_secret", "mount": "auth/token", "path": "anything"}),
     ] {
         let reply = bus.signed(&new, &new.envelope(payload.clone())).await;
         bus.assert_denied(&reply, "reserved_path").await;

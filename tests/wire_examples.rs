@@ -1,4 +1,5 @@
-//! The JSON Schemas in `models/schemas/` accept the README's example messages
+//! The JSON Schemas in `models/schemas/` accept the example messages of the
+//! wire contract (`docs/wire-contract.md`, and any in the README)
 //! and the request files in `examples/`, and refuse broken ones: what a
 //! non-Rust node would check its own messages with.
 
@@ -23,18 +24,24 @@ fn assert_valid(validator: &jsonschema::Validator, instance: &Value, what: &str)
     assert!(errors.is_empty(), "{what} does not match its schema: {errors:#?}");
 }
 
-/// The ```json blocks of the README, in order.
-fn readme_json_blocks() -> Vec<Value> {
-    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+/// The documents whose ```json blocks are wire messages.
+const DOCUMENTS: [&str; 2] = ["README.md", "docs/wire-contract.md"];
+
+/// The ```json blocks of those documents, in order.
+fn example_json_blocks() -> Vec<Value> {
+    let documents: String = DOCUMENTS
+        .iter()
+        .map(|name| std::fs::read_to_string(root().join(name)).unwrap_or_else(|e| panic!("{name}: {e}")) + "\n")
+        .collect();
     let mut blocks = Vec::new();
     let mut current: Option<String> = None;
-    for line in readme.lines() {
+    for line in documents.lines() {
         match (&mut current, line.trim_start()) {
             (None, "```json") => current = Some(String::new()),
             (Some(text), "```") => {
                 blocks.push(
                     serde_json::from_str(text)
-                        .unwrap_or_else(|e| panic!("README JSON block does not parse: {e}\n{text}")),
+                        .unwrap_or_else(|e| panic!("a JSON block of {DOCUMENTS:?} does not parse: {e}\n{text}")),
                 );
                 current = None;
             }
@@ -49,16 +56,16 @@ fn readme_json_blocks() -> Vec<Value> {
 }
 
 #[test]
-fn readme_examples_match_the_schemas() {
+fn documented_examples_match_the_schemas() {
     let request = validator("vault-request");
     let reply = validator("vault-reply");
-    let blocks = readme_json_blocks();
-    assert!(blocks.len() >= 3, "the README should show a request, a reply and a failure");
+    let blocks = example_json_blocks();
+    assert!(blocks.len() >= 3, "the wire contract should show a request, a reply and a failure");
     for block in &blocks {
         if block["payload"].get("status").is_some() {
-            assert_valid(&reply, block, "a README reply");
+            assert_valid(&reply, block, "an example reply");
         } else {
-            assert_valid(&request, block, "a README request");
+            assert_valid(&request, block, "an example request");
         }
     }
 }

@@ -45,11 +45,12 @@ use std::time::Duration;
 
 use onex_vault_models::{
     Alphabet, CiphertextResult, DecryptResult, DeleteSecret, DeleteSecretResult, Delivery, Envelope, ErrorCode,
-    FolderPath, GetSecret, GetSecretResult, GetSecretsBatch, GetSecretsBatchResult, InputBinding, ListSecrets,
-    LookupLease, LookupLeaseResult, LookupToken, LookupTokenResult, OpenError, OperationResult, ReadMetadata,
-    ReadMetadataResult, RenewLease, RenewLeaseResult, RenewToken, RenewTokenResult, ReplyError, RevokeLease,
-    RevokeLeaseResult, RotateSecret, RotateSecretResult, RuntimeIdentity, RuntimeKey, RuntimeSigner, SealedMaterial,
-    SealingPublicKey, SecretData, SecretPath, SetSecret, SetSecretResult, TransitDecrypt, TransitEncrypt, VaultRequest,
+    FolderPath, GetSecret, GetSecretResult, GetSecretsBatch, GetSecretsBatchResult, InputBinding, IssueCredentials,
+    IssueCredentialsResult, ListSecrets, LookupLease, LookupLeaseResult, LookupToken, LookupTokenResult, MountName,
+    OpenError, OperationResult, ReadMetadata, ReadMetadataResult, RenewLease, RenewLeaseResult, RenewToken,
+    RenewTokenResult, ReplyError, RevokeLease, RevokeLeaseResult, RotateSecret, RotateSecretResult, RuntimeIdentity,
+    RuntimeKey, RuntimeSigner, SealedMaterial, SealingPublicKey, SecretData, SecretPath, SetSecret, SetSecretResult,
+    TransitDecrypt, TransitEncrypt, VaultRequest,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -538,6 +539,32 @@ impl VaultAdapterClient {
         };
         match self.call(VaultRequest::Decrypt(request)).await? {
             OperationResult::Decrypt(result) => Ok(result),
+            _ => Err(ClientError::UnexpectedResult),
+        }
+    }
+
+    /// Dynamic credentials from the engine mounted at `mount`: `path` is the
+    /// endpoint (`creds/app` of a database engine, `issue/web` of a PKI
+    /// engine); `parameters`, when given, go as a `POST` body (a PKI
+    /// `common_name`, `ttl`). Sealed with an identity, else the node's
+    /// default delivery. With `keep_alive`, the node keeps the lease renewed.
+    pub async fn issue_credentials(
+        &self,
+        mount: &str,
+        path: &str,
+        parameters: Option<serde_json::Map<String, serde_json::Value>>,
+        keep_alive: bool,
+    ) -> Result<IssueCredentialsResult, ClientError> {
+        let request = IssueCredentials {
+            mount: MountName::new(mount).map_err(|e| ClientError::Invalid(format!("mount: {e}")))?,
+            path: secret_path(path)?,
+            parameters,
+            keep_alive,
+            delivery: self.settings.identity.as_ref().map(|_| Delivery::Sealed),
+        };
+        request.check().map_err(ClientError::Invalid)?;
+        match self.call(VaultRequest::IssueCredentials(request)).await? {
+            OperationResult::IssueCredentials(result) => Ok(result),
             _ => Err(ClientError::UnexpectedResult),
         }
     }

@@ -21,7 +21,7 @@ fi
 for topic in $topics; do
     echo "kafka-init: creating ${topic} (${partitions} partitions)"
     case "$topic" in
-        # The replay ledger (README "Security model"): claims must outlive
+        # The replay ledger (docs/security.md): claims must outlive
         # 2 x security.max_clock_skew_seconds and must never be compacted.
         *.vault-replay-claim.*) config="--config cleanup.policy=delete --config retention.ms=900000" ;;
         *) config="" ;;

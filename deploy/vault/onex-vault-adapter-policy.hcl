@@ -106,7 +106,23 @@ path "transit/rewrap/*" {
   capabilities = ["update"]
 }
 
-# Wrapped replies of results the node makes (rotate_secret, decrypt).
+# Wrapped replies of results the node makes (rotate_secret, decrypt,
+# issue_credentials).
 path "sys/wrapping/wrap" {
+  capabilities = ["update"]
+}
+
+# issue_credentials: dynamic credentials. Each engine endpoint a requester may
+# be granted needs its own rule here; the node asks for nothing else. Database
+# engine on `database/`: new credentials are a read of creds/ROLE. Narrow
+# `*` to the roles your requesters use.
+path "database/creds/*" {
+  capabilities = ["read"]
+}
+
+# PKI on `pki/`: a certificate is an update (POST with common_name, ttl) of
+# issue/ROLE. Its lease (roles with generate_lease) is revoked with
+# sys/leases/revoke, above.
+path "pki/issue/*" {
   capabilities = ["update"]
 }

@@ -15,8 +15,8 @@
 //! reply with the requester's [`SealingSecretKey`]; [`RuntimeIdentity`] is a
 //! runtime's key file.
 //!
-//! Secret material (`set_secret` data, `get_secret` results) is held in
-//! [`SecretData`], whose `Debug` never shows a value.
+//! Secret material (`set_secret` data, `get_secret` and `issue_credentials`
+//! results) is held in [`SecretData`], whose `Debug` never shows a value.
 //!
 //! [`schemas()`] returns the JSON Schemas of every top-level message; they are
 //! committed under `models/schemas/` for non-Rust nodes.
@@ -61,16 +61,16 @@ pub use path::{mask_path, FolderPath, MountName, PathError, SecretPath, MAX_PATH
 pub use replay_claim::{RecordPosition, ReplayClaim, REPLAY_CLAIM_PAYLOAD_TYPE};
 pub use reply::{
     BatchItem, CiphertextResult, DecryptResult, DeleteSecretResult, GetSecretResult, GetSecretsBatchResult,
-    ListSecretsResult, LookupLeaseResult, LookupTokenResult, OperationResult, ReadMetadataResult, RenewLeaseResult,
-    RenewTokenResult, ReplyStatus, RevokeLeaseResult, RotateSecretResult, SecretVersionMetadata, SetSecretResult,
-    UndeleteVersionsResult, VaultReply, VersionState, WrappedResult, WrappedTag, WriteMetadataResult,
-    REPLY_PAYLOAD_TYPE,
+    IssueCredentialsResult, ListSecretsResult, LookupLeaseResult, LookupTokenResult, OperationResult,
+    ReadMetadataResult, RenewLeaseResult, RenewTokenResult, ReplyStatus, RevokeLeaseResult, RotateSecretResult,
+    SecretVersionMetadata, SetSecretResult, UndeleteVersionsResult, VaultReply, VersionState, WrappedResult,
+    WrappedTag, WriteMetadataResult, REPLY_PAYLOAD_TYPE,
 };
 pub use request::{
-    Alphabet, Consistency, DeleteSecret, Delivery, GetSecret, GetSecretsBatch, ListSecrets, LookupLease, LookupToken,
-    Operation, ReadMetadata, RenewLease, RenewToken, RevokeLease, RotateSecret, SetSecret, TransitDecrypt,
-    TransitEncrypt, TransitRewrap, UndeleteVersions, VaultRequest, WriteMetadata, MAX_BATCH_PATHS,
-    MAX_SECRET_DATA_BYTES, ROTATE_LENGTH,
+    Alphabet, Consistency, DeleteSecret, Delivery, GetSecret, GetSecretsBatch, IssueCredentials, ListSecrets,
+    LookupLease, LookupToken, Operation, ReadMetadata, RenewLease, RenewToken, RevokeLease, RotateSecret, SetSecret,
+    TransitDecrypt, TransitEncrypt, TransitRewrap, UndeleteVersions, VaultRequest, WriteMetadata, MAX_BATCH_PATHS,
+    MAX_CREDENTIAL_PARAMETERS, MAX_CREDENTIAL_PARAMETERS_BYTES, MAX_SECRET_DATA_BYTES, ROTATE_LENGTH,
 };
 pub use schema::{schemas, MessageSchema};
 pub use sealing::{

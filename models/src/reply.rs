@@ -86,6 +86,7 @@ pub enum OperationResult {
     Ciphertext(CiphertextResult),
     Decrypt(DecryptResult),
     LookupToken(LookupTokenResult),
+    IssueCredentials(IssueCredentialsResult),
     /// A result with secret values, sealed to the requester's key.
     Sealed(SealedResult),
     /// A result with secret values, left in Vault behind a wrapping token.
@@ -312,6 +313,28 @@ impl std::fmt::Debug for DecryptResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("DecryptResult { .. }")
     }
+}
+
+/// Dynamic credentials (`issue_credentials`): the engine's secret data and
+/// the lease Vault put on it. The data is secret material: sealed, wrapped
+/// or (if allowed) clear, like a `get_secret` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IssueCredentialsResult {
+    /// What the engine answered: `username` and `password` of a database
+    /// role, `certificate`, `private_key`, `serial_number`, … of a PKI role.
+    pub data: SecretData,
+    /// The lease to renew, look up or revoke; absent when the engine gave
+    /// none (a PKI role without `generate_lease`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_id: Option<String>,
+    /// Seconds the lease lasts (0 without a lease).
+    pub lease_duration: u64,
+    pub renewable: bool,
+    /// Whether the node now keeps renewing the lease (`keep_alive` requests
+    /// of a renewable lease, within the node's limit of tracked leases).
+    #[serde(default)]
+    pub kept_alive: bool,
 }
 
 /// The node's own token, described (never the token or its accessor).

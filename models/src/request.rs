@@ -20,6 +20,13 @@ use crate::secret::SecretData;
 pub const MAX_SECRET_DATA_BYTES: usize = 512 * 1024;
 /// Longest lease id the node accepts, in bytes.
 const MAX_LEASE_ID_BYTES: usize = 1024;
+/// Most keys an `issue_credentials` request's `parameters` may have.
+pub const MAX_CREDENTIAL_PARAMETERS: usize = 32;
+/// Largest `issue_credentials` `parameters`, serialized, in bytes.
+pub const MAX_CREDENTIAL_PARAMETERS_BYTES: usize = 16 * 1024;
+/// Mounts `issue_credentials` never reaches, nested ones included (`auth/token`):
+/// Vault's own and the node's private one. The gate refuses them too.
+const RESERVED_ENGINE_MOUNTS: [&str; 4] = ["sys", "auth", "identity", "cubbyhole"];
 
 /// A request payload. The `operation` field selects the variant.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -66,6 +73,9 @@ pub enum VaultRequest {
     Rewrap(TransitRewrap),
     /// Look up the node's own token (never the token itself).
     LookupToken(LookupToken),
+    /// Obtain dynamic credentials: read a secrets engine endpoint that
+    /// answers with a lease (`database/creds/ROLE`, `pki/issue/ROLE`, …).
+    IssueCredentials(IssueCredentials),
 }
 
 /// Whether a read may be served from the node's read cache.
@@ -382,6 +392,58 @@ pub struct RenewLease {
     pub keep_alive: bool,
 }
 
+/// Dynamic credentials: one read of a secrets engine endpoint that answers
+/// with a lease, e.g. `{"mount": "database", "path": "creds/app"}` or
+/// `{"mount": "pki", "path": "issue/web", "parameters": {"common_name": "web.example"}}`.
+/// The access policy checks `mount` (the engine's mount) and `path` (the
+/// endpoint under it) like a secret's mount and path.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IssueCredentials {
+    /// The secrets engine's mount, e.g. `database` or `pki` (required: the
+    /// contract's default mount is a KV mount).
+    pub mount: MountName,
+    /// The endpoint under the mount, e.g. `creds/app` or `issue/web`.
+    pub path: SecretPath,
+    /// The endpoint's parameters (PKI: `common_name`, `ttl`, …), sent as the
+    /// JSON body of a `POST`; omitted, the endpoint is read with `GET`. At most
+    /// 32 keys and 16 KiB. Not secret: they travel and are audited as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 32))]
+    pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Ask the node to keep renewing the new lease (as `renew_lease` with
+    /// `keep_alive`), when it is renewable.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_alive: bool,
+    /// The credentials are secret material: sealed, wrapped or (if allowed) clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
+}
+
+impl IssueCredentials {
+    /// The checks beyond the types: never a reserved mount (nested ones
+    /// included: `auth/token` is `auth`), and bounded parameters.
+    pub fn check(&self) -> Result<(), String> {
+        let engine = self.mount.as_str().split('/').next().unwrap_or_default();
+        if RESERVED_ENGINE_MOUNTS.contains(&engine) {
+            return Err(format!("payload.mount: {engine}/ is not a secrets engine the node issues credentials from"));
+        }
+        if let Some(parameters) = &self.parameters {
+            if parameters.len() > MAX_CREDENTIAL_PARAMETERS {
+                return Err(format!("payload.parameters: at most {MAX_CREDENTIAL_PARAMETERS} keys"));
+            }
+            if parameters.keys().any(|key| key.is_empty() || key.len() > 256 || key.chars().any(char::is_control)) {
+                return Err("payload.parameters: keys of 1 to 256 characters, no control characters".into());
+            }
+            let size = serde_json::to_vec(parameters).map_or(usize::MAX, |v| v.len());
+            if size > MAX_CREDENTIAL_PARAMETERS_BYTES {
+                return Err(format!("payload.parameters: at most {MAX_CREDENTIAL_PARAMETERS_BYTES} bytes as JSON"));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LookupLease {
@@ -425,10 +487,11 @@ pub enum Operation {
     Decrypt,
     Rewrap,
     LookupToken,
+    IssueCredentials,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 17] = [
+    pub const ALL: [Operation; 18] = [
         Operation::GetSecret,
         Operation::SetSecret,
         Operation::DeleteSecret,
@@ -446,6 +509,7 @@ impl Operation {
         Operation::Decrypt,
         Operation::Rewrap,
         Operation::LookupToken,
+        Operation::IssueCredentials,
     ];
 
     /// The wire name, e.g. `get_secret`.
@@ -468,6 +532,7 @@ impl Operation {
             Operation::Decrypt => "decrypt",
             Operation::Rewrap => "rewrap",
             Operation::LookupToken => "lookup_token",
+            Operation::IssueCredentials => "issue_credentials",
         }
     }
 
@@ -549,6 +614,7 @@ impl VaultRequest {
             VaultRequest::Decrypt(_) => Operation::Decrypt,
             VaultRequest::Rewrap(_) => Operation::Rewrap,
             VaultRequest::LookupToken(_) => Operation::LookupToken,
+            VaultRequest::IssueCredentials(_) => Operation::IssueCredentials,
         }
     }
 
@@ -571,6 +637,7 @@ impl VaultRequest {
             VaultRequest::GetSecretsBatch(r) => Some(r.delivery),
             VaultRequest::RotateSecret(r) => Some(r.delivery),
             VaultRequest::Decrypt(r) => Some(r.delivery),
+            VaultRequest::IssueCredentials(r) => Some(r.delivery),
             _ => None,
         }
     }
@@ -670,6 +737,7 @@ impl VaultRequest {
                     return Err("payload.ciphertext: must be a transit ciphertext (vault:v<N>:…)".into());
                 }
             }
+            VaultRequest::IssueCredentials(r) => r.check()?,
             _ => {}
         }
         Ok(())

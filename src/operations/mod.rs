@@ -10,6 +10,7 @@
 
 mod delete_secret;
 mod get_secret;
+mod issue_credentials;
 mod list_secrets;
 mod lookup_lease;
 mod lookup_token;
@@ -170,16 +171,40 @@ impl Dispatcher {
         if let VaultRequest::GetSecret(_) = request {
             return self.call(request, Some(ttl)).await;
         }
-        let result = serde_json::to_value(self.call(request, None).await?)
-            .map_err(|_| ReplyError::new(ErrorCode::InternalError, "the result could not be serialized"))?;
+        let made = self.call(request, None).await?;
+        let lease = match &made {
+            OperationResult::IssueCredentials(issued) => issued.lease_id.clone(),
+            _ => None,
+        };
+        let result = serde_json::to_value(made)
+            .map_err(|_| ReplyError::new(ErrorCode::InternalError, "the result could not be serialized"));
         let vault = &self.vault;
-        let result = &result;
-        guarded_call(&self.breaker, &self.backoff, self.timeout, move || async move {
-            let wrap = vault.wrap_data(result, ttl).await?;
-            Ok(get_secret::wrapped_result(wrap))
-        })
-        .await
-        .map_err(|failure| self.reply_error(failure))
+        let wrapped = match &result {
+            Ok(result) => guarded_call(&self.breaker, &self.backoff, self.timeout, move || async move {
+                let wrap = vault.wrap_data(result, ttl).await?;
+                Ok(get_secret::wrapped_result(wrap))
+            })
+            .await
+            .map_err(|failure| self.reply_error(failure)),
+            Err(error) => Err(error.clone()),
+        };
+        if let (Err(_), Some(lease_id)) = (&wrapped, lease) {
+            // Credentials issued but never delivered: revoke them (best
+            // effort) rather than leave them living, or kept alive, unseen.
+            self.discard_lease(&lease_id).await;
+        }
+        wrapped
+    }
+
+    /// Revokes a lease nobody will receive and stops keeping it alive.
+    async fn discard_lease(&self, lease_id: &str) {
+        self.leases.forget(lease_id);
+        let body = serde_json::json!({ "lease_id": lease_id });
+        let revoked: Result<serde_json::Value, VaultError> =
+            self.vault.call(reqwest::Method::PUT, "sys/leases/revoke", Some(&body)).await;
+        if let Err(error) = revoked {
+            tracing::warn!(%error, "credentials issued for a wrapped reply that failed could not be revoked");
+        }
     }
 
     /// A read, from the cache when allowed and fresh, else from Vault.
@@ -332,6 +357,7 @@ async fn dispatch(
         VaultRequest::Decrypt(r) => transit::decrypt(cx, r).await,
         VaultRequest::Rewrap(r) => transit::rewrap(cx, r).await,
         VaultRequest::LookupToken(_) => lookup_token::run(cx).await,
+        VaultRequest::IssueCredentials(r) => issue_credentials::run(cx, r).await,
         // Composite: `Dispatcher::read_batch` runs it as single reads.
         VaultRequest::GetSecretsBatch(_) => Err(VaultError::Malformed),
     }
@@ -379,6 +405,11 @@ impl Target {
                 Target { mount: None, paths: request.lease_id().map(str::to_owned).into_iter().collect() }
             }
             VaultRequest::RenewToken(_) => Target::none(),
+            // The engine's mount (`database`, `pki`) and the endpoint under
+            // it (`creds/app`, `issue/web`): grants name them like a secret's.
+            VaultRequest::IssueCredentials(r) => {
+                Target { mount: Some(r.mount.to_string()), paths: vec![r.path.to_string()] }
+            }
         }
     }
 

@@ -29,8 +29,8 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use onex_vault_models::{
-    DenialReason, Delivery, ErrorCode, GatewayRefusal, OperationResult, ReplyError, RequestEnvelope, RuntimeSigner, SealingPublicKey,
-    SignedEnvelope,
+    Delivery, DenialReason, ErrorCode, GatewayRefusal, OperationResult, ReplyError, RequestEnvelope, RuntimeSigner,
+    SealingPublicKey, SignedEnvelope,
 };
 use serde::Deserialize;
 use uuid::Uuid;
@@ -246,7 +246,8 @@ impl Gate {
     /// of Vault's own (`auth/…`, `sys/…`: tokens, among them the node's).
     fn is_reserved(&self, target: &Target) -> bool {
         match &target.mount {
-            Some(mount) if RESERVED_MOUNTS.contains(&mount.as_str()) => true,
+            // `auth/token` is under `auth`: judged by the first segment.
+            Some(mount) if RESERVED_MOUNTS.contains(&first_segment(mount)) => true,
             Some(mount) => self.key_source.as_ref().is_some_and(|(source_mount, source_path)| {
                 mount == source_mount
                     && target.paths.iter().any(|path| {
@@ -293,6 +294,11 @@ impl Gate {
     pub fn replay_ids_remembered(&self) -> usize {
         self.ledger.as_ref().map_or(0, ReplayLedger::remembered)
     }
+}
+
+/// A mount's first path segment (`auth` of `auth/token`).
+fn first_segment(mount: &str) -> &str {
+    mount.trim_matches('/').split('/').next().unwrap_or_default()
 }
 
 /// The node's runtime signer: wraps each reply in a `ModelMessageEnvelope`

@@ -207,7 +207,7 @@ impl fmt::Display for Tally {
 
 /// Prints a fault test's summary line,
 /// `FAULT <name>: injected=<what>, sent=N, answered=N, duplicates=N, recovery=<ms>ms[, <extra>]`,
-/// straight to stderr so it shows without `--nocapture` (the README quotes it).
+/// straight to stderr so it shows without `--nocapture` (docs/operations.md, "Failure behaviour", quotes it).
 pub fn report(name: &str, injected: &str, tally: &Tally, recovery: Duration, extra: &str) {
     let mut line = format!(
         "FAULT {name}: injected={injected}, sent={}, answered={}, duplicates={}, recovery={}ms",

@@ -1,0 +1,98 @@
+//! `issue_credentials`: dynamic credentials from a secrets engine — one
+//! read of an endpoint that answers with a lease (`database/creds/ROLE`,
+//! `pki/issue/ROLE`, …). `GET` when the request has no `parameters`, else
+//! `POST` with them as the JSON body. The answer's `data` is secret material
+//! (delivered sealed, wrapped or clear like `get_secret`'s); its lease is
+//! reported, and with `keep_alive` handed to the lease keeper.
+//!
+//! The lease sits at the top level of Vault's answer, beside `data`, so the
+//! call goes through vaultrs with an endpoint of our own whose response is
+//! the whole answer (`exec_with_no_result` strips nothing).
+//!
+//! Not idempotent: a retried attempt (a timeout, a 5xx) may have minted
+//! credentials the requester never sees; they live until their TTL, as any
+//! lease Vault hands out does.
+
+use std::time::Duration;
+
+use onex_vault_models::{IssueCredentials, IssueCredentialsResult, OperationResult, SecretData};
+use rustify::endpoint::Endpoint;
+use rustify::enums::{RequestMethod, RequestType, ResponseType};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::Context;
+use crate::vault::VaultError;
+
+/// Vault's whole answer: the lease beside the data.
+#[derive(Deserialize)]
+struct Leased {
+    #[serde(default)]
+    lease_id: String,
+    #[serde(default)]
+    lease_duration: u64,
+    #[serde(default)]
+    renewable: bool,
+    #[serde(default)]
+    data: Option<Map<String, Value>>,
+}
+
+/// `GET <mount>/<path>`, or `POST` with `parameters` as the body.
+struct EngineEndpoint<'a> {
+    path: String,
+    parameters: Option<&'a Map<String, Value>>,
+}
+
+impl Endpoint for EngineEndpoint<'_> {
+    type Response = Leased;
+    const REQUEST_BODY_TYPE: RequestType = RequestType::JSON;
+    const RESPONSE_BODY_TYPE: ResponseType = ResponseType::JSON;
+
+    fn path(&self) -> String {
+        self.path.clone()
+    }
+
+    fn method(&self) -> RequestMethod {
+        if self.parameters.is_some() {
+            RequestMethod::POST
+        } else {
+            RequestMethod::GET
+        }
+    }
+
+    fn body(&self) -> Result<Option<Vec<u8>>, rustify::errors::ClientError> {
+        self.parameters
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|source| rustify::errors::ClientError::DataParseError { source: source.into() })
+    }
+}
+
+pub async fn run(cx: &Context<'_>, request: &IssueCredentials) -> Result<OperationResult, VaultError> {
+    // Validated at decode already; checked again where the call is made.
+    if request.check().is_err() {
+        return Err(VaultError::status(403, &[]));
+    }
+    let endpoint = EngineEndpoint {
+        path: format!("{}/{}", request.mount.as_str(), request.path.as_str()),
+        parameters: request.parameters.as_ref(),
+    };
+    let client = cx.vault.client();
+    let answer: Leased = vaultrs::api::exec_with_no_result(client.as_ref(), endpoint).await?;
+    // An endpoint that answers without data (a 204, a write) issued nothing.
+    let data = answer.data.ok_or(VaultError::Malformed)?;
+    let lease_id = Some(answer.lease_id).filter(|id| !id.is_empty());
+    let kept_alive = match &lease_id {
+        Some(id) if request.keep_alive && answer.renewable => {
+            cx.leases.track(id, Duration::from_secs(answer.lease_duration))
+        }
+        _ => false,
+    };
+    Ok(OperationResult::IssueCredentials(IssueCredentialsResult {
+        data: SecretData::new(data),
+        lease_id,
+        lease_duration: answer.lease_duration,
+        renewable: answer.renewable,
+        kept_alive,
+    }))
+}
