@@ -533,13 +533,7 @@ impl Reader {
             .create()
             .context("cannot create the Kafka consumer")?;
         let unreachable = |e: KafkaError| KafkaUnreachable { bootstrap: bootstrap.to_owned(), reason: e.to_string() };
-        let metadata = consumer.fetch_metadata(Some(topic), KAFKA_TIMEOUT).map_err(unreachable)?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == topic && t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
+        let partitions = crate::bus::partitions_of(&consumer, topic, KAFKA_TIMEOUT).map_err(unreachable)?;
         if partitions.is_empty() {
             return Err(anyhow!("topic {topic} does not exist on {bootstrap}"));
         }

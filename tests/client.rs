@@ -6,26 +6,14 @@
 mod support;
 
 use std::process::Command;
-use std::time::Duration;
 
-use onex_vault_client::{ClientSettings, Topics, VaultAdapterClient};
+use onex_vault_client::VaultAdapterClient;
 use onex_vault_models::{ErrorCode, RuntimeIdentity};
 use serde_json::{json, Map, Value};
 use support::bus::ReplyWatcher;
 use support::node::{node_trust, policy_entry, Node, NodeOptions, NODE_REALM, REPLY_WAIT};
 use support::proxy::Proxy;
 use support::{servers, vault};
-
-fn settings(node: &Node) -> ClientSettings {
-    let topics = &node.topics;
-    ClientSettings::new(&servers().bootstrap_servers())
-        .topics(Topics {
-            requests: topics.requests.clone(),
-            completed: topics.completed.clone(),
-            failed: topics.failed.clone(),
-        })
-        .call_timeout(Duration::from_secs(30))
-}
 
 fn data(value: Value) -> Map<String, Value> {
     value.as_object().cloned().unwrap_or_default()
@@ -34,7 +22,7 @@ fn data(value: Value) -> Map<String, Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_calls_round_trip_through_the_node() {
     let node = Node::start().await;
-    let client = VaultAdapterClient::connect(settings(&node)).await.expect("client connects");
+    let client = VaultAdapterClient::connect(node.client_settings()).await.expect("client connects");
 
     let written =
         client.set_secret("client/app/db", data(json!({"user": "app", "password": "p1"}))).await.expect("set");
@@ -70,13 +58,13 @@ async fn a_client_with_an_identity_is_let_in_by_a_strict_node_and_opens_its_seal
     let identity = RuntimeIdentity::generate("node_client_billing", "t1").expect("keys");
     let grants = json!([{"operations": ["get_secret"], "paths": ["client/billing/*"]}]);
     let node = Node::start_strict(vec![policy_entry(&identity, grants)], |_| {}).await;
-    let signed = VaultAdapterClient::connect(settings(&node).identity(identity, NODE_REALM, node_trust()))
+    let signed = VaultAdapterClient::connect(node.client_settings().identity(identity, NODE_REALM, node_trust()))
         .await
         .expect("client connects");
     let read = signed.get_secret("client/billing/db").await.expect("a signed get is let in");
     assert_eq!(read.data.expose_secret()["password"], "sealed-for-client");
 
-    let anonymous = VaultAdapterClient::connect(settings(&node)).await.expect("client connects");
+    let anonymous = VaultAdapterClient::connect(node.client_settings()).await.expect("client connects");
     let refused = anonymous.get_secret("client/billing/db").await.expect_err("unsigned");
     assert_eq!(refused.code(), Some(ErrorCode::PermissionDenied), "{refused}");
 }
@@ -100,7 +88,7 @@ async fn the_client_retries_what_the_node_marks_retryable() {
     )
     .await;
     let failed = ReplyWatcher::start(&servers().bootstrap_servers(), std::slice::from_ref(&node.topics.failed));
-    let client = VaultAdapterClient::connect(settings(&node).max_attempts(10)).await.expect("client connects");
+    let client = VaultAdapterClient::connect(node.client_settings().max_attempts(10)).await.expect("client connects");
 
     proxy.stall();
     let call = tokio::spawn(async move { client.get_secret("client/retry/db").await });

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use onex_vault_client::{ClientSettings, Topics, VaultAdapterClient};
+use onex_vault_client::VaultAdapterClient;
 use onex_vault_models::{ErrorCode, RuntimeIdentity};
 use serde_json::{json, Map, Value};
 use support::bus::ReplyWatcher;
@@ -272,17 +272,6 @@ async fn hostile_or_oversized_requests_never_reach_vault() {
     assert_eq!(missing["status"], "error", "{missing}");
 }
 
-fn settings(node: &Node) -> ClientSettings {
-    let topics = &node.topics;
-    ClientSettings::new(&servers().bootstrap_servers())
-        .topics(Topics {
-            requests: topics.requests.clone(),
-            completed: topics.completed.clone(),
-            failed: topics.failed.clone(),
-        })
-        .call_timeout(Duration::from_secs(30))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_strict_node_seals_the_credential_to_the_granted_requester() {
     let creds = database_role(&unique("ic-strict"), "10m", "1h").await;
@@ -293,7 +282,7 @@ async fn a_strict_node_seals_the_credential_to_the_granted_requester() {
     ]);
     let node = Node::start_strict(vec![policy_entry(&identity, grants)], |_| {}).await;
     let completed = ReplyWatcher::start(&servers().bootstrap_servers(), std::slice::from_ref(&node.topics.completed));
-    let client = VaultAdapterClient::connect(settings(&node).identity(identity, NODE_REALM, node_trust()))
+    let client = VaultAdapterClient::connect(node.client_settings().identity(identity, NODE_REALM, node_trust()))
         .await
         .expect("client connects");
 

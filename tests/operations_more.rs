@@ -87,15 +87,11 @@ async fn rotate_secret_writes_a_new_version_and_returns_the_value_only_sealed_or
     entry["clear_delivery"] = true.into();
     entry["wrapped_delivery"] = true.into();
     let mut node = Node::start_strict(vec![entry], |_| {}).await;
-    let client = onex_vault_client::VaultAdapterClient::connect(
-        onex_vault_client::ClientSettings::new(&support::servers().bootstrap_servers())
-            .topics(onex_vault_client::Topics {
-                requests: node.topics.requests.clone(),
-                completed: node.topics.completed.clone(),
-                failed: node.topics.failed.clone(),
-            })
-            .identity(identity, NODE_REALM, node_trust()),
-    )
+    let client = onex_vault_client::VaultAdapterClient::connect(node.client_settings().identity(
+        identity,
+        NODE_REALM,
+        node_trust(),
+    ))
     .await
     .expect("client");
     let rotate = |delivery: &str, alphabet: Value| {

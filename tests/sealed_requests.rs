@@ -9,9 +9,7 @@
 
 mod support;
 
-use std::time::Duration;
-
-use onex_vault_client::{ClientSettings, Topics, VaultAdapterClient};
+use onex_vault_client::VaultAdapterClient;
 use onex_vault_models::{
     ErrorCode, InputBinding, RuntimeIdentity, SealedInput, SealedMaterial, SealingPublicKey, SealingSecretKey,
     SecretData,
@@ -36,18 +34,6 @@ fn b64(text: &str) -> String {
 fn node_sealing_key() -> SealingPublicKey {
     let sealer = &node_identity().sealer;
     SealingPublicKey::from_base64(sealer.key_id(), &sealer.public_key_base64()).expect("the node's sealing key")
-}
-
-fn settings(node: &Node) -> ClientSettings {
-    let topics = &node.topics;
-    ClientSettings::new(&servers().bootstrap_servers())
-        .topics(Topics {
-            requests: topics.requests.clone(),
-            completed: topics.completed.clone(),
-            failed: topics.failed.clone(),
-        })
-        .call_timeout(Duration::from_secs(30))
-        .max_attempts(1)
 }
 
 fn data(value: Value) -> Map<String, Value> {
@@ -150,7 +136,10 @@ async fn sealed_set_secret_and_encrypt_never_put_the_value_on_the_request_topic(
     let audit = ReplyWatcher::start(&bootstrap, std::slice::from_ref(&node.topics.audit));
     let sender = Sender { requester: node.requester(), who: Some(&identity) };
     let client = VaultAdapterClient::connect(
-        settings(&node).identity(copy(&identity), NODE_REALM, node_trust()).seal_to_node(node_sealing_key()),
+        node.client_settings()
+            .max_attempts(1)
+            .identity(copy(&identity), NODE_REALM, node_trust())
+            .seal_to_node(node_sealing_key()),
     )
     .await
     .expect("client connects");
@@ -279,8 +268,9 @@ async fn dev_profile_opens_sealed_input_with_an_identity_and_refuses_it_without(
     transit_key().await;
     forget(&["sealed/dev/db", "sealed/dev/none", "sealed/dev/cli"]).await;
     let node = Node::start().await;
-    let client =
-        VaultAdapterClient::connect(settings(&node).seal_to_node(node_sealing_key())).await.expect("client connects");
+    let client = VaultAdapterClient::connect(node.client_settings().max_attempts(1).seal_to_node(node_sealing_key()))
+        .await
+        .expect("client connects");
     client.set_secret("sealed/dev/db", data(json!({"password": CANARY}))).await.expect("sealed set in dev");
     assert_eq!(vault::read_kv("secret", "sealed/dev/db").await.expect("written")["password"], CANARY);
     let encrypted = client.encrypt(TRANSIT_KEY, PLAIN_CANARY.as_bytes()).await.expect("sealed encrypt in dev");
@@ -311,9 +301,10 @@ async fn dev_profile_opens_sealed_input_with_an_identity_and_refuses_it_without(
         NodeOptions::default().env("VAULT_TOKEN", servers().root_token()).env("ONEX_NODE_IDENTITY_FILE", ""),
     )
     .await;
-    let client = VaultAdapterClient::connect(settings(&anonymous).seal_to_node(node_sealing_key()))
-        .await
-        .expect("client connects");
+    let client =
+        VaultAdapterClient::connect(anonymous.client_settings().max_attempts(1).seal_to_node(node_sealing_key()))
+            .await
+            .expect("client connects");
     let refused = client.set_secret("sealed/dev/none", data(json!({"password": CANARY}))).await.expect_err("refused");
     assert_eq!(refused.code(), Some(ErrorCode::InvalidInput), "{refused}");
     assert!(refused.to_string().contains("no runtime identity"), "{refused}");

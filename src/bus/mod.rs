@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::{ClientContext, Statistics};
 
 use crate::contract::Contract;
@@ -34,6 +34,22 @@ pub fn client_error(error: rdkafka::error::KafkaError, what: &str) -> anyhow::Er
         }
         other => anyhow::anyhow!("cannot create the Kafka {what}: {other}"),
     }
+}
+
+/// The partitions of `topic` (none when it does not exist), from `client`'s
+/// metadata: for readers that assign partitions by hand.
+pub fn partitions_of<C: ConsumerContext, T: Consumer<C>>(
+    client: &T,
+    topic: &str,
+    timeout: std::time::Duration,
+) -> Result<Vec<i32>, rdkafka::error::KafkaError> {
+    let metadata = client.fetch_metadata(Some(topic), timeout)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
 }
 
 /// librdkafka settings shared by the consumer and the producer.

@@ -229,15 +229,8 @@ fn ledger_extent(
     topic: &str,
     wait: Duration,
 ) -> anyhow::Result<(TopicPartitionList, HashMap<i32, (i64, i64)>)> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), wait)
+    let partitions = bus::partitions_of(consumer, topic, wait)
         .map_err(|e| anyhow::anyhow!("cannot read the metadata of the replay ledger {topic}: {e}"))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
     if partitions.is_empty() {
         anyhow::bail!(
             "the replay ledger topic {topic} does not exist: create it (delete retention ≥ 2 × \

@@ -418,6 +418,19 @@ impl Node {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
+    /// Settings of the client library for this node's topics (30 s a call).
+    #[allow(dead_code)]
+    pub fn client_settings(&self) -> onex_vault_client::ClientSettings {
+        let topics = &self.topics;
+        onex_vault_client::ClientSettings::new(&servers().bootstrap_servers())
+            .topics(onex_vault_client::Topics {
+                requests: topics.requests.clone(),
+                completed: topics.completed.clone(),
+                failed: topics.failed.clone(),
+            })
+            .call_timeout(Duration::from_secs(30))
+    }
+
     pub fn requester(&self) -> Requester {
         Requester::new(&self.topics)
     }
