@@ -20,11 +20,27 @@ use uuid::Uuid;
 const RFC8032_SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
 const RUNTIME: &str = "runtime-dev-001";
 
+/// The upstream venv's Python: `ONEX_UPSTREAM_PYTHON`, else the line of
+/// `servers.env` that `scripts/install-test-servers.sh` writes (in
+/// `$ONEX_TOOLS_DIR`, else the workspace's `.venv`), as the node's test
+/// harness reads it.
+fn upstream_python() -> Option<String> {
+    std::env::var("ONEX_UPSTREAM_PYTHON").ok().filter(|v| !v.is_empty()).or_else(|| {
+        let tools = std::env::var("ONEX_TOOLS_DIR")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv").to_owned());
+        let text = std::fs::read_to_string(format!("{tools}/servers.env")).ok()?;
+        text.lines()
+            .filter_map(|line| line.trim().strip_prefix("export ONEX_UPSTREAM_PYTHON="))
+            .map(|value| value.trim().trim_matches('\'').to_owned())
+            .next()
+    })
+}
+
 fn upstream(request: Value) -> Value {
-    let python = std::env::var("ONEX_UPSTREAM_PYTHON").unwrap_or_else(|_| {
+    let python = upstream_python().unwrap_or_else(|| {
         panic!(
-            "ONEX_UPSTREAM_PYTHON is not set: run scripts/install-test-servers.sh and source .venv/servers.env \
-             (it installs omnibase-core and omnibase-infra in .venv-onex)"
+            "ONEX_UPSTREAM_PYTHON is not set and .venv/servers.env does not name it: run \
+             scripts/install-test-servers.sh (it installs omnibase-core and omnibase-infra in .venv-onex)"
         )
     });
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gateway/upstream.py");
