@@ -38,7 +38,9 @@ fn example(python: &Path, topics: &Topics, identity_file: &Path, path: &str, ext
         .args(["--failed-topic", &topics.failed])
         .arg("--identity")
         .arg(identity_file)
-        .args(["--realm", NODE_REALM, "--node-key", &node_identity().public_key_base64()])
+        .args(["--realm", NODE_REALM])
+        // `=`: a URL-safe base64 key may start with `-`.
+        .arg(format!("--node-key={}", node_identity().public_key_base64()))
         .args(["--node-runtime-id", &node_identity().runtime_id])
         .args(extra)
         .args(["get_secret", path]);

@@ -604,8 +604,9 @@ async fn keygen_and_send_with_an_identity_work_against_a_strict_node() {
             .args(["--failed-topic", &topics.failed, "--timeout-seconds", "40"]);
         if let Some(identity) = identity {
             command.arg("--identity").arg(identity).args(["--realm", NODE_REALM]);
-            command.args(["--node-key", &node_identity().public_key_base64()]);
-            command.args(["--node-runtime-id", &node_identity().runtime_id]);
+            // `=`: a URL-safe base64 key may start with `-`.
+            command.arg(format!("--node-key={}", node_identity().public_key_base64()));
+            command.arg(format!("--node-runtime-id={}", node_identity().runtime_id));
         }
         command.output().expect("run send")
     };
