@@ -24,9 +24,14 @@ const MAX_LEASE_ID_BYTES: usize = 1024;
 pub const MAX_CREDENTIAL_PARAMETERS: usize = 32;
 /// Largest `issue_credentials` `parameters`, serialized, in bytes.
 pub const MAX_CREDENTIAL_PARAMETERS_BYTES: usize = 16 * 1024;
-/// Mounts `issue_credentials` never reaches, nested ones included (`auth/token`):
-/// Vault's own and the node's private one. The gate refuses them too.
-const RESERVED_ENGINE_MOUNTS: [&str; 4] = ["sys", "auth", "identity", "cubbyhole"];
+/// Mounts no request reaches, whatever the grants: Vault's own (`sys`,
+/// `auth`, `identity`) and the node's private one (`cubbyhole`).
+pub const RESERVED_MOUNTS: [&str; 4] = ["sys", "auth", "identity", "cubbyhole"];
+
+/// Whether `mount` is reserved, nested ones included (`auth/token` is `auth`).
+pub fn is_reserved_mount(mount: &str) -> bool {
+    RESERVED_MOUNTS.contains(&mount.trim_matches('/').split('/').next().unwrap_or_default())
+}
 
 /// A request payload. The `operation` field selects the variant.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -424,8 +429,8 @@ impl IssueCredentials {
     /// The checks beyond the types: never a reserved mount (nested ones
     /// included: `auth/token` is `auth`), and bounded parameters.
     pub fn check(&self) -> Result<(), String> {
-        let engine = self.mount.as_str().split('/').next().unwrap_or_default();
-        if RESERVED_ENGINE_MOUNTS.contains(&engine) {
+        if is_reserved_mount(self.mount.as_str()) {
+            let engine = self.mount.as_str().split('/').next().unwrap_or_default();
             return Err(format!("payload.mount: {engine}/ is not a secrets engine the node issues credentials from"));
         }
         if let Some(parameters) = &self.parameters {

@@ -21,7 +21,7 @@
 mod policy;
 mod replay;
 
-pub use policy::{AccessPolicy, NotGranted, PathPattern, RESERVED_MOUNTS};
+pub use policy::{AccessPolicy, NotGranted, PathPattern};
 pub use replay::{Position, Replay, ReplayLedger};
 
 use std::sync::{Arc, RwLock};
@@ -29,8 +29,8 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use onex_vault_models::{
-    Delivery, DenialReason, ErrorCode, GatewayRefusal, OperationResult, ReplyError, RequestEnvelope, RuntimeSigner,
-    SealingPublicKey, SignedEnvelope,
+    is_reserved_mount, Delivery, DenialReason, ErrorCode, GatewayRefusal, OperationResult, ReplyError, RequestEnvelope,
+    RuntimeSigner, SealingPublicKey, SignedEnvelope, RESERVED_MOUNTS,
 };
 use serde::Deserialize;
 use uuid::Uuid;
@@ -247,7 +247,7 @@ impl Gate {
     fn is_reserved(&self, target: &Target) -> bool {
         match &target.mount {
             // `auth/token` is under `auth`: judged by the first segment.
-            Some(mount) if RESERVED_MOUNTS.contains(&first_segment(mount)) => true,
+            Some(mount) if is_reserved_mount(mount) => true,
             Some(mount) => self.key_source.as_ref().is_some_and(|(source_mount, source_path)| {
                 mount == source_mount
                     && target.paths.iter().any(|path| {
@@ -294,11 +294,6 @@ impl Gate {
     pub fn replay_ids_remembered(&self) -> usize {
         self.ledger.as_ref().map_or(0, ReplayLedger::remembered)
     }
-}
-
-/// A mount's first path segment (`auth` of `auth/token`).
-fn first_segment(mount: &str) -> &str {
-    mount.trim_matches('/').split('/').next().unwrap_or_default()
 }
 
 /// The node's runtime signer: wraps each reply in a `ModelMessageEnvelope`

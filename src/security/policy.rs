@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use onex_vault_models::{DenialReason, Operation, RuntimeKey, SealingPublicKey};
+use onex_vault_models::{is_reserved_mount, DenialReason, Operation, RuntimeKey, SealingPublicKey};
 
 use crate::contract::{AccessPolicySettings, KeyRef, RequesterPolicy};
 
@@ -30,11 +30,6 @@ struct Grant {
     mounts: Option<BTreeSet<String>>,
     paths: Vec<PathPattern>,
 }
-
-/// Mounts no grant's `*` reaches: Vault's own (`sys`, `auth`, `identity`)
-/// and the node's private one (`cubbyhole`). Naming one in a grant is
-/// still possible; the gate refuses them anyway (see `Gate::admit`).
-pub const RESERVED_MOUNTS: [&str; 4] = ["sys", "auth", "identity", "cubbyhole"];
 
 /// A folder's name as a `list_secrets` check probes it: no validated path
 /// holds a control character, so only `*` and `**` segments match it.
@@ -130,7 +125,7 @@ impl Requester {
 
     /// Whether some grant allows `operation` on every one of `paths` in
     /// `mount` (`None` for lease and token operations). A mount wildcard
-    /// never covers a reserved mount (see [`RESERVED_MOUNTS`]). Listing a
+    /// never covers a reserved mount (see `onex_vault_models::RESERVED_MOUNTS`). Listing a
     /// folder shows the names in it, so a `list_secrets` grant covers a
     /// folder only when its pattern covers every name directly in it: the
     /// names its `get_secret` grant of the same pattern covers.
@@ -143,9 +138,7 @@ impl Requester {
             .into_iter()
             .filter(|g| match (mount, &g.mounts) {
                 (Some(mount), Some(mounts)) => mounts.contains(mount),
-                (Some(mount), None) => {
-                    !RESERVED_MOUNTS.contains(&mount.trim_matches('/').split('/').next().unwrap_or_default())
-                }
+                (Some(mount), None) => !is_reserved_mount(mount),
                 (None, _) => true,
             })
             .collect();
@@ -244,6 +237,7 @@ fn glob_matches(glob: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use onex_vault_models::RESERVED_MOUNTS;
 
     fn matches(pattern: &str, path: &str) -> bool {
         PathPattern::parse(pattern).expect("valid pattern").matches(path)
