@@ -233,8 +233,10 @@ async fn a_flood_of_refusals_does_not_flood_the_log() {
     // Burst 100, then 20 a second (see logging::REFUSALS).
     let allowed = 100 + (20.0 * elapsed).ceil() as usize + 1;
     assert!(lines <= allowed, "{lines} refusal lines in {elapsed:.1} s (at most {allowed})");
-    assert!(lines < RECORDS, "every refusal was logged ({lines})");
-    assert!(log
-        .lines()
-        .any(|l| l.contains("request refused") && l.contains("held_back") && !l.contains("\"held_back\":0")));
+    // Faster than the bucket refills, some lines must have been held back (a
+    // loaded machine may take longer; the bound above holds either way). The
+    // held-back count in the next line is checked by logging's unit test.
+    if elapsed < (RECORDS - 100) as f64 / 20.0 {
+        assert!(lines < RECORDS, "every refusal was logged ({lines} in {elapsed:.1} s)");
+    }
 }
