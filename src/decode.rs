@@ -53,6 +53,9 @@ pub struct Refusal {
     pub correlation_id: Option<Uuid>,
     pub envelope_id: Option<Uuid>,
     pub source_tool: Option<String>,
+    /// The signed wrapper the record came in, when it could be read: the
+    /// strict profile answers only a sender it verifies.
+    pub signed: Option<Box<SignedEnvelope>>,
 }
 
 /// The bounds a record must keep before the node parses any of it.
@@ -124,28 +127,31 @@ pub fn decode(bytes: &[u8], sizes: Sizes, limits: &Limits) -> Decoded {
     } else {
         (value, None)
     };
+    // From here on a refusal carries the signed wrapper, if any.
+    let refused = |refusal: Refusal| Decoded::Refused(Refusal { signed: signed.clone(), ..refusal });
     if !value.is_object() {
-        return Decoded::Refused(Refusal::dead_letter("signed payload is not a JSON object".into(), &Value::Null));
+        return refused(Refusal::dead_letter("signed payload is not a JSON object".into(), &Value::Null));
     }
     let envelope: Envelope<Value> = match serde_path_to_error::deserialize(&value) {
         Ok(envelope) => envelope,
         Err(e) => {
             let reason = format!("not a valid envelope: {}: {}", field(e.path()), quiet(&e.into_inner().to_string()));
-            return Decoded::Refused(Refusal::dead_letter(reason, &value));
+            return refused(Refusal::dead_letter(reason, &value));
         }
     };
     if let Some(field) = envelope.oversized_field() {
         let reason = format!("{field}: longer than {MAX_TEXT_FIELD_BYTES} bytes (or too many entries)");
-        return Decoded::Refused(Refusal::dead_letter(reason, &value));
+        return refused(Refusal::dead_letter(reason, &value));
     }
     let refuse = |code, message: String| {
-        Decoded::Refused(Refusal {
+        refused(Refusal {
             error: ReplyError::new(code, message),
             operation: bounded(envelope.payload.get("operation")),
             dead_letter: false,
             correlation_id: envelope.correlation_id,
             envelope_id: Some(envelope.envelope_id),
             source_tool: envelope.source_tool.clone(),
+            signed: None,
         })
     };
     let Some(name) = envelope.payload.get("operation").and_then(Value::as_str) else {
@@ -190,6 +196,7 @@ impl Refusal {
             correlation_id: uuid("correlation_id"),
             envelope_id: uuid("envelope_id"),
             source_tool: bounded(value.get("source_tool")),
+            signed: None,
         }
     }
 }

@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::bus::{self, ConsumerEvents, KeyOrder, Kind, OffsetTracker, Outgoing, Published, Publisher, Ticket};
-use crate::contract::Contract;
-use crate::decode::{decode, Decoded, Refusal, Sizes};
+use crate::contract::{Contract, EventBus};
+use crate::decode::{decode, Decoded, Provenance, Refusal, Sizes};
 use crate::messages;
 use crate::operations::{Dispatcher, RequestBinding, Target};
 use crate::resilience::Transition;
@@ -260,16 +260,35 @@ async fn give_up(node: &Node, record: &OwnedMessage, started: Instant, stop: &Ca
     let mut refusal = crate::decode::given_up(record.payload().unwrap_or_default());
     let header_id = |name| record_header(record, name).and_then(|v| uuid::Uuid::parse_str(v.trim()).ok());
     refusal.correlation_id = refusal.correlation_id.or_else(|| header_id("correlation_id"));
-    let (mut outgoing, audit) = refuse(node, record, refusal, started);
-    outgoing.push(messages::audit(&node.contract.event_bus, audit));
+    // It got as far as the node's handling: answered as a known sender's.
+    let answers = refuse(node, record, refusal, Ok(()), started);
     let mut dead_lettered = false;
-    for message in &outgoing {
-        let published = tokio::time::timeout(GIVE_UP_PUBLISH, publish(node, message, stop)).await;
+    for message in answers.messages(&node.contract.event_bus) {
+        let published = tokio::time::timeout(GIVE_UP_PUBLISH, publish(node, &message, stop)).await;
         if message.kind == Kind::DeadLetter {
             dead_lettered = matches!(published, Ok(Published::Delivered));
         }
     }
     dead_lettered
+}
+
+/// What a record caused: the replies and dead letters to publish, and its
+/// audit record, published beside them unless `audited` is false (a
+/// dead letter is then the one record of it).
+struct Answers {
+    outgoing: Vec<Outgoing>,
+    audit: AuditRecord,
+    audited: bool,
+}
+
+impl Answers {
+    fn messages(self, bus: &EventBus) -> Vec<Outgoing> {
+        let mut messages = self.outgoing;
+        if self.audited {
+            messages.push(messages::audit(bus, self.audit));
+        }
+        messages
+    }
 }
 
 /// Handles one record end to end; returns whether all it caused was delivered.
@@ -283,65 +302,102 @@ async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationTo
             .headers()
             .map_or(0, |headers| headers.iter().map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len)).sum()),
     };
-    let (mut outgoing, audit) = match decode(value, sizes, &bus.limits()) {
-        Decoded::Request(request, provenance) => {
-            let target = Target::of(&request.payload, &node.contract.vault.default_mount);
-            let trace = TraceContext::continue_from(&request, record_header(record, "traceparent"));
-            let span = tracing::info_span!(
-                "request",
-                correlation_id = %request.reply_correlation_id(),
-                requester = request.source_tool.as_deref().unwrap_or("unknown"),
-                runtime_id = provenance.signed.as_ref().map_or("unsigned", |signed| signed.runtime_id.as_str()),
-                operation = %request.payload.operation(),
-                target = %target.masked(),
-                trace_id = %trace.trace_id,
-                span_id = %trace.span_id,
-            );
-            let position =
-                Position { topic: record.topic().to_owned(), partition: record.partition(), offset: record.offset() };
-            let admitted =
-                node.gate.admit(&position, value, &provenance, &request, &target).instrument(span.clone()).await;
-            let denial = admitted.as_ref().err().copied();
-            let mut reply = match admitted {
-                Ok(delivered) => {
-                    let signer = provenance.signed.as_ref().map(|signed| signed.runtime_id.as_str());
-                    perform(node, &request, signer, &delivered, started).instrument(span).await
-                }
-                Err(denial) => span.in_scope(|| deny(&request, denial, started)),
-            };
-            trace.apply_to(&mut reply);
-            let mut audit = audit_record(node, record, Some(&request), target, &reply.payload, started);
-            audit.denial = denial.map(|d| d.reason);
-            audit.runtime_id = provenance.signed.map(|signed| signed.runtime_id);
-            (vec![messages::reply(bus, node.gate.reply_signer(), reply)], audit)
-        }
+    let answers = match decode(value, sizes, &bus.limits()) {
+        Decoded::Request(request, provenance) => answer(node, record, value, &request, provenance, started).await,
         Decoded::Refused(mut refusal) => {
             // The body wins; omnibase-infra's `correlation_id` and
             // `message_id` headers name the requester when the body cannot.
             let header_id = |name| record_header(record, name).and_then(|v| uuid::Uuid::parse_str(v.trim()).ok());
             refusal.correlation_id = refusal.correlation_id.or_else(|| header_id("correlation_id"));
             refusal.envelope_id = refusal.envelope_id.or_else(|| header_id("message_id"));
-            refuse(node, record, refusal, started)
+            let sender = node.gate.authenticate(value, refusal.signed.as_deref());
+            refuse(node, record, refusal, sender, started)
         }
     };
+    let audit = &answers.audit;
     node.telemetry.record_request(&operation_label(audit.operation.as_deref()), audit.error_code, started.elapsed());
-    outgoing.push(messages::audit(bus, audit));
-    for message in &outgoing {
-        let delivered = match publish(node, message, stop).await {
-            Published::Delivered => message,
-            Published::Stopped => return false,
-            // The stand-in is small; if it is refused too, the request is
-            // answered as far as the bus allows and its offset moves on.
-            Published::Refused(_) => match stand_in(node, record, message) {
-                Some(stand_in) => match publish(node, &stand_in, stop).await {
-                    Published::Delivered => message,
-                    Published::Stopped => return false,
-                    Published::Refused(_) => continue,
-                },
-                None => continue,
+    publish_answers(node, record, answers.messages(bus), stop).await
+}
+
+/// A decoded request through the gate, performed if admitted: its reply
+/// (none when the gate does not know who sent it) and audit record.
+async fn answer(
+    node: &Node,
+    record: &OwnedMessage,
+    value: &[u8],
+    request: &Envelope<VaultRequest>,
+    provenance: Provenance,
+    started: Instant,
+) -> Answers {
+    let bus = &node.contract.event_bus;
+    let target = Target::of(&request.payload, &node.contract.vault.default_mount);
+    let trace = TraceContext::continue_from(request, record_header(record, "traceparent"));
+    let span = tracing::info_span!(
+        "request",
+        correlation_id = %request.reply_correlation_id(),
+        requester = request.source_tool.as_deref().unwrap_or("unknown"),
+        runtime_id = provenance.signed.as_ref().map_or("unsigned", |signed| signed.runtime_id.as_str()),
+        operation = %request.payload.operation(),
+        target = %target.masked(),
+        trace_id = %trace.trace_id,
+        span_id = %trace.span_id,
+    );
+    let position =
+        Position { topic: record.topic().to_owned(), partition: record.partition(), offset: record.offset() };
+    let admitted = node.gate.admit(&position, value, &provenance, request, &target).instrument(span.clone()).await;
+    let denial = admitted.as_ref().err().copied();
+    let mut reply = match admitted {
+        Ok(delivered) => {
+            let signer = provenance.signed.as_ref().map(|signed| signed.runtime_id.as_str());
+            perform(node, request, signer, &delivered, started).instrument(span).await
+        }
+        Err(denial) => span.in_scope(|| deny(request, denial, started)),
+    };
+    trace.apply_to(&mut reply);
+    let mut audit = audit_record(node, record, Some(request), target, &reply.payload, started);
+    audit.denial = denial.map(|d| d.reason);
+    audit.runtime_id = provenance.signed.map(|signed| signed.runtime_id);
+    // A sender the gate could not name (or a replay) is not answered.
+    let outgoing = match denial {
+        Some(denial) if denial.reason.is_gateway() => Vec::new(),
+        _ => vec![messages::reply(bus, node.gate.reply_signer(), reply)],
+    };
+    Answers { outgoing, audit, audited: true }
+}
+
+/// Publishes a record's answers all at once (librdkafka batches what is
+/// queued together) and waits for every one; true when the record's offset
+/// may be stored.
+async fn publish_answers(
+    node: &Node,
+    record: &OwnedMessage,
+    outgoing: Vec<Outgoing>,
+    stop: &CancellationToken,
+) -> bool {
+    let published =
+        futures_util::future::join_all(outgoing.iter().map(|m| publish_answer(node, record, m, stop))).await;
+    published.into_iter().all(|delivered| delivered)
+}
+
+/// Publishes one answer; if the broker refuses it for good, a small
+/// stand-in goes instead (and if that is refused too, the request is
+/// answered as far as the bus allows and its offset moves on). False only
+/// when `stop` fired first.
+async fn publish_answer(node: &Node, record: &OwnedMessage, message: &Outgoing, stop: &CancellationToken) -> bool {
+    let delivered = match publish(node, message, stop).await {
+        Published::Delivered => true,
+        Published::Stopped => return false,
+        Published::Refused(_) => match stand_in(node, record, message) {
+            Some(stand_in) => match publish(node, &stand_in, stop).await {
+                Published::Delivered => true,
+                Published::Stopped => return false,
+                Published::Refused(_) => false,
             },
-        };
-        match delivered.kind {
+            None => false,
+        },
+    };
+    if delivered {
+        match message.kind {
             Kind::Reply => node.telemetry.record_replied(),
             Kind::DeadLetter => node.telemetry.record_dead_letter(),
             Kind::Audit | Kind::Event => {}
@@ -429,9 +485,18 @@ fn deny(request: &Envelope<VaultRequest>, denial: Denial, started: Instant) -> E
     Envelope::answering(request, REPLY_PAYLOAD_TYPE, reply)
 }
 
-/// The answers to a record the node will not perform: a failed reply when
-/// the sender can be named, a dead letter when the record itself is unusable.
-fn refuse(node: &Node, record: &OwnedMessage, refusal: Refusal, started: Instant) -> (Vec<Outgoing>, AuditRecord) {
+/// The answers to a record the node will not perform. To a `sender` the
+/// gate knows (any sender, in the dev profile): a failed reply when it can
+/// be named, a dead letter when the record itself is unusable, and the
+/// audit record. To an unknown one, a single output: the dead letter if the
+/// record is unusable, else the audit record, saying why.
+fn refuse(
+    node: &Node,
+    record: &OwnedMessage,
+    refusal: Refusal,
+    sender: Result<(), Denial>,
+    started: Instant,
+) -> Answers {
     let bus = &node.contract.event_bus;
     if let Some(held_back) = crate::logging::REFUSALS.allow() {
         tracing::warn!(
@@ -442,13 +507,16 @@ fn refuse(node: &Node, record: &OwnedMessage, refusal: Refusal, started: Instant
             code = %refusal.error.code,
             reason = %refusal.error.message,
             dead_letter = refusal.dead_letter,
+            unknown_sender = sender.err().map(|denial| denial.reason.as_str()),
             held_back,
             "request refused"
         );
     }
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let mut outgoing: Vec<Outgoing> =
-        messages::refusal_reply(bus, node.gate.reply_signer(), &refusal, duration_ms).into_iter().collect();
+    let mut outgoing = Vec::new();
+    if sender.is_ok() {
+        outgoing.extend(messages::refusal_reply(bus, node.gate.reply_signer(), &refusal, duration_ms));
+    }
     if refusal.dead_letter {
         outgoing.push(messages::dead_letter(bus, record, &refusal));
     }
@@ -458,7 +526,10 @@ fn refuse(node: &Node, record: &OwnedMessage, refusal: Refusal, started: Instant
     audit.requester = refusal.source_tool;
     audit.operation = refusal.operation;
     audit.correlation_id = refusal.correlation_id;
-    (outgoing, audit)
+    audit.denial = sender.err().map(|denial| denial.reason);
+    audit.runtime_id = refusal.signed.map(|signed| signed.runtime_id);
+    let audited = sender.is_ok() || !refusal.dead_letter;
+    Answers { outgoing, audit, audited }
 }
 
 /// The audit record of a handled request (the caller fills in what a

@@ -9,10 +9,14 @@ mod support;
 use std::time::Duration;
 
 use base64::Engine as _;
+use onex_vault_client::VaultAdapterClient;
+use onex_vault_models::RuntimeIdentity;
 use serde_json::json;
-use support::bus::Record;
-use support::node::{Node, NodeOptions, Requester, REPLY_WAIT};
+use support::bus::{Record, ReplyWatcher};
+use support::kafka_link::KafkaLink;
+use support::node::{node_trust, policy_entry, Node, NodeOptions, Requester, NODE_REALM, REPLY_WAIT};
 use support::proxy::Proxy;
+use support::servers::Stack;
 use support::{servers, vault};
 use uuid::Uuid;
 
@@ -238,5 +242,138 @@ async fn a_flood_of_refusals_does_not_flood_the_log() {
     // held-back count in the next line is checked by logging's unit test.
     if elapsed < (RECORDS - 100) as f64 / 20.0 {
         assert!(lines < RECORDS, "every refusal was logged ({lines} in {elapsed:.1} s)");
+    }
+}
+
+/// A flood from senders the strict node cannot name (unsigned requests,
+/// requests signed by an unknown runtime, records that are not JSON) costs
+/// one small output per record: an audit record, or the dead letter of an
+/// unusable record; no reply (see `DenialReason::is_gateway`). A known
+/// requester is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_unknown_senders_costs_one_small_output_each() {
+    let probe = "hardening/flood-strict/probe";
+    vault::write_kv("secret", probe, &json!({"ok": "yes"})).await;
+    let known = RuntimeIdentity::generate("node_flood_known", "t1").expect("keys");
+    let stranger = RuntimeIdentity::generate("node_flood_stranger", "t1").expect("keys");
+    let grants = json!([{"operations": ["get_secret"], "paths": ["hardening/**"]}]);
+    let node = Node::start_with(NodeOptions::default().strict(vec![policy_entry(&known, grants)])).await;
+    let topics = &node.topics;
+    let outputs = [&topics.completed, &topics.failed, &topics.audit, &topics.dlq].map(String::clone);
+    let watcher = ReplyWatcher::start(&servers().bootstrap_servers(), &outputs);
+    let requester = node.requester();
+    let forger = stranger.signer(NODE_REALM).expect("signer");
+
+    const EACH: usize = 100;
+    let mut flood = Vec::new();
+    for n in 0..EACH {
+        let unsigned = Requester::envelope(json!({"operation": "get_secret", "path": probe}));
+        let forged = Requester::envelope(json!({"operation": "get_secret", "path": probe}));
+        let id = |e: &serde_json::Value| e["correlation_id"].as_str().unwrap_or_default().to_owned();
+        flood.extend([id(&unsigned), id(&forged)]);
+        let trace = Uuid::parse_str(&id(&forged)).unwrap_or_default();
+        let forged = serde_json::to_string(&forger.sign(forged, "default", trace, None)).expect("JSON");
+        requester.send_raw(None, unsigned.to_string().as_bytes()).await;
+        requester.send_raw(None, forged.as_bytes()).await;
+        requester.send_raw(None, format!("not json {n}").as_bytes()).await;
+    }
+
+    let client = VaultAdapterClient::connect(node.client_settings().identity(known, NODE_REALM, node_trust()))
+        .await
+        .expect("client connects");
+    let read = client.get_secret(probe).await.expect("the known requester is served during the flood");
+    assert_eq!(read.data.expose_secret()["ok"], "yes");
+
+    // The flood's outputs, and the probe's reply and audit record.
+    let records = watcher.wait_for_many(|_| true, 3 * EACH + 2, REPLY_WAIT).await.expect("every record's output");
+    let probe_records = records
+        .iter()
+        .filter(|r| r.topic != topics.dlq && r.correlation_id().is_some_and(|id| !flood.iter().any(|f| f == id)));
+    let (letters, rest): (Vec<&Record>, Vec<&Record>) = records.iter().partition(|r| r.topic == topics.dlq);
+    assert_eq!(letters.len(), EACH, "one dead letter per unusable record");
+    let flood_outputs: Vec<&&Record> =
+        rest.iter().filter(|r| r.correlation_id().is_some_and(|id| flood.iter().any(|f| f == id))).collect();
+    assert_eq!(flood_outputs.len(), 2 * EACH, "one output per unsigned or forged request");
+    for record in &flood_outputs {
+        assert_eq!(record.topic, topics.audit, "an unknown sender got a reply: {}", record.value_str());
+        let denial = &record.json.as_ref().expect("JSON")["payload"]["denial"];
+        assert!(denial == "unsigned" || denial == "unknown_signer", "{denial}");
+    }
+    for record in letters.iter().chain(flood_outputs.iter().copied()) {
+        assert!(record.value.len() < 2048, "a large output for a refusal: {} bytes", record.value.len());
+    }
+    assert_eq!(probe_records.count(), 2, "the probe's reply and audit record");
+    assert_eq!(watcher.all_records().len(), 3 * EACH + 2, "nothing more was published");
+}
+
+/// `/ready` reports a node that makes no progress while records wait: Vault
+/// holds a request past its record deadline and the node's Kafka link is
+/// cut, so not even the give-up can be published. `/ready` says so (503,
+/// with the reason) while it lasts; once the link and Vault are back, the
+/// request is answered (given up: ONEX_CORE_092_TIMEOUT_ERROR) and `/ready` is 200 again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_reports_a_node_that_makes_no_progress_while_records_wait() {
+    let link = match KafkaLink::start() {
+        Ok(link) => link,
+        Err(e) if servers().stack() == Stack::Containers => {
+            eprintln!("SKIPPED: no Kafka link on the containers stack: {e}");
+            return;
+        }
+        Err(e) => panic!("cannot build the Kafka link: {e}"),
+    };
+    let probe = "hardening/watchdog/probe";
+    vault::write_kv("secret", probe, &json!({"ok": "yes"})).await;
+    let vault_proxy = Proxy::start(servers().vault_socket_addr());
+    let node = Node::start_with(
+        NodeOptions::default()
+            .env("VAULT_TOKEN", servers().root_token())
+            .bootstrap_servers(&link.bootstrap_servers())
+            .vault_addr(&format!("http://{}", vault_proxy.addr()))
+            .edit(|contract| {
+                contract["event_bus"]["record_deadline_seconds"] = 3.into();
+                contract["vault"]["request_timeout_ms"] = 2500.into();
+                contract["vault"]["read_cache"]["enabled"] = false.into();
+                contract["error_handling"]["retry_policy"]["max_attempts"] = 5.into();
+                contract["error_handling"]["circuit_breaker"]["enabled"] = false.into();
+            }),
+    )
+    .await;
+    node.wait_for_metric("onex_vault_adapter_assigned_partitions", |p| p >= 3.0, REPLY_WAIT).await;
+    let requester = node.requester();
+    answers_within(&requester, probe, REPLY_WAIT).await;
+    assert_eq!(node.http_get("/ready").await.0, 200, "ready before the fault");
+
+    vault_proxy.stall();
+    let stuck = Requester::envelope(json!({"operation": "get_secret", "path": probe}));
+    requester.send_raw(None, stuck.to_string().as_bytes()).await;
+    node.wait_for_metric("onex_vault_adapter_in_flight", |n| n >= 1.0, REPLY_WAIT).await;
+    link.proxy.cut();
+
+    let reason = wait_for_ready(&node, |status, body| {
+        status == 503 && body["reason"].as_str().is_some_and(|r| r.contains("none has finished"))
+    })
+    .await;
+    eprintln!("/ready while stalled: {reason}");
+
+    link.proxy.pass();
+    vault_proxy.pass();
+    let reply = requester.reply_to(stuck["correlation_id"].as_str().unwrap_or_default()).await;
+    let code = &reply.json.expect("JSON")["payload"]["error"]["code"];
+    assert_eq!(code, "ONEX_CORE_092_TIMEOUT_ERROR", "the stuck request is given up once it can be");
+    wait_for_ready(&node, |status, _| status == 200).await;
+    answers_within(&requester, probe, Duration::from_secs(15)).await;
+}
+
+/// Polls `/ready` (a readiness check, not a timer) until `wanted`; returns
+/// the body then.
+async fn wait_for_ready(node: &Node, wanted: impl Fn(u16, &serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + REPLY_WAIT;
+    loop {
+        let (status, body) = node.http_get("/ready").await;
+        if wanted(status, &body) {
+            return body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "/ready never became what was wanted: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

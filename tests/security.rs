@@ -11,7 +11,7 @@ mod support;
 
 use std::time::Duration;
 
-use onex_vault_models::{OperationResult, RuntimeSigner, SealedResult, SealingSecretKey, SignedEnvelope};
+use onex_vault_models::{DenialReason, OperationResult, RuntimeSigner, SealedResult, SealingSecretKey, SignedEnvelope};
 use reqwest::Method;
 use serde_json::{json, Value};
 use support::bus::{Record, ReplyWatcher};
@@ -105,13 +105,82 @@ fn verified_reply(record: &Record) -> Value {
 struct Bus {
     requester: Requester,
     audit: ReplyWatcher,
+    /// Correlation ids sent with `send_unanswered`, and how many replies
+    /// each may have (a replay shares its original's id and reply).
+    unanswered: std::sync::Mutex<Vec<(String, usize)>>,
+}
+
+/// The audit record is an unanswered refusal: the node did not know who
+/// sent it (see `DenialReason::is_gateway`).
+fn unanswered_denial(audit: &Value) -> bool {
+    serde_json::from_value::<DenialReason>(audit["denial"].clone()).is_ok_and(DenialReason::is_gateway)
 }
 
 impl Bus {
     fn of(node: &Node) -> Bus {
         let requester = node.requester();
         let audit = ReplyWatcher::start(&servers().bootstrap_servers(), std::slice::from_ref(&node.topics.audit));
-        Bus { requester, audit }
+        Bus { requester, audit, unanswered: Default::default() }
+    }
+
+    /// Sends a record anyone could have sent (unsigned, not verified, a
+    /// replay) to `partition` (else keyed by nothing): it is refused with
+    /// no reply, and audited with `reason`. `replies` is how many replies
+    /// its correlation id already has; [`Bus::assert_unanswered`] checks
+    /// later that no more came.
+    async fn send_unanswered_to(&self, partition: Option<i32>, value: &Value, id: &str, reason: &str, replies: usize) {
+        let bytes = value.to_string();
+        match partition {
+            Some(partition) => {
+                self.requester.send_raw_to(partition, bytes.as_bytes()).await;
+            }
+            None => self.requester.send_raw(None, bytes.as_bytes()).await,
+        }
+        let audit = self.audit_where(id, |a| a["denial"] == reason).await;
+        assert_eq!(audit["error_code"], "ONEX_CORE_025_PERMISSION_DENIED", "audit: {audit}");
+        assert!(unanswered_denial(&audit), "{reason} is answered: not a gateway denial");
+        self.unanswered.lock().unwrap_or_else(|p| p.into_inner()).push((id.to_owned(), replies));
+    }
+
+    async fn send_unanswered(&self, value: &Value, envelope: &Value, reason: &str) {
+        let id = envelope["correlation_id"].as_str().expect("correlation_id");
+        self.send_unanswered_to(None, value, id, reason, 0).await;
+    }
+
+    /// No record sent with `send_unanswered` got a reply (beyond the ones
+    /// its id had). Call after a later request was answered: a reply
+    /// published with its audit record would have arrived by then.
+    fn assert_unanswered(&self) {
+        let topics = self.requester.topics();
+        let replies: Vec<Record> = (self.requester.watcher.all_records().into_iter())
+            .filter(|r| r.topic == topics.completed || r.topic == topics.failed)
+            .collect();
+        for (id, allowed) in self.unanswered.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let got = replies.iter().filter(|r| r.correlation_id() == Some(id.as_str())).count();
+            assert_eq!(got, *allowed, "a refusal of an unknown sender was answered ({id})");
+        }
+    }
+
+    /// Signs `envelope` as `who`, sends it, and returns its reply, or, when
+    /// the node refuses it unanswered, the audit record saying why.
+    async fn signed_or_unanswered(&self, who: &Identity, envelope: &Value) -> Result<Value, Value> {
+        let id = envelope["correlation_id"].as_str().expect("correlation_id").to_owned();
+        self.requester.send_raw(None, who.sign(envelope).to_string().as_bytes()).await;
+        let topics = self.requester.topics();
+        let (completed, failed) = (topics.completed.clone(), topics.failed.clone());
+        let reply_id = id.clone();
+        let reply = self.requester.watcher.wait_for(
+            move |r| (r.topic == failed || r.topic == completed) && r.correlation_id() == Some(&reply_id),
+            REPLY_WAIT,
+        );
+        let payload = |r: &Record| r.json.as_ref().map(|j| j["payload"].clone()).unwrap_or_default();
+        let audit = self
+            .audit
+            .wait_for(move |r| r.correlation_id() == Some(id.as_str()) && unanswered_denial(&payload(r)), REPLY_WAIT);
+        tokio::select! {
+            reply = reply => Ok(verified_reply(&reply.expect("a reply or an audit record"))),
+            audit = audit => Err(audit.expect("a reply or an audit record").json.map(|j| j["payload"].clone()).unwrap_or_default()),
+        }
     }
 
     /// Sends `value` (to `partition`, else keyed by nothing) and waits for the
@@ -247,33 +316,33 @@ async fn strict_profile_admits_only_signed_fresh_granted_requests() {
     bus.assert_denied(&bus.signed(&billing, &billing.envelope(batch)).await, "path_not_granted").await;
 
     // Unknown runtime: a valid signature by a runtime the node does not know.
-    let reply = bus.signed(&stranger, &stranger.envelope(get("security/billing/db"))).await;
-    bus.assert_denied(&reply, "unknown_signer").await;
+    let envelope = stranger.envelope(get("security/billing/db"));
+    bus.send_unanswered(&stranger.sign(&envelope), &envelope, "unknown_signer").await;
     // Forged: claims to be billing, signed by another key.
     let forged = Identity::with_keys(&billing.name, 2);
-    let reply = bus.signed(&forged, &billing.envelope(get("security/billing/db"))).await;
-    bus.assert_denied(&reply, "invalid_signature").await;
+    let envelope = billing.envelope(get("security/billing/db"));
+    bus.send_unanswered(&forged.sign(&envelope), &envelope, "invalid_signature").await;
     // Tampered after signing: the path changed inside the signed payload.
     let envelope = billing.envelope(get("security/billing/db"));
     let mut tampered = billing.sign(&envelope);
     tampered["payload"]["payload"]["path"] = "security/billing/dx".into();
-    bus.assert_denied(&bus.send(&tampered, &envelope).await, "hash_mismatch").await;
+    bus.send_unanswered(&tampered, &envelope, "hash_mismatch").await;
     // Signed in another realm, and a signer that is not the runtime named.
     let elsewhere = Identity::in_realm("other-realm", &billing.name, &billing.seed, 1);
     let envelope = billing.envelope(get("security/billing/db"));
-    bus.assert_denied(&bus.send(&elsewhere.sign(&envelope), &envelope).await, "realm_mismatch").await;
+    bus.send_unanswered(&elsewhere.sign(&envelope), &envelope, "realm_mismatch").await;
     let envelope = billing.envelope(get("security/billing/db"));
     let mut mismatched = billing.sign(&envelope);
     mismatched["runtime_id"] = "node_stranger".into();
-    bus.assert_denied(&bus.send(&mismatched, &envelope).await, "signer_is_not_runtime").await;
+    bus.send_unanswered(&mismatched, &envelope, "signer_is_not_runtime").await;
     // Not signed at all, and a signed envelope without its own id and timestamp.
     let envelope = billing.envelope(get("security/billing/db"));
-    bus.assert_denied(&bus.send(&envelope, &envelope).await, "unsigned").await;
+    bus.send_unanswered(&envelope, &envelope, "unsigned").await;
     let mut unstamped = billing.envelope(get("security/billing/db"));
     let object = unstamped.as_object_mut().expect("object");
     object.remove("envelope_id");
     object.remove("envelope_timestamp");
-    bus.assert_denied(&bus.signed(&billing, &unstamped).await, "envelope_id_or_timestamp_missing").await;
+    bus.send_unanswered(&billing.sign(&unstamped), &unstamped, "envelope_id_or_timestamp_missing").await;
 
     // Replayed: the same signed record again, to another partition, is
     // refused; the first succeeded.
@@ -282,20 +351,21 @@ async fn strict_profile_admits_only_signed_fresh_granted_requests() {
     let id = envelope["correlation_id"].as_str().expect("id");
     let first = bus.send_to(Some(0), &signed, id, false).await;
     assert_eq!(first["payload"]["status"], "success", "{first}");
-    let again = bus.send_to(Some(1), &signed, id, true).await;
-    bus.assert_denied(&again, "replayed").await;
+    bus.send_unanswered_to(Some(1), &signed, id, "replayed", 1).await;
     let signature = signed["signature"]["signature"].as_str().unwrap_or("-").to_owned();
 
     // Expired and future timestamps (outside the 120 s window).
     for skew in [-600, 600] {
         let mut envelope = billing.envelope(get("security/billing/db"));
         envelope["envelope_timestamp"] = (chrono::Utc::now() + chrono::TimeDelta::seconds(skew)).to_rfc3339().into();
-        bus.assert_denied(&bus.signed(&billing, &envelope).await, "timestamp_outside_window").await;
+        bus.send_unanswered(&billing.sign(&envelope), &envelope, "timestamp_outside_window").await;
     }
 
     // Clear text needs the requester's permission; billing has none.
     let clear = json!({"operation": "get_secret", "path": "security/billing/db", "delivery": "clear"});
     bus.assert_denied(&bus.signed(&billing, &billing.envelope(clear)).await, "clear_delivery_not_allowed").await;
+    // Answered after all of them: none of the unknown senders' records was.
+    bus.assert_unanswered();
 
     // None of it reached the log, /metrics, the audit trail or the reply
     // topics: the secret, the keys, the signatures.
@@ -486,17 +556,19 @@ async fn requester_keys_rotate_through_vault() {
     // The node re-reads every second: ask with the new key until it is known.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let reply = bus.signed(&new, &new.envelope(get.clone())).await;
-        if reply["payload"]["status"] == "success" {
-            let opened = sealed_result(&reply).open(&new.sealer, correlation(&reply));
-            assert!(opened.is_ok(), "sealed to the rotated sealing key: {reply}");
-            break;
+        match bus.signed_or_unanswered(&new, &new.envelope(get.clone())).await {
+            Ok(reply) => {
+                assert_eq!(reply["payload"]["status"], "success", "{reply}");
+                let opened = sealed_result(&reply).open(&new.sealer, correlation(&reply));
+                assert!(opened.is_ok(), "sealed to the rotated sealing key: {reply}");
+                break;
+            }
+            Err(audit) => assert_eq!(audit["denial"], "invalid_signature", "{audit}"),
         }
-        bus.assert_denied(&reply, "invalid_signature").await;
         assert!(tokio::time::Instant::now() < deadline, "the rotated key was never picked up");
     }
-    let reply = bus.signed(&old, &old.envelope(get)).await;
-    bus.assert_denied(&reply, "invalid_signature").await;
+    let envelope = old.envelope(get);
+    bus.send_unanswered(&old.sign(&envelope), &envelope, "invalid_signature").await;
 
     // Reserved, whatever the grants: the key list itself (read, overwrite,
     // delete, undelete) and Vault's own mounts through a `*` mount grant.
@@ -529,9 +601,8 @@ async fn requester_keys_rotate_through_vault() {
         assert!(tokio::time::Instant::now() < deadline, "stale keys never made the node unready: {status} {body}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let reply =
-        bus.signed(&new, &new.envelope(json!({"operation": "get_secret", "path": "security/rotating/db"}))).await;
-    bus.assert_denied(&reply, "unknown_signer").await;
+    let envelope = new.envelope(json!({"operation": "get_secret", "path": "security/rotating/db"}));
+    bus.send_unanswered(&new.sign(&envelope), &envelope, "unknown_signer").await;
 }
 
 /// The dev profile says loudly that it checks nothing, and the health event
@@ -594,14 +665,14 @@ async fn keygen_and_send_with_an_identity_work_against_a_strict_node() {
     std::fs::write(&request, json!({"payload": {"operation": "get_secret", "path": "security/cli/db"}}).to_string())
         .expect("write request");
     let topics = &node.topics;
-    let send = |identity: Option<&std::path::Path>| {
+    let send = |identity: Option<&std::path::Path>, timeout: &str| {
         let mut command = std::process::Command::new(bin);
         command
             .arg("send")
             .arg(&request)
             .args(["--bootstrap-servers", &servers().bootstrap_servers()])
             .args(["--request-topic", &topics.requests, "--completed-topic", &topics.completed])
-            .args(["--failed-topic", &topics.failed, "--timeout-seconds", "40"]);
+            .args(["--failed-topic", &topics.failed, "--timeout-seconds", timeout]);
         if let Some(identity) = identity {
             command.arg("--identity").arg(identity).args(["--realm", NODE_REALM]);
             // `=`: a URL-safe base64 key may start with `-`.
@@ -610,14 +681,16 @@ async fn keygen_and_send_with_an_identity_work_against_a_strict_node() {
         }
         command.output().expect("run send")
     };
-    let signed = send(Some(&identity_file));
+    let signed = send(Some(&identity_file), "40");
     let stdout = String::from_utf8_lossy(&signed.stdout);
     assert!(signed.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&signed.stderr));
     let reply: Value = serde_json::from_str(&stdout).expect("send prints the reply");
     assert_eq!(reply["payload"]["result"]["data"]["password"], "cli-secret", "the CLI opens the sealed reply: {reply}");
-    let unsigned = send(None);
-    assert_eq!(unsigned.status.code(), Some(1), "{}", String::from_utf8_lossy(&unsigned.stdout));
-    assert!(String::from_utf8_lossy(&unsigned.stdout).contains("ONEX_CORE_025_PERMISSION_DENIED"));
+    // Unsigned: the strict node does not answer a sender it cannot name;
+    // the CLI gives up at its timeout (exit 2, no reply printed).
+    let unsigned = send(None, "3");
+    assert_eq!(unsigned.status.code(), Some(2), "{}", String::from_utf8_lossy(&unsigned.stdout));
+    assert!(unsigned.stdout.is_empty(), "{}", String::from_utf8_lossy(&unsigned.stdout));
 }
 
 /// The shipped Vault policy lets the node read its requester key list

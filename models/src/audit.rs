@@ -98,6 +98,39 @@ impl DenialReason {
             DenialReason::NoSealingKey => "no_sealing_key",
         }
     }
+
+    /// Whether the request was refused before its sender was known to be a
+    /// registered runtime sending it now: not signed, not verified, or a
+    /// replay of a signed record (an old one, one without its own id and
+    /// timestamp, or one seen before), anything anyone on the bus can send.
+    /// Such a request gets no reply (as omnibase-infra's gateway drops what
+    /// it refuses, so as not to help an attacker); its audit record is its
+    /// one output. Every other denial is answered: its sender is known.
+    pub fn is_gateway(self) -> bool {
+        use DenialReason::*;
+        match self {
+            Unsigned
+            | MalformedSignedEnvelope
+            | SignerIsNotRuntime
+            | EmitterNotInRealm
+            | RealmMismatch
+            | UnknownSigner
+            | HashMismatch
+            | InvalidSignature
+            | EnvelopeIdOrTimestampMissing
+            | TimestampOutsideWindow
+            | Replayed => true,
+            ReservedPath
+            | ReplayCacheFull
+            | ReplayLedgerUnavailable
+            | OperationNotGranted
+            | MountNotGranted
+            | PathNotGranted
+            | ClearDeliveryNotAllowed
+            | WrappedDeliveryNotAllowed
+            | NoSealingKey => false,
+        }
+    }
 }
 
 #[cfg(test)]

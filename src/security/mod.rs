@@ -8,12 +8,16 @@
 //! event envelope, the Ed25519 signature over that hash); the inner envelope
 //! has its own `envelope_id` and `envelope_timestamp` (both covered by the
 //! signature), the timestamp within the clock-skew window; the replay ledger
-//! says no other record claimed that `envelope_id` first; a grant of the
-//! signing runtime covers the operation, mount and every path; and the
-//! delivery of any secret values is one the requester may have. Any failure
-//! is one and the same `ONEX_CORE_025_PERMISSION_DENIED` for the requester;
-//! the audit record and a log line say which check failed. Every reply is
-//! then signed with the node's own runtime key ([`ReplySigner`]).
+//! says no other record claimed that `envelope_id` first; the target is not
+//! the node's own configuration (reserved mounts, the requester keys); a
+//! grant of the signing runtime covers the operation, mount and every path;
+//! and the delivery of any secret values is one the requester may have.
+//! A failure up to the replay check is not answered at all (the sender is
+//! not known: see `DenialReason::is_gateway`; omnibase-infra's gateway drops
+//! such records too): its audit record is its one output. Any later failure
+//! is one and the same `ONEX_CORE_025_PERMISSION_DENIED` for the requester.
+//! The audit record and a (rate-limited) log line say which check failed.
+//! Every reply is signed with the node's own runtime key ([`ReplySigner`]).
 //!
 //! The `dev` profile skips all of it, unwraps a signed envelope unchecked,
 //! signs nothing and defaults to clear-text delivery.
@@ -184,15 +188,13 @@ impl Gate {
         request: &RequestEnvelope,
         target: &Target,
     ) -> Result<Delivered, Denial> {
-        // Whatever the profile and the grants: never the node's own configuration.
-        if self.is_reserved(target) {
-            return Err(deny(DenialReason::ReservedPath));
-        }
         let policy = self.policy();
         // Who is asking: the signing runtime; in dev, whoever the envelope says.
         let name = provenance.signed.as_ref().map(|s| s.runtime_id.as_str()).or(request.source_tool.as_deref());
         let requester = name.and_then(|name| policy.requester(name));
         if self.profile == SecurityProfile::Strict {
+            // First who is asking, and that this record is new: until then
+            // the request is anyone's (see `DenialReason::is_gateway`).
             let signed = provenance.signed.as_deref().ok_or(deny(DenialReason::Unsigned))?;
             self.verify(&policy, value, signed)?;
             let requester = requester.ok_or(deny(DenialReason::UnknownSigner))?;
@@ -215,8 +217,15 @@ impl Gate {
                 Replay::Unavailable => return Err(deny(DenialReason::ReplayLedgerUnavailable)),
             }
 
+            // Then what it may do. Whatever the grants: never the node's own
+            // configuration.
+            if self.is_reserved(target) {
+                return Err(deny(DenialReason::ReservedPath));
+            }
             let operation = request.payload.operation();
             requester.allows(operation, target.mount.as_deref(), &target.paths).map_err(|n| deny(n.reason()))?;
+        } else if self.is_reserved(target) {
+            return Err(deny(DenialReason::ReservedPath));
         }
         let Some(asked) = request.payload.delivery() else { return Ok(Delivered::NoSecrets) };
         let delivery = asked.unwrap_or(match self.profile {
@@ -260,6 +269,20 @@ impl Gate {
                 .iter()
                 .any(|lease| RESERVED_MOUNTS.iter().any(|reserved| lease.starts_with(&format!("{reserved}/")))),
         }
+    }
+
+    /// Who sent a record the node refused before the gate saw it (see
+    /// `decode`): in the strict profile it must be a signed envelope that
+    /// verifies, from a runtime the access policy lists, to be answered at
+    /// all; the dev profile answers everyone.
+    pub fn authenticate(&self, value: &[u8], signed: Option<&SignedEnvelope>) -> Result<(), Denial> {
+        if self.profile == SecurityProfile::Dev {
+            return Ok(());
+        }
+        let policy = self.policy();
+        let signed = signed.ok_or(deny(DenialReason::Unsigned))?;
+        self.verify(&policy, value, signed)?;
+        policy.requester(&signed.runtime_id).map(|_| ()).ok_or(deny(DenialReason::UnknownSigner))
     }
 
     /// `ServiceEnvelopeValidator.validate_envelope` with `reject_unsigned`,
