@@ -216,7 +216,9 @@ impl Gate {
             }
 
             let operation = request.payload.operation();
-            requester.allows(operation, target.mount.as_deref(), &target.paths).map_err(|n| deny(n.reason()))?;
+            requester
+                .allows(operation, target.namespace.as_ref(), target.mount.as_deref(), &target.paths)
+                .map_err(|n| deny(n.reason()))?;
         }
         let Some(asked) = request.payload.delivery() else { return Ok(Delivered::NoSecrets) };
         let delivery = asked.unwrap_or(match self.profile {
@@ -248,8 +250,10 @@ impl Gate {
         match &target.mount {
             // `auth/token` is under `auth`: judged by the first segment.
             Some(mount) if is_reserved_mount(mount) => true,
+            // The keys live in the node's own namespace: a child's same path is another secret.
             Some(mount) => self.key_source.as_ref().is_some_and(|(source_mount, source_path)| {
-                mount == source_mount
+                target.namespace.is_none()
+                    && mount == source_mount
                     && target.paths.iter().any(|path| {
                         let path = path.trim_matches('/');
                         path == source_path || path.starts_with(&format!("{source_path}/"))
@@ -386,6 +390,7 @@ async fn read_vault_keys(vault: &Vault, source: &VaultKeySource) -> Result<Vec<R
             sealing_key: keys.sealing_key,
             clear_delivery: false,
             wrapped_delivery: false,
+            namespaces: None,
             grants: Vec::new(),
         })
         .collect())
