@@ -130,8 +130,20 @@ impl fmt::Debug for Namespace {
 
 impl<'de> Deserialize<'de> for Namespace {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(deserializer)?;
-        Namespace::new(raw).map_err(|e| serde::de::Error::custom(format_args!("`namespace` {e}")))
+        /// Names the field in every refusal, a wrong type included.
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = Namespace;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`namespace` as a string (a child namespace, e.g. \"app\")")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, raw: &str) -> Result<Namespace, E> {
+                Namespace::new(raw).map_err(|e| E::custom(format_args!("`namespace` {e}")))
+            }
+        }
+        deserializer.deserialize_str(Name)
     }
 }
 
@@ -200,5 +212,7 @@ mod tests {
     fn deserializing_names_the_field() {
         let error = serde_json::from_str::<Namespace>("\"../x\"").err().map(|e| e.to_string()).unwrap_or_default();
         assert!(error.contains("`namespace`") && error.contains("'..'"), "{error}");
+        let error = serde_json::from_str::<Namespace>("7").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("`namespace`"), "{error}");
     }
 }
