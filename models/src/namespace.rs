@@ -169,7 +169,7 @@ mod tests {
 
     #[test]
     fn accepts_children_and_joins_them_below_the_node() {
-        for name in ["app", "billing/eu", "a-b_c/D9", &vec!["n"; MAX_NAMESPACE_SEGMENTS].join("/")] {
+        for name in ["app", "billing/eu", "a-b_c/D9", &["n"; MAX_NAMESPACE_SEGMENTS].join("/")] {
             assert!(Namespace::new(name).is_ok(), "{name}");
         }
         let app = Namespace::new("app").expect("valid");
@@ -202,10 +202,7 @@ mod tests {
         }
         assert_eq!(Namespace::new("a".repeat(300)), Err(NamespaceError::TooLong));
         assert_eq!(Namespace::new("a".repeat(65)), Err(NamespaceError::SegmentTooLong));
-        assert_eq!(
-            Namespace::new(vec!["n"; MAX_NAMESPACE_SEGMENTS + 1].join("/")),
-            Err(NamespaceError::TooManySegments)
-        );
+        assert_eq!(Namespace::new(["n"; MAX_NAMESPACE_SEGMENTS + 1].join("/")), Err(NamespaceError::TooManySegments));
     }
 
     #[test]
