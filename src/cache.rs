@@ -9,6 +9,9 @@
 //! it). Writes that bypass this node (directly to Vault, or through another
 //! instance of the group) are seen only when the entry expires: a cached read
 //! may be up to `ttl_seconds` stale.
+//!
+//! Entries are keyed by Vault namespace (in full; `""` for the root) as well
+//! as mount, path and version, so one tenant's read never answers another's.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use onex_vault_models::{CacheStats, GetSecretResult};
 
-/// (mount, path, version): `None` is "the latest".
-type Key = (String, String, Option<u64>);
+/// (namespace, mount, path, version): `None` is "the latest".
+type Key = (String, String, String, Option<u64>);
 
 pub struct ReadCache {
     ttl: Duration,
@@ -60,8 +63,8 @@ impl ReadCache {
     }
 
     /// A fresh copy of the cached read, if there is one.
-    pub fn get(&self, mount: &str, path: &str, version: Option<u64>) -> Option<GetSecretResult> {
-        let key = (mount.to_owned(), path.to_owned(), version);
+    pub fn get(&self, namespace: &str, mount: &str, path: &str, version: Option<u64>) -> Option<GetSecretResult> {
+        let key = (namespace.to_owned(), mount.to_owned(), path.to_owned(), version);
         let mut inner = self.lock();
         let fresh = inner.entries.get(&key).map(|e| e.stored.elapsed() < self.ttl);
         match fresh {
@@ -83,12 +86,12 @@ impl ReadCache {
     }
 
     /// Remembers a read from Vault, evicting the oldest entries over the limits.
-    pub fn insert(&self, mount: &str, path: &str, version: Option<u64>, result: &GetSecretResult) {
+    pub fn insert(&self, namespace: &str, mount: &str, path: &str, version: Option<u64>, result: &GetSecretResult) {
         let size = serde_json::to_vec(result.data.expose_secret()).map_or(0, |v| v.len()) + path.len();
         if size > self.max_bytes {
             return;
         }
-        let key = (mount.to_owned(), path.to_owned(), version);
+        let key = (namespace.to_owned(), mount.to_owned(), path.to_owned(), version);
         let mut inner = self.lock();
         inner.remove(&key);
         inner.inserted += 1;
@@ -105,10 +108,12 @@ impl ReadCache {
         }
     }
 
-    /// Drops every cached version of `mount:path` (it was written or deleted).
-    pub fn invalidate(&self, mount: &str, path: &str) {
+    /// Drops every cached version of `mount:path` in `namespace` (it was
+    /// written or deleted there).
+    pub fn invalidate(&self, namespace: &str, mount: &str, path: &str) {
         let mut inner = self.lock();
-        let stale: Vec<Key> = inner.entries.keys().filter(|(m, p, _)| m == mount && p == path).cloned().collect();
+        let stale: Vec<Key> =
+            inner.entries.keys().filter(|(n, m, p, _)| n == namespace && m == mount && p == path).cloned().collect();
         for key in stale {
             inner.remove(&key);
         }
@@ -163,12 +168,12 @@ mod tests {
     #[test]
     fn hits_until_the_ttl_then_misses() {
         let cache = ReadCache::new(Duration::from_millis(50), 10, 1 << 20);
-        assert!(cache.get("secret", "a", None).is_none());
-        cache.insert("secret", "a", None, &result("x"));
-        let hit = cache.get("secret", "a", None).expect("hit");
+        assert!(cache.get("", "secret", "a", None).is_none());
+        cache.insert("", "secret", "a", None, &result("x"));
+        let hit = cache.get("", "secret", "a", None).expect("hit");
         assert_eq!(hit.data.expose_secret()["v"], "x");
         std::thread::sleep(Duration::from_millis(60));
-        assert!(cache.get("secret", "a", None).is_none(), "expired");
+        assert!(cache.get("", "secret", "a", None).is_none(), "expired");
         let stats = cache.stats();
         assert_eq!((stats.hits_total, stats.misses_total, stats.evictions_total, stats.entries), (1, 2, 1, 0));
     }
@@ -177,15 +182,15 @@ mod tests {
     fn bounded_by_entries_and_bytes_oldest_first() {
         let cache = ReadCache::new(Duration::from_secs(60), 2, 1 << 20);
         for path in ["a", "b", "c"] {
-            cache.insert("secret", path, None, &result(path));
+            cache.insert("", "secret", path, None, &result(path));
         }
-        assert!(cache.get("secret", "a", None).is_none(), "the oldest went");
-        assert!(cache.get("secret", "c", None).is_some());
+        assert!(cache.get("", "secret", "a", None).is_none(), "the oldest went");
+        assert!(cache.get("", "secret", "c", None).is_some());
         assert_eq!(cache.stats().evictions_total, 1);
 
         let small = ReadCache::new(Duration::from_secs(60), 100, 30);
-        small.insert("secret", "a", None, &result("0123456789"));
-        small.insert("secret", "b", None, &result("0123456789"));
+        small.insert("", "secret", "a", None, &result("0123456789"));
+        small.insert("", "secret", "b", None, &result("0123456789"));
         assert!(small.stats().bytes <= 30);
         assert_eq!(small.stats().entries, 1);
     }
@@ -193,12 +198,46 @@ mod tests {
     #[test]
     fn writes_invalidate_every_version_of_the_path() {
         let cache = ReadCache::new(Duration::from_secs(60), 10, 1 << 20);
-        cache.insert("secret", "a", None, &result("latest"));
-        cache.insert("secret", "a", Some(1), &result("v1"));
-        cache.insert("secret", "b", None, &result("other"));
-        cache.invalidate("secret", "a");
-        assert!(cache.get("secret", "a", None).is_none());
-        assert!(cache.get("secret", "a", Some(1)).is_none());
-        assert!(cache.get("secret", "b", None).is_some());
+        cache.insert("", "secret", "a", None, &result("latest"));
+        cache.insert("", "secret", "a", Some(1), &result("v1"));
+        cache.insert("", "secret", "b", None, &result("other"));
+        cache.invalidate("", "secret", "a");
+        assert!(cache.get("", "secret", "a", None).is_none());
+        assert!(cache.get("", "secret", "a", Some(1)).is_none());
+        assert!(cache.get("", "secret", "b", None).is_some());
+    }
+}
+
+#[cfg(test)]
+mod namespace_tests {
+    use super::*;
+    use onex_vault_models::{SecretData, SecretVersionMetadata};
+
+    fn result(value: &str) -> GetSecretResult {
+        GetSecretResult {
+            data: SecretData::new(serde_json::json!({ "v": value }).as_object().cloned().unwrap_or_default()),
+            metadata: SecretVersionMetadata {
+                version: 1,
+                created_time: "t".into(),
+                deletion_time: None,
+                destroyed: false,
+                custom_metadata: None,
+            },
+        }
+    }
+
+    #[test]
+    fn namespaces_never_share_entries() {
+        let cache = ReadCache::new(Duration::from_secs(60), 10, 1 << 20);
+        cache.insert("team-a", "secret", "db", None, &result("a"));
+        assert!(cache.get("team-a/app", "secret", "db", None).is_none(), "another namespace's entry");
+        assert!(cache.get("", "secret", "db", None).is_none(), "the root's entry");
+        cache.insert("team-a/app", "secret", "db", None, &result("app"));
+        let value = |ns| cache.get(ns, "secret", "db", None).map(|hit| hit.data.expose_secret()["v"].clone());
+        assert_eq!(value("team-a"), Some("a".into()));
+        assert_eq!(value("team-a/app"), Some("app".into()));
+        cache.invalidate("team-a/app", "secret", "db");
+        assert_eq!(value("team-a/app"), None);
+        assert_eq!(value("team-a"), Some("a".into()), "a write in one namespace keeps the other's entry");
     }
 }

@@ -9,6 +9,9 @@
 //! renewable, not found). `revoke_lease` stops the tracking. At most
 //! `vault.lease_keep_alive.max_tracked` leases are tracked at once.
 //!
+//! A lease is renewed in the Vault namespace it was issued or renewed in (a
+//! request's child namespace, or the node's own).
+//!
 //! Tracked leases live in this process only: they are not stored anywhere,
 //! so they do not survive a restart, and another instance of the group does
 //! not take them over. Requesters that need a lease kept across node
@@ -52,9 +55,10 @@ impl LeaseKeeper {
         Arc::new(LeaseKeeper { vault, tracked: Mutex::default(), max_tracked, events, stop })
     }
 
-    /// Starts keeping `lease_id` alive (it was just renewed for `duration`).
-    /// Returns whether it is tracked: false at the limit.
-    pub fn track(self: &Arc<Self>, lease_id: &str, duration: Duration) -> bool {
+    /// Starts keeping `lease_id` alive (it was just renewed for `duration`)
+    /// in `namespace` (in full; `None`: the node's own). Returns whether it
+    /// is tracked: false at the limit.
+    pub fn track(self: &Arc<Self>, lease_id: &str, namespace: Option<&str>, duration: Duration) -> bool {
         let mut tracked = self.tracked.lock().unwrap_or_else(|p| p.into_inner());
         if tracked.contains_key(lease_id) {
             return true;
@@ -67,8 +71,9 @@ impl LeaseKeeper {
         tracked.insert(lease_id.to_owned(), cancel.clone());
         let keeper = self.clone();
         let lease_id = lease_id.to_owned();
+        let namespace = namespace.map(str::to_owned);
         tokio::spawn(async move {
-            keeper.keep_alive(&lease_id, duration, cancel).await;
+            keeper.keep_alive(&lease_id, namespace, duration, cancel).await;
             keeper.tracked.lock().unwrap_or_else(|p| p.into_inner()).remove(&lease_id);
         });
         true
@@ -89,7 +94,14 @@ impl LeaseKeeper {
         self.tracked.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    async fn keep_alive(&self, lease_id: &str, mut duration: Duration, cancel: CancellationToken) {
+    async fn keep_alive(
+        &self,
+        lease_id: &str,
+        namespace: Option<String>,
+        mut duration: Duration,
+        cancel: CancellationToken,
+    ) {
+        let vault = self.vault.at(namespace);
         let engine = lease_id.split('/').next().unwrap_or_default().to_owned();
         let retry = BackoffPolicy {
             max_attempts: u32::MAX,
@@ -109,7 +121,7 @@ impl LeaseKeeper {
                 }
                 expires_in = expires_in.saturating_sub(wait);
                 let body = json!({ "lease_id": lease_id, "increment": duration.as_secs() });
-                match self.vault.call::<Renewed>(Method::PUT, "sys/leases/renew", Some(&body)).await {
+                match vault.call::<Renewed>(Method::PUT, "sys/leases/renew", Some(&body)).await {
                     Ok(renewed) => break renewed,
                     Err(VaultError::Status { hint: Hint::NotRenewable | Hint::LeaseNotFound, .. }) => {
                         self.publish(lease_id, LeaseEventKind::RenewalFailed, 0, "Vault refuses to renew the lease");

@@ -255,6 +255,7 @@ impl RequestOperation {
         let path = |p: String| SecretPath::new(p).map_err(|e| format!("path: {e}"));
         Ok(match self {
             RequestOperation::Get { path: p, version, mount: m } => VaultRequest::GetSecret(GetSecret {
+                namespace: None,
                 mount: mount(m)?,
                 path: path(p)?,
                 version,
@@ -264,6 +265,7 @@ impl RequestOperation {
             RequestOperation::Set { path: p, pairs, mount: m, cas } => {
                 let data = self::pairs(&pairs)?;
                 VaultRequest::SetSecret(SetSecret {
+                    namespace: None,
                     mount: mount(m)?,
                     path: path(p)?,
                     data: SecretData::new(data),
@@ -272,6 +274,7 @@ impl RequestOperation {
                 })
             }
             RequestOperation::Delete { path: p, mount: m } => VaultRequest::DeleteSecret(DeleteSecret {
+                namespace: None,
                 mount: mount(m)?,
                 path: path(p)?,
                 versions: None,
@@ -279,14 +282,22 @@ impl RequestOperation {
                 all_versions: false,
             }),
             RequestOperation::List { folder, mount: m } => VaultRequest::ListSecrets(ListSecrets {
+                namespace: None,
                 mount: mount(m)?,
                 path: FolderPath::new(folder).map_err(|e| format!("folder: {e}"))?,
             }),
-            RequestOperation::RenewLease { lease_id, increment, keep_alive } => {
-                VaultRequest::RenewLease(RenewLease { lease_id, increment_seconds: increment, keep_alive })
+            RequestOperation::RenewLease { lease_id, increment, keep_alive } => VaultRequest::RenewLease(RenewLease {
+                namespace: None,
+                lease_id,
+                increment_seconds: increment,
+                keep_alive,
+            }),
+            RequestOperation::LookupLease { lease_id } => {
+                VaultRequest::LookupLease(LookupLease { namespace: None, lease_id })
             }
-            RequestOperation::LookupLease { lease_id } => VaultRequest::LookupLease(LookupLease { lease_id }),
-            RequestOperation::RevokeLease { lease_id } => VaultRequest::RevokeLease(RevokeLease { lease_id }),
+            RequestOperation::RevokeLease { lease_id } => {
+                VaultRequest::RevokeLease(RevokeLease { namespace: None, lease_id })
+            }
             RequestOperation::RenewToken { increment } => {
                 VaultRequest::RenewToken(RenewToken { increment_seconds: increment })
             }

@@ -362,6 +362,7 @@ pub async fn fetch(
     for (mount, paths) in by_mount {
         for chunk in paths.chunks(onex_vault_models::MAX_BATCH_PATHS.min(64)) {
             let batch = GetSecretsBatch {
+                namespace: None,
                 mount: Some(MountName::new(mount).map_err(|e| ClientError::Invalid(e.to_string()))?),
                 paths: chunk
                     .iter()

@@ -338,6 +338,7 @@ async fn answer(
         requester = request.source_tool.as_deref().unwrap_or("unknown"),
         runtime_id = provenance.signed.as_ref().map_or("unsigned", |signed| signed.runtime_id.as_str()),
         operation = %request.payload.operation(),
+        namespace = target.namespace.as_ref().map_or("", |ns| ns.as_str()),
         target = %target.masked(),
         trace_id = %trace.trace_id,
         span_id = %trace.span_id,
@@ -542,11 +543,17 @@ fn audit_record(
     reply: &VaultReply,
     started: Instant,
 ) -> AuditRecord {
+    let own = node.contract.vault.namespace.trim_matches('/');
+    let namespace = match &target.namespace {
+        Some(child) => Some(child.under(own)),
+        None => (!own.is_empty()).then(|| own.to_owned()),
+    };
     AuditRecord {
         requester: request.and_then(|r| r.source_tool.clone()),
         runtime_id: None,
         operation: Some(reply.operation.clone()),
         path: target.audit_path(),
+        namespace,
         mount: target.mount,
         outcome: reply.status,
         error_code: reply.error.as_ref().map(|e| e.code).filter(|_| reply.status == ReplyStatus::Error),

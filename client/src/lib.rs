@@ -395,6 +395,7 @@ impl VaultAdapterClient {
 
     pub async fn get_secret(&self, path: &str) -> Result<GetSecretResult, ClientError> {
         let request = GetSecret {
+            namespace: None,
             mount: None,
             path: secret_path(path)?,
             version: None,
@@ -409,7 +410,8 @@ impl VaultAdapterClient {
 
     pub async fn get_secrets_batch(&self, paths: &[&str]) -> Result<GetSecretsBatchResult, ClientError> {
         let paths = paths.iter().map(|p| secret_path(p)).collect::<Result<_, _>>()?;
-        let request = GetSecretsBatch { mount: None, paths, consistency: Default::default(), delivery: None };
+        let request =
+            GetSecretsBatch { namespace: None, mount: None, paths, consistency: Default::default(), delivery: None };
         match self.call(VaultRequest::GetSecretsBatch(request)).await? {
             OperationResult::GetSecretsBatch(result) => Ok(result),
             _ => Err(ClientError::UnexpectedResult),
@@ -422,6 +424,7 @@ impl VaultAdapterClient {
         data: serde_json::Map<String, serde_json::Value>,
     ) -> Result<SetSecretResult, ClientError> {
         let request = SetSecret {
+            namespace: None,
             mount: None,
             path: secret_path(path)?,
             data: SecretData::new(data),
@@ -436,8 +439,14 @@ impl VaultAdapterClient {
 
     /// Soft-deletes the latest version.
     pub async fn delete_secret(&self, path: &str) -> Result<DeleteSecretResult, ClientError> {
-        let request =
-            DeleteSecret { mount: None, path: secret_path(path)?, versions: None, destroy: false, all_versions: false };
+        let request = DeleteSecret {
+            namespace: None,
+            mount: None,
+            path: secret_path(path)?,
+            versions: None,
+            destroy: false,
+            all_versions: false,
+        };
         match self.call(VaultRequest::DeleteSecret(request)).await? {
             OperationResult::DeleteSecret(result) => Ok(result),
             _ => Err(ClientError::UnexpectedResult),
@@ -447,7 +456,7 @@ impl VaultAdapterClient {
     /// The keys of a folder (`""` for the mount's root).
     pub async fn list_secrets(&self, folder: &str) -> Result<Vec<String>, ClientError> {
         let path = FolderPath::new(folder).map_err(|e| ClientError::Invalid(format!("path: {e}")))?;
-        match self.call(VaultRequest::ListSecrets(ListSecrets { mount: None, path })).await? {
+        match self.call(VaultRequest::ListSecrets(ListSecrets { namespace: None, mount: None, path })).await? {
             OperationResult::ListSecrets(result) => Ok(result.keys),
             _ => Err(ClientError::UnexpectedResult),
         }
@@ -459,7 +468,7 @@ impl VaultAdapterClient {
         increment_seconds: Option<u64>,
         keep_alive: bool,
     ) -> Result<RenewLeaseResult, ClientError> {
-        let request = RenewLease { lease_id: lease_id.to_owned(), increment_seconds, keep_alive };
+        let request = RenewLease { namespace: None, lease_id: lease_id.to_owned(), increment_seconds, keep_alive };
         match self.call(VaultRequest::RenewLease(request)).await? {
             OperationResult::RenewLease(result) => Ok(result),
             _ => Err(ClientError::UnexpectedResult),
@@ -467,14 +476,20 @@ impl VaultAdapterClient {
     }
 
     pub async fn lookup_lease(&self, lease_id: &str) -> Result<LookupLeaseResult, ClientError> {
-        match self.call(VaultRequest::LookupLease(LookupLease { lease_id: lease_id.to_owned() })).await? {
+        match self
+            .call(VaultRequest::LookupLease(LookupLease { namespace: None, lease_id: lease_id.to_owned() }))
+            .await?
+        {
             OperationResult::LookupLease(result) => Ok(result),
             _ => Err(ClientError::UnexpectedResult),
         }
     }
 
     pub async fn revoke_lease(&self, lease_id: &str) -> Result<RevokeLeaseResult, ClientError> {
-        match self.call(VaultRequest::RevokeLease(RevokeLease { lease_id: lease_id.to_owned() })).await? {
+        match self
+            .call(VaultRequest::RevokeLease(RevokeLease { namespace: None, lease_id: lease_id.to_owned() }))
+            .await?
+        {
             OperationResult::RevokeLease(result) => Ok(result),
             _ => Err(ClientError::UnexpectedResult),
         }
@@ -492,7 +507,7 @@ impl VaultAdapterClient {
 /// The operations beyond the basic six.
 impl VaultAdapterClient {
     pub async fn read_metadata(&self, path: &str) -> Result<ReadMetadataResult, ClientError> {
-        let request = ReadMetadata { mount: None, path: secret_path(path)? };
+        let request = ReadMetadata { namespace: None, mount: None, path: secret_path(path)? };
         match self.call(VaultRequest::ReadMetadata(request)).await? {
             OperationResult::ReadMetadata(result) => Ok(result),
             _ => Err(ClientError::UnexpectedResult),
@@ -503,6 +518,7 @@ impl VaultAdapterClient {
     /// (with an identity) the result carries the value.
     pub async fn rotate_secret(&self, path: &str, key: &str, length: u32) -> Result<RotateSecretResult, ClientError> {
         let request = RotateSecret {
+            namespace: None,
             mount: None,
             path: secret_path(path)?,
             key: key.to_owned(),
@@ -520,8 +536,14 @@ impl VaultAdapterClient {
     pub async fn encrypt(&self, key: &str, plaintext: &[u8]) -> Result<CiphertextResult, ClientError> {
         use base64::Engine as _;
         let plaintext = SecretString::from(base64::engine::general_purpose::STANDARD.encode(plaintext));
-        let request =
-            TransitEncrypt { mount: None, key: key.to_owned(), plaintext, sealed_plaintext: None, context: None };
+        let request = TransitEncrypt {
+            namespace: None,
+            mount: None,
+            key: key.to_owned(),
+            plaintext,
+            sealed_plaintext: None,
+            context: None,
+        };
         match self.call(VaultRequest::Encrypt(request)).await? {
             OperationResult::Ciphertext(result) => Ok(result),
             _ => Err(ClientError::UnexpectedResult),
@@ -531,6 +553,7 @@ impl VaultAdapterClient {
     /// Transit decryption; the plaintext as base64, in a secret box.
     pub async fn decrypt(&self, key: &str, ciphertext: &str) -> Result<DecryptResult, ClientError> {
         let request = TransitDecrypt {
+            namespace: None,
             mount: None,
             key: key.to_owned(),
             ciphertext: ciphertext.to_owned(),
@@ -556,6 +579,7 @@ impl VaultAdapterClient {
         keep_alive: bool,
     ) -> Result<IssueCredentialsResult, ClientError> {
         let request = IssueCredentials {
+            namespace: None,
             mount: MountName::new(mount).map_err(|e| ClientError::Invalid(format!("mount: {e}")))?,
             path: secret_path(path)?,
             parameters,

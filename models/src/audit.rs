@@ -27,6 +27,10 @@ pub struct AuditRecord {
     pub mount: Option<String>,
     /// The secret path (or lease id) the request addressed, if any.
     pub path: Option<String>,
+    /// The Vault namespace the request addressed, in full (`team-a/app`);
+    /// omitted for the root namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     pub outcome: ReplyStatus,
     pub error_code: Option<ErrorCode>,
     /// The request's correlation id; null for an unreadable record.
@@ -64,6 +68,8 @@ pub enum DenialReason {
     Replayed,
     ReplayCacheFull,
     ReplayLedgerUnavailable,
+    /// The requester may not use the namespace the request names.
+    NamespaceNotGranted,
     OperationNotGranted,
     MountNotGranted,
     PathNotGranted,
@@ -90,6 +96,7 @@ impl DenialReason {
             DenialReason::Replayed => "replayed",
             DenialReason::ReplayCacheFull => "replay_cache_full",
             DenialReason::ReplayLedgerUnavailable => "replay_ledger_unavailable",
+            DenialReason::NamespaceNotGranted => "namespace_not_granted",
             DenialReason::OperationNotGranted => "operation_not_granted",
             DenialReason::MountNotGranted => "mount_not_granted",
             DenialReason::PathNotGranted => "path_not_granted",
@@ -121,6 +128,7 @@ impl DenialReason {
             | TimestampOutsideWindow
             | Replayed => true,
             ReservedPath
+            | NamespaceNotGranted
             | ReplayCacheFull
             | ReplayLedgerUnavailable
             | OperationNotGranted
@@ -140,7 +148,14 @@ mod tests {
     #[test]
     fn a_denial_reason_names_itself_as_serde_does() {
         use DenialReason::*;
-        for reason in [ReservedPath, Unsigned, EnvelopeIdOrTimestampMissing, WrappedDeliveryNotAllowed, NoSealingKey] {
+        for reason in [
+            ReservedPath,
+            NamespaceNotGranted,
+            Unsigned,
+            EnvelopeIdOrTimestampMissing,
+            WrappedDeliveryNotAllowed,
+            NoSealingKey,
+        ] {
             assert_eq!(serde_json::to_value(reason).ok(), Some(serde_json::Value::from(reason.as_str())));
         }
     }

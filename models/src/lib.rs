@@ -29,6 +29,7 @@ mod events;
 mod gateway;
 mod identity;
 mod keys;
+mod namespace;
 mod path;
 mod replay_claim;
 mod reply;
@@ -57,6 +58,7 @@ pub use gateway::{
 };
 pub use identity::RuntimeIdentity;
 pub use keys::{check_key_id, KeyError};
+pub use namespace::{Namespace, NamespaceError, MAX_NAMESPACE_BYTES, MAX_NAMESPACE_SEGMENTS, RESERVED_NAMESPACE_NAMES};
 pub use path::{mask_path, FolderPath, MountName, PathError, SecretPath, MAX_PATH_BYTES};
 pub use replay_claim::{RecordPosition, ReplayClaim, REPLAY_CLAIM_PAYLOAD_TYPE};
 pub use reply::{

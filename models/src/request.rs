@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use secrecy::ExposeSecret as _;
 
+use crate::namespace::Namespace;
 use crate::path::{FolderPath, MountName, SecretPath};
 use crate::sealing::{SealedInput, MAX_SEALED_INPUT_CHARS, SEALED_BOX_SCHEME};
 use crate::secret::SecretData;
@@ -130,6 +131,11 @@ pub struct ReadMetadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mount: Option<MountName>,
     pub path: SecretPath,
+    /// Vault namespace relative to the node's own (`app` is `team-a/app` for a
+    /// node in `team-a`); the node's own when omitted. The access policy
+    /// grants namespaces per requester.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<Namespace>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -150,6 +156,11 @@ pub struct WriteMetadata {
     /// Versions are deleted this long after they are written (`"30d"`, `"0s"` = never).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delete_version_after: Option<String>,
+    /// Vault namespace relative to the node's own (`app` is `team-a/app` for a
+    /// node in `team-a`); the node's own when omitted. The access policy
+    /// grants namespaces per requester.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<Namespace>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -160,6 +171,11 @@ pub struct UndeleteVersions {
     pub path: SecretPath,
     #[schemars(length(min = 1))]
     pub versions: Vec<u64>,
+    /// Vault namespace relative to the node's own (`app` is `team-a/app` for a
+    /// node in `team-a`); the node's own when omitted. The access policy
+    /// grants namespaces per requester.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<Namespace>,
 }
 
 /// The characters a rotated value is drawn from.
@@ -225,6 +241,11 @@ pub struct RotateSecret {
     /// returns the new version only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<Delivery>,
+    /// Vault namespace relative to the node's own (`app` is `team-a/app` for a
+    /// node in `team-a`); the node's own when omitted. The access policy
+    /// grants namespaces per requester.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<Namespace>,
 }
 
 /// A transit key name: 1 to 128 of `A-Z a-z 0-9 _ - .`.
@@ -261,6 +282,11 @@ pub struct TransitEncrypt {
     /// Base64 key-derivation context, for derived keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
+    /// Vault namespace relative to the node's own (`app` is `team-a/app` for a
+    /// node in `team-a`); the node's own when omitted. The access policy
+    /// grants namespaces per requester.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<Namespace>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -276,6 +302,11 @@ pub struct TransitDecrypt {
     /// The plaintext is secret material: sealed, wrapped or (if allowed) clear.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<Delivery>,
+    /// Vault namespace relative to the node's own (`app` is `team-a/app` for a
+    /// node in `team-a`); the node's own when omitted. The access policy
+    /// grants namespaces per requester.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<Namespace>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -287,6 +318,11 @@ pub struct TransitRewrap {
     pub ciphertext: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
+    /// Vault namespace relative to the node's own (`app` is `team-a/app` for a
+    /// node in `team-a`); the node's own when omitted. The access policy
+    /// grants namespaces per requester.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<Namespace>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -310,6 +346,11 @@ pub struct GetSecretsBatch {
     /// `clear` or `sealed` (a batch cannot be wrapped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<Delivery>,
+    /// Vault namespace relative to the node's own (`app` is `team-a/app` for a
+    /// node in `team-a`); the node's own when omitted. The access policy
+    /// grants namespaces per requester.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<Namespace>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -328,6 +369,11 @@ pub struct GetSecret {
     pub consistency: Consistency,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<Delivery>,
+    /// Vault namespace relative to the node's own (`app` is `team-a/app` for a
+    /// node in `team-a`); the node's own when omitted. The access policy
+    /// grants namespaces per requester.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<Namespace>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -348,6 +394,11 @@ pub struct SetSecret {
     /// Check-and-set: the version the write expects to replace; 0 = create only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cas: Option<u64>,
+    /// Vault namespace relative to the node's own (`app` is `team-a/app` for a
+    /// node in `team-a`); the node's own when omitted. The access policy
+    /// grants namespaces per requester.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<Namespace>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -365,6 +416,11 @@ pub struct DeleteSecret {
     /// Delete the metadata and every version.
     #[serde(default)]
     pub all_versions: bool,
+    /// Vault namespace relative to the node's own (`app` is `team-a/app` for a
+    /// node in `team-a`); the node's own when omitted. The access policy
+    /// grants namespaces per requester.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<Namespace>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -375,6 +431,11 @@ pub struct ListSecrets {
     /// The folder; `""` (or omitted) for the mount's root.
     #[serde(default = "root_folder")]
     pub path: FolderPath,
+    /// Vault namespace relative to the node's own (`app` is `team-a/app` for a
+    /// node in `team-a`); the node's own when omitted. The access policy
+    /// grants namespaces per requester.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<Namespace>,
 }
 
 fn root_folder() -> FolderPath {
@@ -395,6 +456,11 @@ pub struct RenewLease {
     /// it publishes a lease event when it can renew no more.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keep_alive: bool,
+    /// Vault namespace relative to the node's own (`app` is `team-a/app` for a
+    /// node in `team-a`); the node's own when omitted. The access policy
+    /// grants namespaces per requester.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<Namespace>,
 }
 
 /// Dynamic credentials: one read of a secrets engine endpoint that answers
@@ -423,6 +489,11 @@ pub struct IssueCredentials {
     /// The credentials are secret material: sealed, wrapped or (if allowed) clear.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<Delivery>,
+    /// Vault namespace relative to the node's own (`app` is `team-a/app` for a
+    /// node in `team-a`); the node's own when omitted. The access policy
+    /// grants namespaces per requester.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<Namespace>,
 }
 
 impl IssueCredentials {
@@ -454,6 +525,11 @@ impl IssueCredentials {
 pub struct LookupLease {
     #[schemars(length(min = 1, max = 1024))]
     pub lease_id: String,
+    /// Vault namespace relative to the node's own (`app` is `team-a/app` for a
+    /// node in `team-a`); the node's own when omitted. The access policy
+    /// grants namespaces per requester.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<Namespace>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -461,6 +537,11 @@ pub struct LookupLease {
 pub struct RevokeLease {
     #[schemars(length(min = 1, max = 1024))]
     pub lease_id: String,
+    /// Vault namespace relative to the node's own (`app` is `team-a/app` for a
+    /// node in `team-a`); the node's own when omitted. The access policy
+    /// grants namespaces per requester.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<Namespace>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -620,6 +701,30 @@ impl VaultRequest {
             VaultRequest::Rewrap(_) => Operation::Rewrap,
             VaultRequest::LookupToken(_) => Operation::LookupToken,
             VaultRequest::IssueCredentials(_) => Operation::IssueCredentials,
+        }
+    }
+
+    /// The namespace the request names, relative to the node's; `None`: the
+    /// node's own (always, for the token operations: the node's token lives there).
+    pub fn namespace(&self) -> Option<&Namespace> {
+        match self {
+            VaultRequest::GetSecret(r) => r.namespace.as_ref(),
+            VaultRequest::SetSecret(r) => r.namespace.as_ref(),
+            VaultRequest::DeleteSecret(r) => r.namespace.as_ref(),
+            VaultRequest::ListSecrets(r) => r.namespace.as_ref(),
+            VaultRequest::RenewLease(r) => r.namespace.as_ref(),
+            VaultRequest::LookupLease(r) => r.namespace.as_ref(),
+            VaultRequest::RevokeLease(r) => r.namespace.as_ref(),
+            VaultRequest::GetSecretsBatch(r) => r.namespace.as_ref(),
+            VaultRequest::ReadMetadata(r) => r.namespace.as_ref(),
+            VaultRequest::WriteMetadata(r) => r.namespace.as_ref(),
+            VaultRequest::UndeleteVersions(r) => r.namespace.as_ref(),
+            VaultRequest::RotateSecret(r) => r.namespace.as_ref(),
+            VaultRequest::Encrypt(r) => r.namespace.as_ref(),
+            VaultRequest::Decrypt(r) => r.namespace.as_ref(),
+            VaultRequest::Rewrap(r) => r.namespace.as_ref(),
+            VaultRequest::IssueCredentials(r) => r.namespace.as_ref(),
+            VaultRequest::RenewToken(_) | VaultRequest::LookupToken(_) => None,
         }
     }
 

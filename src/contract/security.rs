@@ -121,6 +121,12 @@ pub struct RequesterPolicy {
     /// reply: whoever reads the reply topic first can unwrap it).
     #[serde(default)]
     pub wrapped_delivery: bool,
+    /// Vault namespaces its requests may name, as patterns relative to the
+    /// node's namespace (`app`, `billing/*`, `tenants/**`); `""` is the
+    /// node's own. Omitted: the node's own only. Given: exactly these (list
+    /// `""` too for the node's own). Its grants apply in each of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<Vec<String>>,
     #[serde(default)]
     pub grants: Vec<Grant>,
 }
@@ -226,6 +232,11 @@ impl AccessPolicySettings {
             if let Some(key) = &requester.sealing_key {
                 key_problems(p, &format!("{at}.sealing_key"), key, |k| SealingPublicKey::from_base64("k", k).is_ok());
             }
+            for pattern in requester.namespaces.iter().flatten() {
+                if let Err(problem) = namespace_pattern_problem(pattern) {
+                    p.push(format!("{at}.namespaces: {pattern:?} {problem}"));
+                }
+            }
             for (g, grant) in requester.grants.iter().enumerate() {
                 let field = format!("{at}.grants[{g}]");
                 require(p, !grant.operations.is_empty(), &format!("{field}.operations: must list at least one"));
@@ -252,6 +263,28 @@ impl AccessPolicySettings {
             require(p, source.refresh_seconds >= 1, "access_policy.vault_keys.refresh_seconds: must be ≥ 1");
         }
     }
+}
+
+/// Why a `namespaces` pattern cannot be used: it must read as a namespace
+/// relative to the node's (`""` for its own), `*` and `**` allowed as in paths.
+fn namespace_pattern_problem(pattern: &str) -> Result<(), String> {
+    if pattern.is_empty() {
+        return Ok(());
+    }
+    if pattern.ends_with('/') {
+        return Err("must not end with '/'".to_owned());
+    }
+    crate::security::PathPattern::parse(pattern).map_err(str::to_owned)?;
+    for segment in pattern.split('/') {
+        let name = segment.replace('*', "");
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err("may hold only A-Z a-z 0-9 _ - * and '/' between segments".to_owned());
+        }
+        if onex_vault_models::RESERVED_NAMESPACE_NAMES.iter().any(|r| r.eq_ignore_ascii_case(&name)) {
+            return Err(format!("names the reserved namespace {name:?}"));
+        }
+    }
+    Ok(())
 }
 
 fn key_problems(p: &mut Vec<String>, field: &str, key: &KeyRef, valid: impl Fn(&str) -> bool) {

@@ -216,6 +216,7 @@ fn access_policy_problems_name_the_field() {
         - {{ id: k1, public_key: "{key}" }}
         - {{ id: k1, public_key: "not-a-key" }}
         - {{ id: "bad id", public_key_file: "" }}
+      namespaces: ["", "app", "billing/*", "/abs", "a.b", "sys", "app/"]
       grants:
         - {{ operations: [get_secret, drop_table], paths: ["a//b"] }}
         - {{ operations: [list_secrets] }}
@@ -231,9 +232,14 @@ fn access_policy_problems_name_the_field() {
         "access_policy.requesters[0].grants[0].paths: \"a//b\" has an empty segment",
         "access_policy.requesters[0].grants[1].paths: must list at least one pattern (e.g. \"app/*\")",
         "access_policy.requesters[1].runtime_id: \"node_a\" is listed twice",
+        "access_policy.requesters[0].namespaces: \"/abs\" must not start with '/'",
+        "access_policy.requesters[0].namespaces: \"a.b\" may hold only A-Z a-z 0-9 _ - * and '/' between segments",
+        "access_policy.requesters[0].namespaces: \"sys\" names the reserved namespace \"sys\"",
+        "access_policy.requesters[0].namespaces: \"app/\" must not end with '/'",
     ] {
         assert!(problems.iter().any(|p| p == expected), "missing {expected:?} in {problems:#?}");
     }
+    assert!(!problems.iter().any(|p| p.contains("\"billing/*\"") || p.contains("\"app\" ")), "{problems:#?}");
 }
 
 #[test]

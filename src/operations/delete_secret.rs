@@ -12,7 +12,7 @@ use crate::vault::VaultError;
 pub async fn run(cx: &Context<'_>, request: &DeleteSecret) -> Result<OperationResult, VaultError> {
     let mount = cx.mount(&request.mount);
     let path = request.path.as_str();
-    let client = cx.vault.client();
+    let client = cx.vault.client()?;
     let client = client.as_ref();
 
     if request.all_versions {

@@ -19,7 +19,7 @@ pub async fn run(cx: &Context<'_>, request: &GetSecret) -> Result<OperationResul
         .version(request.version)
         .build()
         .map_err(|_| VaultError::Malformed)?;
-    let client = cx.vault.client();
+    let client = cx.vault.client()?;
     let ReadSecretResponse { data, metadata } = vaultrs::api::exec_with_result(client.as_ref(), endpoint).await?;
     let serde_json::Value::Object(data) = data else {
         // A destroyed or deleted version reads as `data: null`.

@@ -77,14 +77,14 @@ pub async fn run(cx: &Context<'_>, request: &IssueCredentials) -> Result<Operati
         path: format!("{}/{}", request.mount.as_str(), request.path.as_str()),
         parameters: request.parameters.as_ref(),
     };
-    let client = cx.vault.client();
+    let client = cx.vault.client()?;
     let answer: Leased = vaultrs::api::exec_with_no_result(client.as_ref(), endpoint).await?;
     // An endpoint that answers without data (a 204, a write) issued nothing.
     let data = answer.data.ok_or(VaultError::Malformed)?;
     let lease_id = Some(answer.lease_id).filter(|id| !id.is_empty());
     let kept_alive = match &lease_id {
         Some(id) if request.keep_alive && answer.renewable => {
-            cx.leases.track(id, Duration::from_secs(answer.lease_duration))
+            cx.leases.track(id, cx.vault.namespace(), Duration::from_secs(answer.lease_duration))
         }
         _ => false,
     };

@@ -14,7 +14,7 @@ pub async fn run(cx: &Context<'_>, request: &ListSecrets) -> Result<OperationRes
         .path(request.path.as_str())
         .build()
         .map_err(|_| VaultError::Malformed)?;
-    let client = cx.vault.client();
+    let client = cx.vault.client()?;
     let keys = match vaultrs::api::exec_with_result(client.as_ref(), endpoint).await {
         Ok(listed) => listed.keys,
         Err(error) => match VaultError::from(error) {

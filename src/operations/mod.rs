@@ -41,11 +41,12 @@ use crate::cache::ReadCache;
 use crate::contract::{BatchLimits, Contract};
 use crate::leases::LeaseKeeper;
 use crate::resilience::{guarded_call, BackoffPolicy, CircuitBreaker, Guarded};
-use crate::vault::{Vault, VaultError};
+use crate::vault::{At, Vault, VaultError};
 
 /// What an operation needs to do its work.
 pub struct Context<'a> {
-    pub vault: &'a Vault,
+    /// Vault in the request's namespace: the only way an operation calls it.
+    pub vault: At<'a>,
     pub default_mount: &'a MountName,
     pub leases: &'a Arc<LeaseKeeper>,
 }
@@ -141,6 +142,7 @@ impl Dispatcher {
         let sealer = self.identity.as_deref().map(|identity| &identity.sealer);
         let opened = sealed_input::open(request, sealer, bound)?;
         let request = opened.as_ref();
+        let namespace = self.namespace_of(request);
         let written = match request {
             VaultRequest::SetSecret(SetSecret { mount, path, .. })
             | VaultRequest::DeleteSecret(DeleteSecret { mount, path, .. })
@@ -157,9 +159,16 @@ impl Dispatcher {
         if let (Some(cache), Some((mount, path))) = (&self.cache, written) {
             // Even a failed write may have reached Vault, and a wrapped
             // rotation writes too: forget the path whatever the delivery.
-            cache.invalidate(mount.as_ref().unwrap_or(&self.default_mount).as_str(), path.as_str());
+            let namespace = namespace.as_deref().unwrap_or_default();
+            cache.invalidate(namespace, mount.as_ref().unwrap_or(&self.default_mount).as_str(), path.as_str());
         }
         outcome
+    }
+
+    /// The namespace `request` is performed in, in full (`team-a/app`);
+    /// `None`: the node's own.
+    pub fn namespace_of(&self, request: &VaultRequest) -> Option<String> {
+        request.namespace().map(|namespace| namespace.under(self.vault.namespace().unwrap_or_default()))
     }
 
     /// A secret-returning request whose result Vault keeps behind a
@@ -178,7 +187,7 @@ impl Dispatcher {
         };
         let result = serde_json::to_value(made)
             .map_err(|_| ReplyError::new(ErrorCode::InternalError, "the result could not be serialized"));
-        let vault = &self.vault;
+        let vault = &self.vault.at(self.namespace_of(request));
         let wrapped = match &result {
             Ok(result) => guarded_call(&self.breaker, &self.backoff, self.timeout, move || async move {
                 let wrap = vault.wrap_data(result, ttl).await?;
@@ -191,35 +200,38 @@ impl Dispatcher {
         if let (Err(_), Some(lease_id)) = (&wrapped, lease) {
             // Credentials issued but never delivered: revoke them (best
             // effort) rather than leave them living, or kept alive, unseen.
-            self.discard_lease(&lease_id).await;
+            self.discard_lease(self.namespace_of(request), &lease_id).await;
         }
         wrapped
     }
 
     /// Revokes a lease nobody will receive and stops keeping it alive.
-    async fn discard_lease(&self, lease_id: &str) {
+    async fn discard_lease(&self, namespace: Option<String>, lease_id: &str) {
         self.leases.forget(lease_id);
         let body = serde_json::json!({ "lease_id": lease_id });
         let revoked: Result<serde_json::Value, VaultError> =
-            self.vault.call(reqwest::Method::PUT, "sys/leases/revoke", Some(&body)).await;
+            self.vault.at(namespace).call(reqwest::Method::PUT, "sys/leases/revoke", Some(&body)).await;
         if let Err(error) = revoked {
             tracing::warn!(%error, "credentials issued for a wrapped reply that failed could not be revoked");
         }
     }
 
-    /// A read, from the cache when allowed and fresh, else from Vault.
+    /// A read, from the cache when allowed and fresh, else from Vault. The
+    /// cache keys by namespace too: tenants never see each other's values.
     async fn read(&self, get: &GetSecret) -> Result<OperationResult, ReplyError> {
         let mount = get.mount.as_ref().unwrap_or(&self.default_mount).as_str();
         let path = get.path.as_str();
         let Some(cache) = &self.cache else { return self.call_get(get).await };
+        let namespace = get.namespace.as_ref().map(|ns| ns.under(self.vault.namespace().unwrap_or_default()));
+        let namespace = namespace.as_deref().unwrap_or_default();
         if get.consistency == Consistency::Cached {
-            if let Some(hit) = cache.get(mount, path, get.version) {
+            if let Some(hit) = cache.get(namespace, mount, path, get.version) {
                 return Ok(OperationResult::GetSecret(hit));
             }
         }
         let outcome = self.call_get(get).await;
         if let Ok(OperationResult::GetSecret(result)) = &outcome {
-            cache.insert(mount, path, get.version, result);
+            cache.insert(namespace, mount, path, get.version, result);
         }
         outcome
     }
@@ -260,6 +272,7 @@ impl Dispatcher {
             version: None,
             consistency: batch.consistency,
             delivery: None,
+            namespace: batch.namespace.clone(),
         };
         let path = path.to_string();
         match self.read(&get).await {
@@ -286,7 +299,11 @@ impl Dispatcher {
     /// One request through the resilience layers, with one new login and
     /// retry if the node's own token turns out to be dead.
     async fn call(&self, request: &VaultRequest, wrap: Option<Duration>) -> Result<OperationResult, ReplyError> {
-        let cx = Context { vault: &self.vault, default_mount: &self.default_mount, leases: &self.leases };
+        let cx = Context {
+            vault: self.vault.at(self.namespace_of(request)),
+            default_mount: &self.default_mount,
+            leases: &self.leases,
+        };
         let cx = &cx;
         let generation = self.vault.token_generation();
         let outcome =
@@ -365,6 +382,7 @@ async fn dispatch(
 
 fn transit_target(mount: &Option<MountName>, key: &str) -> Target {
     Target {
+        namespace: None,
         mount: Some(mount.as_ref().map_or(transit::DEFAULT_MOUNT, MountName::as_str).to_owned()),
         paths: vec![key.to_owned()],
     }
@@ -374,6 +392,8 @@ fn transit_target(mount: &Option<MountName>, key: &str) -> Target {
 /// The audit trail records it whole, the access policy checks every path,
 /// logs use [`Target::masked`].
 pub struct Target {
+    /// The namespace the request names, relative to the node's; `None`: its own.
+    pub namespace: Option<onex_vault_models::Namespace>,
     pub mount: Option<String>,
     /// Secret or folder paths; the lease id for lease operations; none for
     /// `renew_token`.
@@ -382,7 +402,12 @@ pub struct Target {
 
 impl Target {
     pub fn of(request: &VaultRequest, default_mount: &MountName) -> Target {
+        Target { namespace: request.namespace().cloned(), ..Target::named(request, default_mount) }
+    }
+
+    fn named(request: &VaultRequest, default_mount: &MountName) -> Target {
         let kv = |mount: &Option<MountName>, paths: Vec<String>| Target {
+            namespace: None,
             mount: Some(mount.as_ref().unwrap_or(default_mount).to_string()),
             paths,
         };
@@ -401,21 +426,23 @@ impl Target {
             VaultRequest::Decrypt(r) => transit_target(&r.mount, &r.key),
             VaultRequest::Rewrap(r) => transit_target(&r.mount, &r.key),
             VaultRequest::LookupToken(_) => Target::none(),
-            VaultRequest::RenewLease(_) | VaultRequest::LookupLease(_) | VaultRequest::RevokeLease(_) => {
-                Target { mount: None, paths: request.lease_id().map(str::to_owned).into_iter().collect() }
-            }
+            VaultRequest::RenewLease(_) | VaultRequest::LookupLease(_) | VaultRequest::RevokeLease(_) => Target {
+                namespace: None,
+                mount: None,
+                paths: request.lease_id().map(str::to_owned).into_iter().collect(),
+            },
             VaultRequest::RenewToken(_) => Target::none(),
             // The engine's mount (`database`, `pki`) and the endpoint under
             // it (`creds/app`, `issue/web`): grants name them like a secret's.
             VaultRequest::IssueCredentials(r) => {
-                Target { mount: Some(r.mount.to_string()), paths: vec![r.path.to_string()] }
+                Target { namespace: None, mount: Some(r.mount.to_string()), paths: vec![r.path.to_string()] }
             }
         }
     }
 
     /// A request that names nothing, or could not be read, or the node's token.
     pub fn none() -> Target {
-        Target { mount: None, paths: Vec::new() }
+        Target { namespace: None, mount: None, paths: Vec::new() }
     }
 
     /// The paths as the audit trail records them: comma-separated.

@@ -27,7 +27,7 @@ pub async fn run(cx: &Context<'_>, request: &RenewLease) -> Result<OperationResu
     let renewed: Renewed = cx.vault.call(Method::PUT, "sys/leases/renew", Some(&body)).await?;
     let kept_alive = request.keep_alive
         && renewed.renewable
-        && cx.leases.track(&renewed.lease_id, Duration::from_secs(renewed.lease_duration));
+        && cx.leases.track(&renewed.lease_id, cx.vault.namespace(), Duration::from_secs(renewed.lease_duration));
     Ok(OperationResult::RenewLease(RenewLeaseResult {
         lease_id: renewed.lease_id,
         lease_duration: renewed.lease_duration,

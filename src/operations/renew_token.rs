@@ -7,7 +7,7 @@ use crate::vault::VaultError;
 
 pub async fn run(cx: &Context<'_>, request: &RenewToken) -> Result<OperationResult, VaultError> {
     let increment = request.increment_seconds.map(|s| format!("{s}s"));
-    let client = cx.vault.client();
+    let client = cx.vault.client()?;
     let auth = vaultrs::token::renew_self(client.as_ref(), increment.as_deref()).await?;
     Ok(OperationResult::RenewToken(RenewTokenResult {
         lease_duration: auth.lease_duration,

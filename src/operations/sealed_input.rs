@@ -194,6 +194,7 @@ mod tests {
         let plaintext = SealedMaterial::Plaintext(secrecy::SecretString::from("aGVsbG8="));
         let sealed = public.seal_input(&binding(id, "encrypt", "orders"), &plaintext).expect("seals");
         let request = VaultRequest::Encrypt(TransitEncrypt {
+            namespace: None,
             mount: None,
             key: "orders".into(),
             plaintext: Default::default(),

@@ -19,7 +19,7 @@ pub async fn run(cx: &Context<'_>, request: &SetSecret) -> Result<OperationResul
         endpoint.options(SetSecretRequestOptions { cas });
     }
     let endpoint = endpoint.build().map_err(|_| VaultError::Malformed)?;
-    let client = cx.vault.client();
+    let client = cx.vault.client()?;
     let written = vaultrs::api::exec_with_result(client.as_ref(), endpoint).await?;
     Ok(OperationResult::SetSecret(SetSecretResult { version: written.version, created_time: written.created_time }))
 }

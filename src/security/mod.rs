@@ -223,7 +223,9 @@ impl Gate {
                 return Err(deny(DenialReason::ReservedPath));
             }
             let operation = request.payload.operation();
-            requester.allows(operation, target.mount.as_deref(), &target.paths).map_err(|n| deny(n.reason()))?;
+            requester
+                .allows(operation, target.namespace.as_ref(), target.mount.as_deref(), &target.paths)
+                .map_err(|n| deny(n.reason()))?;
         } else if self.is_reserved(target) {
             return Err(deny(DenialReason::ReservedPath));
         }
@@ -257,8 +259,10 @@ impl Gate {
         match &target.mount {
             // `auth/token` is under `auth`: judged by the first segment.
             Some(mount) if is_reserved_mount(mount) => true,
+            // The keys live in the node's own namespace: a child's same path is another secret.
             Some(mount) => self.key_source.as_ref().is_some_and(|(source_mount, source_path)| {
-                mount == source_mount
+                target.namespace.is_none()
+                    && mount == source_mount
                     && target.paths.iter().any(|path| {
                         let path = path.trim_matches('/');
                         path == source_path || path.starts_with(&format!("{source_path}/"))
@@ -409,6 +413,7 @@ async fn read_vault_keys(vault: &Vault, source: &VaultKeySource) -> Result<Vec<R
             sealing_key: keys.sealing_key,
             clear_delivery: false,
             wrapped_delivery: false,
+            namespaces: None,
             grants: Vec::new(),
         })
         .collect())

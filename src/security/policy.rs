@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use onex_vault_models::{is_reserved_mount, DenialReason, Operation, RuntimeKey, SealingPublicKey};
+use onex_vault_models::{is_reserved_mount, DenialReason, Namespace, Operation, RuntimeKey, SealingPublicKey};
 
 use crate::contract::{AccessPolicySettings, KeyRef, RequesterPolicy};
 
@@ -20,6 +20,9 @@ pub struct Requester {
     pub sealing_key: Option<SealingPublicKey>,
     pub clear_delivery: bool,
     pub wrapped_delivery: bool,
+    /// Namespaces its requests may name, relative to the node's (the empty
+    /// pattern: the node's own).
+    namespaces: Vec<PathPattern>,
     grants: Vec<Grant>,
 }
 
@@ -38,6 +41,7 @@ const ANY_NAME: &str = "\u{1}";
 /// Why the grants do not cover a request, most general first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotGranted {
+    Namespace,
     Operation,
     Mount,
     Path,
@@ -46,6 +50,7 @@ pub enum NotGranted {
 impl NotGranted {
     pub fn reason(self) -> DenialReason {
         match self {
+            NotGranted::Namespace => DenialReason::NamespaceNotGranted,
             NotGranted::Operation => DenialReason::OperationNotGranted,
             NotGranted::Mount => DenialReason::MountNotGranted,
             NotGranted::Path => DenialReason::PathNotGranted,
@@ -102,6 +107,10 @@ impl Requester {
             sealing_key: settings.sealing_key.as_ref().and_then(sealing_key),
             clear_delivery: settings.clear_delivery,
             wrapped_delivery: settings.wrapped_delivery,
+            namespaces: match &settings.namespaces {
+                None => vec![PathPattern(Vec::new())],
+                Some(patterns) => patterns.iter().filter_map(|p| PathPattern::parse(p).ok()).collect(),
+            },
             grants: settings
                 .grants
                 .iter()
@@ -123,13 +132,24 @@ impl Requester {
         self.signing_keys.values()
     }
 
-    /// Whether some grant allows `operation` on every one of `paths` in
-    /// `mount` (`None` for lease and token operations). A mount wildcard
+    /// Whether the requester may use `namespace` (relative to the node's;
+    /// `None`: the node's own), and some grant allows `operation` on every
+    /// one of `paths` in `mount` (`None` for lease and token operations). A mount wildcard
     /// never covers a reserved mount (see `onex_vault_models::RESERVED_MOUNTS`). Listing a
     /// folder shows the names in it, so a `list_secrets` grant covers a
     /// folder only when its pattern covers every name directly in it: the
     /// names its `get_secret` grant of the same pattern covers.
-    pub fn allows(&self, operation: Operation, mount: Option<&str>, paths: &[String]) -> Result<(), NotGranted> {
+    pub fn allows(
+        &self,
+        operation: Operation,
+        namespace: Option<&Namespace>,
+        mount: Option<&str>,
+        paths: &[String],
+    ) -> Result<(), NotGranted> {
+        let namespace = namespace.map_or("", Namespace::as_str);
+        if !self.namespaces.iter().any(|pattern| pattern.matches(namespace)) {
+            return Err(NotGranted::Namespace);
+        }
         let for_operation: Vec<&Grant> = self.grants.iter().filter(|g| g.operations.contains(&operation)).collect();
         if for_operation.is_empty() {
             return Err(NotGranted::Operation);
@@ -274,6 +294,56 @@ mod tests {
         assert!(PathPattern::parse("a/b**").is_err());
     }
 
+    impl Requester {
+        /// `allows` in the node's own namespace.
+        fn allows_here(&self, operation: Operation, mount: Option<&str>, paths: &[String]) -> Result<(), NotGranted> {
+            self.allows(operation, None, mount, paths)
+        }
+    }
+
+    #[test]
+    fn namespaces_are_granted_per_requester_the_nodes_own_by_default() {
+        let grants: Vec<crate::contract::Grant> =
+            serde_yaml::from_str("[{ operations: [get_secret], paths: [\"**\"] }]").expect("grants");
+        let with = |namespaces: Option<Vec<&str>>| {
+            Requester::from_settings(
+                &RequesterPolicy {
+                    runtime_id: "node_billing".into(),
+                    signing_keys: vec![],
+                    sealing_key: None,
+                    clear_delivery: false,
+                    wrapped_delivery: false,
+                    namespaces: namespaces.map(|n| n.into_iter().map(str::to_owned).collect()),
+                    grants: grants.clone(),
+                },
+                "secret",
+            )
+        };
+        let ns = |name: &str| Namespace::new(name).expect("valid namespace");
+        let paths = vec!["a/b".to_owned()];
+        let ask = |r: &Requester, namespace: Option<Namespace>| {
+            r.allows(Operation::GetSecret, namespace.as_ref(), Some("secret"), &paths)
+        };
+        let default = with(None);
+        assert_eq!(ask(&default, None), Ok(()));
+        assert_eq!(ask(&default, Some(ns("app"))), Err(NotGranted::Namespace));
+        let tenants = with(Some(vec!["app", "billing/*"]));
+        assert_eq!(ask(&tenants, Some(ns("app"))), Ok(()));
+        assert_eq!(ask(&tenants, Some(ns("billing/eu"))), Ok(()));
+        assert_eq!(ask(&tenants, Some(ns("billing"))), Err(NotGranted::Namespace));
+        assert_eq!(ask(&tenants, Some(ns("billing/eu/x"))), Err(NotGranted::Namespace));
+        assert_eq!(ask(&tenants, Some(ns("app2"))), Err(NotGranted::Namespace));
+        assert_eq!(ask(&tenants, None), Err(NotGranted::Namespace), "a list given is the whole list");
+        let everywhere = with(Some(vec!["", "**"]));
+        assert_eq!(ask(&everywhere, None), Ok(()));
+        assert_eq!(ask(&everywhere, Some(ns("a/b/c"))), Ok(()));
+        assert_eq!(
+            everywhere.allows(Operation::SetSecret, Some(&ns("app")), Some("secret"), &paths),
+            Err(NotGranted::Operation),
+            "grants still apply inside a granted namespace"
+        );
+    }
+
     fn requester(grants: &str) -> Requester {
         let grants: Vec<crate::contract::Grant> = serde_yaml::from_str(grants).expect("grants");
         let settings = RequesterPolicy {
@@ -282,6 +352,7 @@ mod tests {
             sealing_key: None,
             clear_delivery: false,
             wrapped_delivery: false,
+            namespaces: None,
             grants,
         };
         Requester::from_settings(&settings, "secret")
@@ -295,7 +366,7 @@ mod tests {
             "#,
         );
         let paths = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let list = |folder: &str| r.allows(Operation::ListSecrets, Some("secret"), &paths(&[folder]));
+        let list = |folder: &str| r.allows_here(Operation::ListSecrets, Some("secret"), &paths(&[folder]));
         assert_eq!(list("billing/"), Ok(()), "names billing/x are covered by billing/*");
         assert_eq!(list("billing/db/"), Err(NotGranted::Path), "billing/db/x is one level deeper than billing/*");
         assert_eq!(list("shared/a/b/"), Ok(()));
@@ -303,12 +374,12 @@ mod tests {
         assert_eq!(list(""), Err(NotGranted::Path));
         for reserved in RESERVED_MOUNTS.iter().copied().chain(["auth/token", "sys/raw"]) {
             assert_eq!(
-                r.allows(Operation::GetSecret, Some(reserved), &paths(&["billing/db"])),
+                r.allows_here(Operation::GetSecret, Some(reserved), &paths(&["billing/db"])),
                 Err(NotGranted::Mount),
                 "{reserved}"
             );
         }
-        assert_eq!(r.allows(Operation::GetSecret, Some("kv"), &paths(&["billing/db"])), Ok(()));
+        assert_eq!(r.allows_here(Operation::GetSecret, Some("kv"), &paths(&["billing/db"])), Ok(()));
     }
 
     #[test]
@@ -322,18 +393,24 @@ mod tests {
             "#,
         );
         let paths = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(r.allows(Operation::GetSecret, Some("secret"), &paths(&["billing/db"])), Ok(()));
-        assert_eq!(r.allows(Operation::GetSecret, Some("secret"), &paths(&["payroll/db"])), Err(NotGranted::Path));
-        assert_eq!(r.allows(Operation::GetSecret, Some("kv"), &paths(&["billing/db"])), Err(NotGranted::Mount));
-        assert_eq!(r.allows(Operation::SetSecret, Some("secret"), &paths(&["billing/db"])), Err(NotGranted::Operation));
+        assert_eq!(r.allows_here(Operation::GetSecret, Some("secret"), &paths(&["billing/db"])), Ok(()));
+        assert_eq!(r.allows_here(Operation::GetSecret, Some("secret"), &paths(&["payroll/db"])), Err(NotGranted::Path));
+        assert_eq!(r.allows_here(Operation::GetSecret, Some("kv"), &paths(&["billing/db"])), Err(NotGranted::Mount));
         assert_eq!(
-            r.allows(Operation::GetSecretsBatch, Some("secret"), &paths(&["billing/a", "payroll/b"])),
+            r.allows_here(Operation::SetSecret, Some("secret"), &paths(&["billing/db"])),
+            Err(NotGranted::Operation)
+        );
+        assert_eq!(
+            r.allows_here(Operation::GetSecretsBatch, Some("secret"), &paths(&["billing/a", "payroll/b"])),
             Err(NotGranted::Path)
         );
-        assert_eq!(r.allows(Operation::ListSecrets, Some("kv"), &paths(&[""])), Ok(()));
-        assert_eq!(r.allows(Operation::ListSecrets, Some("kv"), &paths(&["a/b/"])), Ok(()));
-        assert_eq!(r.allows(Operation::RenewToken, None, &[]), Ok(()));
-        assert_eq!(r.allows(Operation::RenewLease, None, &paths(&["database/creds/billing/x1"])), Ok(()));
-        assert_eq!(r.allows(Operation::RenewLease, None, &paths(&["database/creds/admin/x1"])), Err(NotGranted::Path));
+        assert_eq!(r.allows_here(Operation::ListSecrets, Some("kv"), &paths(&[""])), Ok(()));
+        assert_eq!(r.allows_here(Operation::ListSecrets, Some("kv"), &paths(&["a/b/"])), Ok(()));
+        assert_eq!(r.allows_here(Operation::RenewToken, None, &[]), Ok(()));
+        assert_eq!(r.allows_here(Operation::RenewLease, None, &paths(&["database/creds/billing/x1"])), Ok(()));
+        assert_eq!(
+            r.allows_here(Operation::RenewLease, None, &paths(&["database/creds/admin/x1"])),
+            Err(NotGranted::Path)
+        );
     }
 }

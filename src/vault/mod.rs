@@ -5,11 +5,19 @@
 //! The token lives in a `SecretString`; `vaultrs` gets a copy inside its client
 //! (it has no secret type), and that client is rebuilt, not mutated, when the
 //! token changes, so calls in flight keep the client they started with.
+//!
+//! Namespaces: the node logs in and lives in its own (`vault.namespace`); a
+//! request may name a child of it. Every call goes through [`Vault::at`]
+//! (the node's own namespace or a child), which sends `X-Vault-Namespace`:
+//! `vaultrs` clients carry it in their settings, so one client is kept per
+//! namespace (at most [`MAX_NAMESPACE_CLIENTS`], all dropped when the token
+//! changes); raw calls set the header themselves.
 
 mod error;
 mod renewal;
 mod startup;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -56,7 +64,7 @@ pub struct Vault {
     namespace: Option<String>,
     timeout: Duration,
     token: RwLock<SecretString>,
-    client: RwLock<Arc<VaultClient>>,
+    clients: RwLock<Clients>,
     http: reqwest::Client,
     tls: TlsFiles,
     /// AppRole credentials, kept to log in again when the token can no
@@ -68,6 +76,17 @@ pub struct Vault {
     /// Logins after the first, for the health event.
     logins: AtomicU64,
     login_lock: tokio::sync::Mutex<()>,
+}
+
+/// Most `vaultrs` clients kept for namespaces other than the node's own;
+/// past it they are all dropped and rebuilt as needed.
+pub const MAX_NAMESPACE_CLIENTS: usize = 64;
+
+/// The `vaultrs` clients of the current token: the node's own namespace's,
+/// and those of child namespaces requests named, by full namespace.
+struct Clients {
+    own: Arc<VaultClient>,
+    children: HashMap<String, Arc<VaultClient>>,
 }
 
 struct AppRole {
@@ -106,7 +125,7 @@ impl Vault {
             namespace,
             timeout,
             token: RwLock::new(placeholder),
-            client: RwLock::new(Arc::new(client)),
+            clients: RwLock::new(Clients { own: Arc::new(client), children: HashMap::new() }),
             http,
             tls,
             approle,
@@ -143,10 +162,45 @@ impl Vault {
     /// client (and token) they started with.
     fn use_token(&self, token: SecretString) -> Result<(), VaultError> {
         let client = build_client(&self.address, self.namespace.as_deref(), self.timeout, &self.tls, &token)?;
-        *self.client.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(client);
+        // Under the clients' lock, so no child client is built with the old token after this.
+        let mut clients = self.clients.write().unwrap_or_else(|p| p.into_inner());
+        *clients = Clients { own: Arc::new(client), children: HashMap::new() };
         *self.token.write().unwrap_or_else(|p| p.into_inner()) = token;
         self.generation.fetch_add(1, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// The node's own namespace (`vault.namespace`); `None`: the root.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    /// Calls in `namespace` (in full, e.g. `team-a/app`); `None`, or the
+    /// node's own namespace spelled out: the node's own.
+    pub fn at(&self, namespace: Option<String>) -> At<'_> {
+        let namespace = namespace.filter(|ns| Some(ns.as_str()) != self.namespace.as_deref());
+        At { vault: self, namespace }
+    }
+
+    /// The `vaultrs` client for `namespace` (a child's; `None`: the node's own).
+    fn client_in(&self, namespace: Option<&str>) -> Result<Arc<VaultClient>, VaultError> {
+        let Some(namespace) = namespace else {
+            return Ok(self.clients.read().unwrap_or_else(|p| p.into_inner()).own.clone());
+        };
+        if let Some(client) = self.clients.read().unwrap_or_else(|p| p.into_inner()).children.get(namespace) {
+            return Ok(client.clone());
+        }
+        let mut clients = self.clients.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = clients.children.get(namespace) {
+            return Ok(client.clone());
+        }
+        if clients.children.len() >= MAX_NAMESPACE_CLIENTS {
+            clients.children.clear();
+        }
+        let token = self.token.read().unwrap_or_else(|p| p.into_inner());
+        let client = Arc::new(build_client(&self.address, Some(namespace), self.timeout, &self.tls, &token)?);
+        clients.children.insert(namespace.to_owned(), client.clone());
+        Ok(client)
     }
 
     /// Whether the node can get itself a new token (AppRole auth).
@@ -185,9 +239,9 @@ impl Vault {
         matches!(self.lookup_self().await, Err(VaultError::Status { status: 403, .. }))
     }
 
-    /// The current `vaultrs` client, for the typed KV v2 and token endpoints.
+    /// The current `vaultrs` client of the node's own namespace.
     pub fn client(&self) -> Arc<VaultClient> {
-        self.client.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.clients.read().unwrap_or_else(|p| p.into_inner()).own.clone()
     }
 
     /// `auth/token/lookup-self`: the node's token's TTL and renewability.
@@ -216,7 +270,17 @@ impl Vault {
         path: &str,
         body: Option<&Value>,
     ) -> Result<T, VaultError> {
-        let mut answer = self.send(method, path, body, None).await?;
+        self.at(None).call(method, path, body).await
+    }
+
+    async fn call_in<T: DeserializeOwned>(
+        &self,
+        namespace: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T, VaultError> {
+        let mut answer = self.send(namespace, method, path, body, None).await?;
         // `sys/leases/renew` answers at the top level, not under `data`.
         let data = match answer.remove("data") {
             Some(data) if !data.is_null() => data,
@@ -225,26 +289,12 @@ impl Vault {
         serde_json::from_value(data).map_err(|_| VaultError::Malformed)
     }
 
-    /// A read whose answer Vault keeps behind a single-use wrapping token
-    /// living `ttl` (header `X-Vault-Wrap-TTL`); returns the token's details.
-    pub async fn wrapped(&self, path: &str, ttl: Duration) -> Result<WrapInfo, VaultError> {
-        let mut answer = self.send(Method::GET, path, None, Some(ttl)).await?;
-        let info = answer.remove("wrap_info").ok_or(VaultError::Malformed)?;
-        serde_json::from_value(info).map_err(|_| VaultError::Malformed)
-    }
-
-    /// `data` kept by Vault behind a single-use wrapping token living `ttl`
-    /// (`sys/wrapping/wrap`): for results the node made itself.
-    pub async fn wrap_data(&self, data: &Value, ttl: Duration) -> Result<WrapInfo, VaultError> {
-        let mut answer = self.send(Method::POST, "sys/wrapping/wrap", Some(data), Some(ttl)).await?;
-        let info = answer.remove("wrap_info").ok_or(VaultError::Malformed)?;
-        serde_json::from_value(info).map_err(|_| VaultError::Malformed)
-    }
-
-    /// Sends one request with the node's token; the answer's top-level
-    /// object, or the error its status means.
+    /// Sends one request with the node's token in `namespace` (a child's in
+    /// full; `None`: the node's own); the answer's top-level object, or the
+    /// error its status means.
     async fn send(
         &self,
+        namespace: Option<&str>,
         method: Method,
         path: &str,
         body: Option<&Value>,
@@ -256,7 +306,7 @@ impl Vault {
             let token = self.token.read().unwrap_or_else(|p| p.into_inner());
             request = request.header("X-Vault-Token", token.expose_secret());
         }
-        if let Some(namespace) = &self.namespace {
+        if let Some(namespace) = namespace.or(self.namespace.as_deref()) {
             request = request.header("X-Vault-Namespace", namespace);
         }
         if let Some(ttl) = wrap_ttl {
@@ -280,6 +330,55 @@ impl Vault {
         // 204 No Content (e.g. `sys/leases/revoke`) reads as an empty object.
         let text = if text.trim().is_empty() { "{}" } else { text.as_str() };
         serde_json::from_str(text).map_err(|_| VaultError::Malformed)
+    }
+}
+
+/// Vault as seen from one namespace: the node's own or a child of it. The
+/// one way operations call Vault.
+pub struct At<'v> {
+    vault: &'v Vault,
+    /// In full; `None`: the node's own.
+    namespace: Option<String>,
+}
+
+impl At<'_> {
+    /// The namespace calls go to, in full; `None`: the node's own.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    /// The `vaultrs` client for this namespace, for the typed KV v2 and token endpoints.
+    pub fn client(&self) -> Result<Arc<VaultClient>, VaultError> {
+        self.vault.client_in(self.namespace())
+    }
+
+    /// One authenticated call to the Vault HTTP API (`path` under `/v1/`),
+    /// returning the `data` object of the answer.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T, VaultError> {
+        self.vault.call_in(self.namespace(), method, path, body).await
+    }
+
+    /// A read whose answer Vault keeps behind a single-use wrapping token
+    /// living `ttl` (header `X-Vault-Wrap-TTL`); returns the token's details.
+    /// The token lives in this namespace (unwrap it there).
+    pub async fn wrapped(&self, path: &str, ttl: Duration) -> Result<WrapInfo, VaultError> {
+        let mut answer = self.vault.send(self.namespace(), Method::GET, path, None, Some(ttl)).await?;
+        let info = answer.remove("wrap_info").ok_or(VaultError::Malformed)?;
+        serde_json::from_value(info).map_err(|_| VaultError::Malformed)
+    }
+
+    /// `data` kept by Vault behind a single-use wrapping token living `ttl`
+    /// (`sys/wrapping/wrap`): for results the node made itself.
+    pub async fn wrap_data(&self, data: &Value, ttl: Duration) -> Result<WrapInfo, VaultError> {
+        let mut answer =
+            self.vault.send(self.namespace(), Method::POST, "sys/wrapping/wrap", Some(data), Some(ttl)).await?;
+        let info = answer.remove("wrap_info").ok_or(VaultError::Malformed)?;
+        serde_json::from_value(info).map_err(|_| VaultError::Malformed)
     }
 }
 

@@ -82,8 +82,34 @@ pub async fn request(method: Method, path: &str, body: Option<&Value>) -> VaultR
 /// Like [`request`], with another token (e.g. one made by [`create_token`]).
 /// `path` is relative to `/v1/`. Use `Method::from_bytes(b"LIST")` for LIST.
 pub async fn request_with_token(token: &str, method: Method, path: &str, body: Option<&Value>) -> VaultResponse {
+    request_as(token, "", method, path, body).await
+}
+
+/// Like [`request`], in the Vault namespace `namespace` (`team-a/app`; `""`
+/// for the root), sent as the `X-Vault-Namespace` header.
+pub async fn request_in(namespace: &str, method: Method, path: &str, body: Option<&Value>) -> VaultResponse {
+    request_as(servers().root_token(), namespace, method, path, body).await
+}
+
+/// Creates the namespace `name` inside `parent` (`""`: the root) and
+/// returns its full path; `None` when the server has no namespaces (Vault
+/// without Enterprise answers 404).
+pub async fn create_namespace(parent: &str, name: &str) -> Option<String> {
+    let response = request_in(parent, Method::POST, &format!("sys/namespaces/{name}"), None).await;
+    if response.status == StatusCode::NOT_FOUND {
+        return None;
+    }
+    assert!(response.is_success(), "creating namespace {name} in {parent:?}: {}", response.errors());
+    Some(if parent.is_empty() { name.to_owned() } else { format!("{parent}/{name}") })
+}
+
+/// `token` and `namespace` (`""`: none sent) for one request.
+async fn request_as(token: &str, namespace: &str, method: Method, path: &str, body: Option<&Value>) -> VaultResponse {
     let url = format!("{}/v1/{}", servers().vault_addr(), path.trim_start_matches('/'));
     let mut builder = http().request(method.clone(), &url).header("X-Vault-Token", token);
+    if !namespace.is_empty() {
+        builder = builder.header("X-Vault-Namespace", namespace);
+    }
     if let Some(body) = body {
         builder = builder.json(body);
     }
