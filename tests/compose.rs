@@ -1,5 +1,5 @@
 //! The compose file, the Dockerfile and the deploy scripts, without Docker:
-//! the topics kafka-init creates are the contract's nine; the node service
+//! the topics kafka-init creates are the contract's topics; the node service
 //! sets exactly environment variables the node reads, including every one
 //! the contract requires; the healthchecks ask for readiness; Vault keeps its
 //! data and its audit device across restarts (the compose scripts run here
