@@ -78,7 +78,7 @@ fn kafka_init_creates_exactly_the_contract_topics() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let listed: BTreeSet<String> = String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect();
     assert_eq!(listed, contract_topics());
-    assert_eq!(listed.len(), 9);
+    assert_eq!(listed.len(), 10);
 }
 
 #[test]
