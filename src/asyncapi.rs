@@ -104,6 +104,17 @@ const CHANNELS: &[Channel] = &[
         description: "The replay ledger (strict profile): each instance claims a signed request's envelope_id \
                       here before admitting it, and reads every claim; the first claim of an id wins.",
     },
+    Channel {
+        field: "event_bus.publish_topics.lease_registry",
+        id: "leaseRegistry",
+        schema: "vault-lease-registration",
+        action: "send",
+        signed: false,
+        description: "The lease registry (compacted, keyed by lease id): one record per lease the node's group \
+                      keeps alive, holding the lease id and when to renew it; a record with no value (a \
+                      tombstone) when it is revoked or can be renewed no more. Internal to the group; never a \
+                      credential.",
+    },
 ];
 
 /// The document of the contract file at `path`, read the same whatever the

@@ -275,11 +275,19 @@ async fn start(contract: Contract) -> anyhow::Result<()> {
     tracing::info!(profile = gate.profile().as_str(), requesters = gate.requesters(), "security checks ready");
 
     let vault = Arc::new(vault);
-    let (lease_events_tx, lease_events) = tokio::sync::mpsc::unbounded_channel();
-    let leases =
-        LeaseKeeper::new(vault.clone(), contract.vault.lease_keep_alive.max_tracked, lease_events_tx, stop.clone());
-    let dispatcher = Dispatcher::new(&contract, vault, Arc::new(breaker), leases);
     let telemetry = Arc::new(Telemetry::new());
+    let (lease_events_tx, lease_events) = tokio::sync::mpsc::unbounded_channel();
+    let leases = LeaseKeeper::open(
+        &contract,
+        vault.clone(),
+        publisher.clone(),
+        &instance_id,
+        lease_events_tx,
+        telemetry.clone(),
+        stop.clone(),
+    )
+    .await?;
+    let dispatcher = Dispatcher::new(&contract, vault, Arc::new(breaker), leases.clone());
     let node = Arc::new(Node { contract, dispatcher, publisher, gate, telemetry, instance_id });
     let _ = slot.set(node.clone());
 
@@ -297,6 +305,9 @@ async fn start(contract: Contract) -> anyhow::Result<()> {
         .enabled
         .then(|| tokio::spawn(onex_vault_adapter::health::report(node.clone(), stop.clone())));
     let result = runtime::run(node, stop).await;
+    // Leave the lease registry's group, so the leases renewed here go to
+    // the other instances at once (bounded).
+    leases.close(std::time::Duration::from_secs(5)).await;
     if let Some(reporter) = reporter {
         // The reporter publishes its `stopping` event (bounded) and ends.
         let _ = reporter.await;

@@ -59,6 +59,10 @@ pub struct Telemetry {
     token_renewals: Counter,
     token_renewal_failures: Counter,
     vault_health_checks: Counter,
+    leases_registered: Gauge,
+    leases_kept_alive: Gauge,
+    lease_partitions: Gauge,
+    lease_renewals: Counter,
     last_token_renewal: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
     last_fault: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
     interval: Mutex<IntervalStats>,
@@ -142,6 +146,10 @@ impl Telemetry {
             token_renewals: Counter::default(),
             token_renewal_failures: Counter::default(),
             vault_health_checks: Counter::default(),
+            leases_registered: Gauge::default(),
+            leases_kept_alive: Gauge::default(),
+            lease_partitions: Gauge::default(),
+            lease_renewals: Counter::default(),
             last_token_renewal: Mutex::default(),
             last_fault: Mutex::default(),
             interval: Mutex::default(),
@@ -185,6 +193,26 @@ impl Telemetry {
             t.token_renewal_failures.clone(),
         );
         registry.register("vault_health_checks", "sys/health probes made", t.vault_health_checks.clone());
+        registry.register(
+            "leases_registered",
+            "Leases in the lease registry (kept alive by the group), as this instance read it",
+            t.leases_registered.clone(),
+        );
+        registry.register(
+            "leases_kept_alive",
+            "Registered leases this instance renews (those of the registry partitions it holds)",
+            t.leases_kept_alive.clone(),
+        );
+        registry.register(
+            "lease_registry_partitions",
+            "Lease registry partitions this instance holds in group <consumer_group>.leases (it renews their leases)",
+            t.lease_partitions.clone(),
+        );
+        registry.register(
+            "lease_renewals",
+            "Kept-alive lease renewals made by this instance",
+            t.lease_renewals.clone(),
+        );
         Telemetry { registry, ..t }
     }
 
@@ -294,6 +322,20 @@ impl Telemetry {
 
     pub fn set_in_flight(&self, requests: usize) {
         self.in_flight.set(i64::try_from(requests).unwrap_or(i64::MAX));
+    }
+
+    /// Leases in the registry, and those of them this instance renews.
+    pub fn set_leases(&self, registered: usize, kept_alive_here: usize) {
+        self.leases_registered.set(i64::try_from(registered).unwrap_or(i64::MAX));
+        self.leases_kept_alive.set(i64::try_from(kept_alive_here).unwrap_or(i64::MAX));
+    }
+
+    pub fn set_lease_partitions(&self, partitions: usize) {
+        self.lease_partitions.set(i64::try_from(partitions).unwrap_or(i64::MAX));
+    }
+
+    pub fn record_lease_renewal(&self) {
+        self.lease_renewals.inc();
     }
 
     pub fn set_assigned_partitions(&self, partitions: usize) {

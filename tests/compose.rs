@@ -1,5 +1,5 @@
 //! The compose file, the Dockerfile and the deploy scripts, without Docker:
-//! the topics kafka-init creates are the contract's nine; the node service
+//! the topics kafka-init creates are the contract's topics; the node service
 //! sets exactly environment variables the node reads, including every one
 //! the contract requires; the healthchecks ask for readiness; Vault keeps its
 //! data and its audit device across restarts (the compose scripts run here
@@ -78,7 +78,7 @@ fn kafka_init_creates_exactly_the_contract_topics() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let listed: BTreeSet<String> = String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect();
     assert_eq!(listed, contract_topics());
-    assert_eq!(listed.len(), 9);
+    assert_eq!(listed.len(), 10);
 }
 
 #[test]

@@ -145,6 +145,65 @@ async fn keep_alive_keeps_a_credential_working_past_its_ttl() {
     assert!(psql_login(&user, &password).is_err(), "a revoked credential must not log in");
 }
 
+/// The issue's "done when": a credential obtained through the node, used
+/// against PostgreSQL, kept alive by the lease registry across a clean
+/// restart of the node and then the SIGKILL of the group member renewing it;
+/// it still logs in after its original TTL has run out several times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_credential_survives_a_restart_and_a_failover() {
+    const SETTLE: Duration = Duration::from_secs(60);
+    let creds = database_role(&unique("ic-ha"), "30s", "1h").await;
+    let options = |instance: &str| {
+        NodeOptions::default().env("VAULT_TOKEN", servers().root_token()).env("ONEX_INSTANCE_ID", instance)
+    };
+    let mut first = Node::start_with(options("ha-first")).await;
+    first.requester().call(json!({"operation": "list_secrets"})).await;
+    let issued = first
+        .requester()
+        .call(json!({"operation": "issue_credentials", "mount": "database", "path": creds, "keep_alive": true}))
+        .await;
+    let result = &issued["result"];
+    assert_eq!(result["kept_alive"], true, "{issued}");
+    let lease_id = result["lease_id"].as_str().expect("a lease id").to_owned();
+    let user = result["data"]["username"].as_str().expect("username").to_owned();
+    let password = result["data"]["password"].as_str().expect("password").to_owned();
+    assert_eq!(psql_login(&user, &password), Ok(user.clone()));
+
+    // Restart: a clean stop, then a new process in the same group.
+    first.wait_for_metric("onex_vault_adapter_leases_kept_alive", |n| n == 1.0, SETTLE).await;
+    assert_eq!(first.stop(), Some(0));
+    let expires = vault::lease_expire_time(&lease_id).await;
+    let second = Node::start_with(options("ha-second").join(&first)).await;
+    vault::wait_for_lease_renewal(&lease_id, expires).await;
+    assert_eq!(psql_login(&user, &password), Ok(user.clone()), "logs in after the restart");
+
+    // Failover: a second member joins, then the one renewing the lease is SIGKILLed.
+    let third = Node::start_with(options("ha-third").join(&first)).await;
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    let second_owns = loop {
+        let on_second = second.metric("onex_vault_adapter_lease_registry_partitions").await;
+        let on_third = third.metric("onex_vault_adapter_lease_registry_partitions").await;
+        let kept_second = second.metric("onex_vault_adapter_leases_kept_alive").await;
+        let kept_third = third.metric("onex_vault_adapter_leases_kept_alive").await;
+        if on_second > 0.0 && on_third > 0.0 && on_second + on_third == 3.0 && kept_second + kept_third == 1.0 {
+            break kept_second == 1.0;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "partitions not shared: {on_second}+{on_third}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (mut owner, survivor) = if second_owns { (second, third) } else { (third, second) };
+    owner.kill();
+    let expires = vault::lease_expire_time(&lease_id).await;
+    survivor.wait_for_metric("onex_vault_adapter_leases_kept_alive", |n| n >= 1.0, SETTLE).await;
+    vault::wait_for_lease_renewal(&lease_id, expires).await;
+    assert_eq!(psql_login(&user, &password), Ok(user.clone()), "logs in after the failover");
+    for node in [&owner, &survivor] {
+        assert!(!node.log().contains(&password), "the password reached a node's log");
+    }
+    assert!(!first.log().contains(&password), "the password reached the first node's log");
+    drop(owner);
+}
+
 /// The serial number of a DER certificate (`Certificate.tbsCertificate.serialNumber`),
 /// as Vault writes it: lower-case hex pairs joined by `:`, no leading zero byte.
 fn der_serial(der: &[u8]) -> String {

@@ -1,5 +1,8 @@
 //! Lease management against real leases (database engine on PostgreSQL):
-//! lookup, revoke, and keep-alive with its events.
+//! lookup, revoke, and keep-alive with its events; kept-alive leases kept
+//! in the lease registry across a restart and a SIGKILLed group member, and
+//! taken off it by `revoke_lease`. Renewals are judged by Vault's own view
+//! of the lease (`sys/leases/lookup`).
 
 mod support;
 
@@ -7,8 +10,33 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::bus::ReplyWatcher;
-use support::node::Node;
+use support::node::{Node, NodeOptions};
 use support::{servers, vault};
+
+/// How long a test waits for the node's figures to settle.
+const SETTLE: Duration = Duration::from_secs(60);
+
+fn options(instance: &str) -> NodeOptions {
+    NodeOptions::default().env("VAULT_TOKEN", servers().root_token()).env("ONEX_INSTANCE_ID", instance)
+}
+
+/// Waits until `node`'s lease keeper renewed a lease (its renewal count,
+/// not a `renew_lease` request it may answer again after a rebalance), and
+/// fails unless that happens before `expires`; then Vault must show
+/// `lease_id` expiring later than `expires`.
+async fn renewed_in_time(node: &Node, lease_id: &str, expires: chrono::DateTime<chrono::Utc>) {
+    let limit = (expires - chrono::Utc::now()).to_std().unwrap_or_default();
+    node.wait_for_metric("onex_vault_adapter_lease_renewals_total", |n| n >= 1.0, limit).await;
+    let renewed_to = vault::wait_for_lease_renewal(lease_id, expires).await;
+    eprintln!("expiry moved from {expires} to {renewed_to}");
+}
+
+/// Asks `node` to keep `lease_id` alive.
+async fn keep_alive(node: &Node, lease_id: &str) {
+    let renewed =
+        node.requester().call(json!({"operation": "renew_lease", "lease_id": lease_id, "keep_alive": true})).await;
+    assert_eq!(renewed["result"]["kept_alive"], true, "{renewed}");
+}
 
 #[tokio::test]
 async fn lookup_and_revoke_a_lease() {
@@ -104,4 +132,111 @@ async fn revoking_a_kept_lease_stops_the_keep_alive() {
     assert_eq!(revoked["result"]["revoked"], true);
     let looked_up = requester.call(json!({"operation": "lookup_lease", "lease_id": lease_id})).await;
     assert_eq!(looked_up["status"], "error", "revoked lease still found: {looked_up}");
+}
+
+#[tokio::test]
+async fn a_kept_lease_is_renewed_by_the_restarted_node() {
+    let mut first = Node::start_with(options("restart-first")).await;
+    first.requester().call(json!({"operation": "list_secrets"})).await;
+    // 30 s per renewal: renewed at 20 s, by the node that comes after the restart.
+    let (lease_id, duration) = vault::short_database_lease("30s", "1h").await;
+    assert_eq!(duration, 30);
+    keep_alive(&first, &lease_id).await;
+    first.wait_for_metric("onex_vault_adapter_leases_kept_alive", |n| n == 1.0, SETTLE).await;
+    assert_eq!(first.stop(), Some(0), "clean stop");
+    // Nothing renews it while no node runs: this is when it would expire.
+    let expires = vault::lease_expire_time(&lease_id).await;
+
+    let second = Node::start_with(options("restart-second").join(&first)).await;
+    second.wait_for_metric("onex_vault_adapter_leases_registered", |n| n == 1.0, SETTLE).await;
+    renewed_in_time(&second, &lease_id, expires).await;
+    let looked_up = second.requester().call(json!({"operation": "lookup_lease", "lease_id": lease_id})).await;
+    assert_eq!(looked_up["result"]["kept_alive"], true, "{looked_up}");
+}
+
+#[tokio::test]
+async fn the_survivor_renews_the_leases_of_a_killed_instance() {
+    let a = Node::start_with(options("failover-a")).await;
+    let b = Node::start_with(options("failover-b").join(&a)).await;
+    // Both hold a share of the registry's 3 partitions.
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        let on_a = a.metric("onex_vault_adapter_lease_registry_partitions").await;
+        let on_b = b.metric("onex_vault_adapter_lease_registry_partitions").await;
+        if on_a > 0.0 && on_b > 0.0 && on_a + on_b == 3.0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "registry partitions not shared: a={on_a} b={on_b}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.requester().call(json!({"operation": "list_secrets"})).await;
+    // A third of 45 s (when an owner renews) leaves 15 s for the 6 s session
+    // timeout and the rebalance.
+    let (lease_id, _) = vault::short_database_lease("45s", "1h").await;
+    keep_alive(&a, &lease_id).await;
+
+    // Its owner is the instance holding its registry partition.
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    let (on_a, on_b) = loop {
+        let on_a = a.metric("onex_vault_adapter_leases_kept_alive").await;
+        let on_b = b.metric("onex_vault_adapter_leases_kept_alive").await;
+        if on_a + on_b == 1.0 {
+            break (on_a, on_b);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no single owner: a={on_a} b={on_b}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (mut owner, survivor) = if on_a == 1.0 { (a, b) } else { (b, a) };
+    eprintln!("owner holds the lease (a={on_a}, b={on_b}); SIGKILL it");
+    owner.kill();
+    let expires = vault::lease_expire_time(&lease_id).await;
+
+    survivor.wait_for_metric("onex_vault_adapter_lease_registry_partitions", |n| n == 3.0, SETTLE).await;
+    survivor.wait_for_metric("onex_vault_adapter_leases_kept_alive", |n| n == 1.0, SETTLE).await;
+    // The killed owner may have left the keep_alive request uncommitted; the
+    // survivor then answers it again (renewing the lease through the
+    // request), which is why the renewal counted is the keeper's.
+    renewed_in_time(&survivor, &lease_id, expires).await;
+    drop(owner);
+}
+
+#[tokio::test]
+async fn a_revoked_lease_leaves_the_registry_and_is_not_renewed_after_a_restart() {
+    let mut first = Node::start_with(options("revoke-first")).await;
+    first.requester().call(json!({"operation": "list_secrets"})).await;
+    let (revoked, _) = vault::short_database_lease("20s", "1h").await;
+    let (kept, _) = vault::short_database_lease("20s", "1h").await;
+    keep_alive(&first, &revoked).await;
+    keep_alive(&first, &kept).await;
+    let answer = first.requester().call(json!({"operation": "revoke_lease", "lease_id": revoked})).await;
+    assert_eq!(answer["result"]["revoked"], true, "{answer}");
+    first.wait_for_metric("onex_vault_adapter_leases_registered", |n| n == 1.0, SETTLE).await;
+    assert_eq!(first.stop(), Some(0), "clean stop");
+    let expires = vault::lease_expire_time(&kept).await;
+
+    let events = ReplyWatcher::start(&servers().bootstrap_servers(), &[first.topics.lease_events.clone()]);
+    let second = Node::start_with(options("revoke-second").join(&first)).await;
+    // The restarted node renews the kept lease (registered after the revoked
+    // one, so due after it) and knows of no other.
+    renewed_in_time(&second, &kept, expires).await;
+    assert_eq!(second.metric("onex_vault_adapter_leases_registered").await, 1.0);
+    assert_eq!(second.metric("onex_vault_adapter_leases_kept_alive").await, 1.0);
+    let about_revoked: Vec<_> = events
+        .all_records()
+        .into_iter()
+        .filter(|r| r.json.as_ref().is_some_and(|j| j["payload"]["lease_id"] == revoked.as_str()))
+        .collect();
+    assert!(about_revoked.is_empty(), "the revoked lease was tried again: {about_revoked:?}");
+
+    // On the registry its last record is a tombstone.
+    let registry = ReplyWatcher::start(&servers().bootstrap_servers(), &[first.topics.lease_registry.clone()]);
+    let id = revoked.clone();
+    let records = registry
+        .wait_for_many(move |r| r.key.as_deref() == Some(id.as_bytes()), 2, Duration::from_secs(30))
+        .await
+        .expect("the registration and the tombstone of the revoked lease");
+    let last = records.last().expect("records");
+    assert!(last.value.is_empty(), "the revoked lease's last registry record is not a tombstone: {last:?}");
+    let registration = records[0].json.as_ref().expect("a JSON registration");
+    assert_eq!(registration["payload"]["lease_id"], revoked.as_str(), "{registration}");
 }

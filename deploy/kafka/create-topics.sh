@@ -24,6 +24,9 @@ for topic in $topics; do
         # The replay ledger (docs/security.md): claims must outlive
         # 2 x security.max_clock_skew_seconds and must never be compacted.
         *.vault-replay-claim.*) config="--config cleanup.policy=delete --config retention.ms=900000" ;;
+        # The lease registry (docs/operations.md): one live record per
+        # kept-alive lease, tombstones for released ones.
+        *.vault-lease-keepalive.*) config="--config cleanup.policy=compact" ;;
         *) config="" ;;
     esac
     # shellcheck disable=SC2086 # $config is a word list

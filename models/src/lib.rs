@@ -29,6 +29,7 @@ mod events;
 mod gateway;
 mod identity;
 mod keys;
+mod lease_registration;
 mod namespace;
 mod path;
 mod replay_claim;
@@ -58,6 +59,7 @@ pub use gateway::{
 };
 pub use identity::RuntimeIdentity;
 pub use keys::{check_key_id, KeyError};
+pub use lease_registration::{LeaseRegistration, LEASE_REGISTRATION_PAYLOAD_TYPE};
 pub use namespace::{Namespace, NamespaceError, MAX_NAMESPACE_BYTES, MAX_NAMESPACE_SEGMENTS, RESERVED_NAMESPACE_NAMES};
 pub use path::{mask_path, FolderPath, MountName, PathError, SecretPath, MAX_PATH_BYTES};
 pub use replay_claim::{RecordPosition, ReplayClaim, REPLAY_CLAIM_PAYLOAD_TYPE};
@@ -96,5 +98,7 @@ pub type LeaseEventEnvelope = Envelope<LeaseEvent>;
 pub type HealthEnvelope = Envelope<NodeHealthEvent>;
 /// A replay claim as the node publishes it on the replay ledger topic.
 pub type ReplayClaimEnvelope = Envelope<ReplayClaim>;
+/// A lease registry record (the value of a non-tombstone record).
+pub type LeaseRegistrationEnvelope = Envelope<LeaseRegistration>;
 /// A breaker transition as the node publishes it on the circuit-breaker topic.
 pub type CircuitBreakerEnvelope = Envelope<CircuitBreakerEvent>;

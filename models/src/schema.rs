@@ -5,8 +5,8 @@ use schemars::{generate::SchemaSettings, JsonSchema};
 use serde_json::Value;
 
 use crate::{
-    AuditEnvelope, CircuitBreakerEnvelope, DeadLetterEnvelope, HealthEnvelope, LeaseEventEnvelope, ReplayClaimEnvelope,
-    ReplyEnvelope, RequestEnvelope, SignedEnvelope,
+    AuditEnvelope, CircuitBreakerEnvelope, DeadLetterEnvelope, HealthEnvelope, LeaseEventEnvelope,
+    LeaseRegistrationEnvelope, ReplayClaimEnvelope, ReplyEnvelope, RequestEnvelope, SignedEnvelope,
 };
 
 /// One message's schema and the file name it is committed under.
@@ -41,6 +41,10 @@ pub fn schemas() -> Vec<MessageSchema> {
         schema_of::<LeaseEventEnvelope>("vault-lease-event", "Vault adapter lease keep-alive event envelope"),
         schema_of::<CircuitBreakerEnvelope>("circuit-breaker", "Circuit-breaker transition event envelope"),
         schema_of::<ReplayClaimEnvelope>("vault-replay-claim", "Vault adapter replay ledger claim envelope"),
+        schema_of::<LeaseRegistrationEnvelope>(
+            "vault-lease-registration",
+            "Vault adapter lease registry record envelope (kept-alive leases)",
+        ),
         schema_of::<SignedEnvelope>(
             "signed-message",
             "ONEX signed ModelMessageEnvelope (strict profile: requests in, replies out); payload is the event envelope",

@@ -109,6 +109,34 @@ pub fn ledger_consumer_config(contract: &Contract) -> ClientConfig {
     config
 }
 
+/// The lease registry's reader (see `leases`): like the replay ledger's,
+/// it reads every partition by assignment and never joins a group.
+pub fn registry_reader_config(contract: &Contract) -> ClientConfig {
+    let mut config = ledger_consumer_config(contract);
+    config.set("group.id", format!("{}.lease-registry-reader", contract.event_bus.consumer_group));
+    config
+}
+
+/// The lease registry's owners (see `leases`): members of group
+/// `<consumer_group>.leases` subscribed to the registry topic, only for the
+/// partitions the group hands them (the records are read by
+/// [`registry_reader_config`]'s reader). Nothing is committed; records are
+/// not needed, so a new assignment starts at the end.
+pub fn lease_owner_config(contract: &Contract) -> ClientConfig {
+    let bus = &contract.event_bus;
+    let mut config = client_config(contract);
+    config
+        .set("group.id", format!("{}.leases", bus.consumer_group))
+        .set("session.timeout.ms", bus.session_timeout_ms.to_string())
+        .set("heartbeat.interval.ms", (bus.session_timeout_ms / 3).max(100).to_string())
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "latest")
+        .set("enable.partition.eof", "false")
+        .set("queued.max.messages.kbytes", "1024");
+    config
+}
+
 /// The producer of replies, dead letters and events: idempotent (so retries
 /// inside librdkafka never duplicate or reorder), `acks=all`.
 pub fn producer_config(contract: &Contract) -> ClientConfig {

@@ -210,6 +210,17 @@ impl Publisher {
             .map_err(|(error, _)| error)
     }
 
+    /// Publishes a record with `key` and no value (a tombstone: on a
+    /// compacted topic it deletes the key); returns its partition and offset.
+    pub async fn send_tombstone(&self, topic: &str, key: &[u8]) -> Result<(i32, i64), rdkafka::error::KafkaError> {
+        let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).key(key);
+        self.producer
+            .send(record, Timeout::After(Duration::from_secs(30)))
+            .await
+            .map(|delivery| (delivery.partition, delivery.offset))
+            .map_err(|(error, _)| error)
+    }
+
     /// Waits for queued messages to reach the broker (before exit).
     pub fn flush(&self, limit: Duration) {
         if let Err(error) = self.producer.flush(Timeout::After(limit)) {

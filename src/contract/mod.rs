@@ -165,6 +165,12 @@ pub struct PublishTopics {
     /// written and read by every instance of the group.
     #[serde(deserialize_with = "scalar_string")]
     pub replay_claims: String,
+    /// The lease registry: leases the group keeps alive, keyed by lease id
+    /// (compacted; a tombstone takes a lease off). Every instance reads all
+    /// of it; each renews the leases of the partitions its `.leases` group
+    /// membership holds (see `leases`).
+    #[serde(deserialize_with = "scalar_string")]
+    pub lease_registry: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -638,6 +644,7 @@ impl Contract {
             ("event_bus.publish_topics.audit", bus.publish_topics.audit.as_str()),
             ("event_bus.publish_topics.lease_events", bus.publish_topics.lease_events.as_str()),
             ("event_bus.publish_topics.replay_claims", bus.publish_topics.replay_claims.as_str()),
+            ("event_bus.publish_topics.lease_registry", bus.publish_topics.lease_registry.as_str()),
             ("event_bus.dlq_topics.requests", bus.dlq_topics.requests.as_str()),
         ]
     }

@@ -84,7 +84,7 @@ pub async fn run(cx: &Context<'_>, request: &IssueCredentials) -> Result<Operati
     let lease_id = Some(answer.lease_id).filter(|id| !id.is_empty());
     let kept_alive = match &lease_id {
         Some(id) if request.keep_alive && answer.renewable => {
-            cx.leases.track(id, cx.vault.namespace(), Duration::from_secs(answer.lease_duration))
+            cx.leases.track(id, cx.vault.namespace(), Duration::from_secs(answer.lease_duration)).await
         }
         _ => false,
     };

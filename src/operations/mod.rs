@@ -207,7 +207,7 @@ impl Dispatcher {
 
     /// Revokes a lease nobody will receive and stops keeping it alive.
     async fn discard_lease(&self, namespace: Option<String>, lease_id: &str) {
-        self.leases.forget(lease_id);
+        self.leases.forget(lease_id).await;
         let body = serde_json::json!({ "lease_id": lease_id });
         let revoked: Result<serde_json::Value, VaultError> =
             self.vault.at(namespace).call(reqwest::Method::PUT, "sys/leases/revoke", Some(&body)).await;

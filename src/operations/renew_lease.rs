@@ -1,6 +1,6 @@
 //! `renew_lease`: extend the lease of a dynamic secret through
 //! `PUT sys/leases/renew` (vaultrs has no wrapper for it); with `keep_alive`,
-//! hand it to the lease keeper to keep renewing.
+//! register it with the lease keeper (the lease registry) to keep renewing.
 
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ pub async fn run(cx: &Context<'_>, request: &RenewLease) -> Result<OperationResu
     let renewed: Renewed = cx.vault.call(Method::PUT, "sys/leases/renew", Some(&body)).await?;
     let kept_alive = request.keep_alive
         && renewed.renewable
-        && cx.leases.track(&renewed.lease_id, cx.vault.namespace(), Duration::from_secs(renewed.lease_duration));
+        && cx.leases.track(&renewed.lease_id, cx.vault.namespace(), Duration::from_secs(renewed.lease_duration)).await;
     Ok(OperationResult::RenewLease(RenewLeaseResult {
         lease_id: renewed.lease_id,
         lease_duration: renewed.lease_duration,

@@ -12,6 +12,6 @@ pub async fn run(cx: &Context<'_>, request: &RevokeLease) -> Result<OperationRes
     let body = json!({ "lease_id": request.lease_id });
     // Vault answers 204 with no body; `call` reads that as an empty object.
     let _: Value = cx.vault.call(Method::PUT, "sys/leases/revoke", Some(&body)).await?;
-    cx.leases.forget(&request.lease_id);
+    cx.leases.forget(&request.lease_id).await;
     Ok(OperationResult::RevokeLease(RevokeLeaseResult { lease_id: request.lease_id.clone(), revoked: true }))
 }

@@ -1,5 +1,5 @@
 //! The node under test: the real `onex-vault-adapter` binary, started as a
-//! child process with its own copy of `contract.yaml` whose seven topics and
+//! child process with its own copy of `contract.yaml` whose topics and
 //! consumer group are unique to the test, so tests never see each other's
 //! messages. Its log (JSON lines) is captured to a file the test can read.
 //!
@@ -48,6 +48,7 @@ pub struct Topics {
     pub audit: String,
     pub lease_events: String,
     pub replay_claims: String,
+    pub lease_registry: String,
     pub dlq: String,
 }
 
@@ -65,11 +66,12 @@ impl Topics {
             audit: name("evt", "vault-audit"),
             lease_events: name("evt", "vault-lease"),
             replay_claims: name("evt", "vault-replay-claim"),
+            lease_registry: name("evt", "vault-lease-keepalive"),
             dlq: name("dlq", "vault-request"),
         }
     }
 
-    fn all(&self) -> [&str; 9] {
+    fn all(&self) -> [&str; 10] {
         [
             &self.requests,
             &self.completed,
@@ -79,6 +81,7 @@ impl Topics {
             &self.audit,
             &self.lease_events,
             &self.replay_claims,
+            &self.lease_registry,
             &self.dlq,
         ]
     }
@@ -195,6 +198,7 @@ impl Node {
         publish["audit"] = topics.audit.clone().into();
         publish["lease_events"] = topics.lease_events.clone().into();
         publish["replay_claims"] = topics.replay_claims.clone().into();
+        publish["lease_registry"] = topics.lease_registry.clone().into();
         bus_section["dlq_topics"]["requests"] = topics.dlq.clone().into();
         for edit in options.contract_edits {
             edit(&mut contract);

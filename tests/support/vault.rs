@@ -418,3 +418,37 @@ pub async fn short_database_lease(default_ttl: &str, max_ttl: &str) -> (String, 
     let duration = body["lease_duration"].as_u64().unwrap_or_else(|| panic!("no lease_duration: {body}"));
     (lease_id, duration)
 }
+
+/// When Vault says `lease_id` expires (`sys/leases/lookup`'s `expire_time`).
+pub async fn lease_expire_time(lease_id: &str) -> chrono::DateTime<chrono::Utc> {
+    let lease = lease_lookup(lease_id).await;
+    let text = lease["expire_time"].as_str().unwrap_or_else(|| panic!("no expire_time for the lease: {lease}"));
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("expire_time {text:?}: {e}"))
+        .with_timezone(&chrono::Utc)
+}
+
+/// Polls Vault until `lease_id` was renewed: its `expire_time` later than
+/// `expires`. Fails if the lease reaches `expires` first (it would have run
+/// out) or Vault stops knowing it. Returns the new expiry.
+pub async fn wait_for_lease_renewal(
+    lease_id: &str,
+    expires: chrono::DateTime<chrono::Utc>,
+) -> chrono::DateTime<chrono::Utc> {
+    loop {
+        let response = request(Method::PUT, "sys/leases/lookup", Some(&json!({ "lease_id": lease_id }))).await;
+        assert!(response.is_success(), "the lease is gone before it was renewed: {}", response.errors());
+        let now = chrono::Utc::now();
+        if let Some(seen) = response.body["data"]["expire_time"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc))
+        {
+            if seen > expires + chrono::TimeDelta::milliseconds(500) {
+                return seen;
+            }
+        }
+        assert!(now < expires, "the lease was not renewed before it would have expired at {expires}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
