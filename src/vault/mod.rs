@@ -105,9 +105,7 @@ impl Vault {
         let namespace = (!settings.namespace.is_empty()).then(|| settings.namespace.clone());
         let address = settings.address.trim_end_matches('/').to_owned();
         let tls = TlsFiles::read(&settings.tls)?;
-        // Every call of this client carries the token: never to another address.
-        let builder = reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none());
-        let http = tls.apply(builder).build().map_err(|_| VaultError::Malformed)?;
+        let http = http_client(timeout, &tls)?;
         let placeholder = SecretString::from(String::new());
         let client = build_client(&address, namespace.as_deref(), timeout, &tls, &placeholder)?;
         let auth = &settings.auth;
@@ -448,7 +446,19 @@ fn build_client(
         settings.namespace(Some(namespace.to_owned()));
     }
     let settings = settings.build().map_err(|_| VaultError::Malformed)?;
-    VaultClient::new(settings).map_err(|_| VaultError::Malformed)
+    let mut client = VaultClient::new(settings).map_err(|_| VaultError::Malformed)?;
+    // vaultrs's own HTTP client follows redirects, and `X-Vault-Token` is not
+    // a header reqwest drops when it does: calls go through ours instead.
+    client.http = rustify::clients::reqwest::Client::new(address, http_client(timeout, tls)?);
+    Ok(client)
+}
+
+/// The HTTP client of every Vault call, raw or through vaultrs: the
+/// contract's TLS trust and identity, a timeout, and no redirects (every
+/// call carries the token: never to another address).
+fn http_client(timeout: Duration, tls: &TlsFiles) -> Result<reqwest::Client, VaultError> {
+    let builder = reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none());
+    tls.apply(builder).build().map_err(|_| VaultError::Malformed)
 }
 
 /// Sleeps for `duration`; true if `stop` fired first. For the background
@@ -457,5 +467,65 @@ async fn sleep_or_stop(duration: Duration, stop: &CancellationToken) -> bool {
     tokio::select! {
         _ = stop.cancelled() => true,
         _ = tokio::time::sleep(duration) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use secrecy::SecretString;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::{build_client, http_client, TlsFiles};
+
+    /// A "Vault" that answers every call with a redirect to another address:
+    /// neither the vaultrs client nor the raw one follows it, so the token
+    /// never reaches the other address.
+    #[tokio::test]
+    async fn no_vault_call_follows_a_redirect() {
+        let (Ok(elsewhere), Ok(redirector)) =
+            (TcpListener::bind("127.0.0.1:0").await, TcpListener::bind("127.0.0.1:0").await)
+        else {
+            panic!("cannot listen on 127.0.0.1");
+        };
+        let (elsewhere_addr, vault_addr) = (elsewhere.local_addr().ok(), redirector.local_addr().ok());
+        let (Some(elsewhere_addr), Some(vault_addr)) = (elsewhere_addr, vault_addr) else { panic!("no address") };
+        let reached = Arc::new(AtomicUsize::new(0));
+        let redirected = Arc::new(AtomicUsize::new(0));
+        let counter = reached.clone();
+        tokio::spawn(async move {
+            while elsewhere.accept().await.is_ok() {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let counter = redirected.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = redirector.accept().await {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let answer = format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{elsewhere_addr}/v1/auth/token/lookup-self\r\n\
+                     Content-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+
+        let token = SecretString::from("redirect-canary-token".to_owned());
+        let tls = TlsFiles::default();
+        let address = format!("http://{vault_addr}");
+        let client = build_client(&address, None, Duration::from_secs(5), &tls, &token).expect("client");
+        assert!(vaultrs::token::lookup_self(&client).await.is_err(), "a redirect is not an answer");
+        let raw = http_client(Duration::from_secs(5), &tls).expect("client");
+        let answer = raw.get(format!("{address}/v1/sys/health")).header("X-Vault-Token", "t").send().await;
+        assert_eq!(answer.map(|a| a.status().as_u16()).ok(), Some(307), "the raw client hands the redirect back");
+
+        assert_eq!(redirected.load(Ordering::SeqCst), 2, "both calls reached the redirecting Vault");
+        assert_eq!(reached.load(Ordering::SeqCst), 0, "a redirect was followed to another address");
     }
 }
