@@ -127,6 +127,7 @@ pub fn lease_owner_config(contract: &Contract) -> ClientConfig {
     let mut config = client_config(contract);
     config
         .set("group.id", format!("{}.leases", bus.consumer_group))
+        .set("client.id", format!("{}.leases", onex_vault_models::NODE_NAME))
         .set("session.timeout.ms", bus.session_timeout_ms.to_string())
         .set("heartbeat.interval.ms", (bus.session_timeout_ms / 3).max(100).to_string())
         .set("enable.auto.commit", "false")

@@ -367,7 +367,7 @@ impl Node {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "no {times}× {needle:?} in the node log after {limit:?}:\n{}",
-                self.log_tail(40)
+                self.log_tail(120)
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -409,7 +409,7 @@ impl Node {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "{metric} was {value} after {limit:?}; log tail:\n{}",
-                self.log_tail(40)
+                self.log_tail(120)
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
