@@ -4,9 +4,10 @@
 //! Each event probes Vault (`sys/health`, `auth/token/lookup-self`,
 //! `sys/mounts`), reads the breaker and the telemetry, and decides the status:
 //!
-//! - `unhealthy` when Vault is unreachable, uninitialized or sealed, or the
-//!   circuit breaker is open;
-//! - `degraded` when the breaker is half-open, or over the last interval the
+//! - `unhealthy` when Vault is unreachable, uninitialized or sealed, the
+//!   circuit breaker is open, or the node reaches no Kafka broker;
+//! - `degraded` when the breaker is half-open, the node lost every Kafka
+//!   broker at some point since the last event, or over the last interval the
 //!   share of requests that failed for the node's or Vault's reasons exceeds
 //!   `health_check.degraded_fault_ratio`, or an operation's p99 exceeds
 //!   `health_check.degraded_p99_ms`;
@@ -17,8 +18,10 @@
 //! `health_metrics.custom_metrics` the node's own ([`HealthDetails`]: the
 //! status and its reasons, Vault, token, breaker, bus, cache, security).
 //! Its `vault_metrics` carries only what the node truly measures (rates of
-//! its own traffic over the interval, what Vault reports, its own memory and
-//! CPU); every other `ModelVaultMetrics` field is null.
+//! its own traffic over the interval by kind of work, its own logins and
+//! token lookups, the certificates it issued, what Vault reports, its own
+//! memory and CPU); the fields only Vault itself knows (tokens, storage,
+//! cluster, audit devices, policy evaluations, connections) are null.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +29,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use onex_vault_models::{
     BreakerState, BusStats, CircuitBreakerStatus, HealthDetails, HealthMetrics, HealthPhase, HealthStatus,
-    NodeHealthEvent, SecurityStatus, TokenStatus, VaultMetrics, VaultStatus, NODE_HEALTH_EVENT_TYPE, NODE_NAME,
+    NodeHealthEvent, Operation, SecurityStatus, TokenStatus, VaultMetrics, VaultStatus, Work, NODE_HEALTH_EVENT_TYPE,
+    NODE_NAME,
 };
 use reqwest::Method;
 use tokio_util::sync::CancellationToken;
@@ -68,12 +72,23 @@ struct Reporter {
     cpu: CpuSampler,
     /// The machine's memory, read once.
     machine_memory_mb: Option<f64>,
+    /// Counters as the last event saw them, for rates and "since the last event".
+    token_lookups: u64,
+    kafka_link_losses: u64,
 }
 
 impl Reporter {
     fn new(node: Arc<Node>) -> Reporter {
         let now = Instant::now();
-        Reporter { node, started: now, last_event: now, cpu: CpuSampler::new(), machine_memory_mb: machine_memory_mb() }
+        Reporter {
+            node,
+            started: now,
+            last_event: now,
+            cpu: CpuSampler::new(),
+            machine_memory_mb: machine_memory_mb(),
+            token_lookups: 0,
+            kafka_link_losses: 0,
+        }
     }
 
     async fn publish(&mut self, phase: HealthPhase, stop: &CancellationToken) {
@@ -177,8 +192,24 @@ impl Reporter {
         let elapsed = self.last_event.elapsed().as_secs_f64().max(0.001);
         self.last_event = Instant::now();
         let report = telemetry.take_interval();
-        let (status, status_reasons) = status_of(&vault_status, breaker_state, &report, &node.contract.health_check);
+        let losses = telemetry.kafka_link_losses();
+        let kafka = KafkaLink {
+            connected: telemetry.kafka_connected(),
+            lost_since_last_event: losses - std::mem::replace(&mut self.kafka_link_losses, losses),
+        };
+        let (status, status_reasons) =
+            status_of(&vault_status, breaker_state, &kafka, &report, &node.contract.health_check);
         let (renewals, renewal_failures) = telemetry.token_renewals();
+        let (authentications, authentication_failures) = telemetry.authentications();
+        let lookups = telemetry.token_lookups();
+        let activity = telemetry.activity();
+        let mut vault_metrics =
+            vault_metrics(&report, elapsed, &vault_status, mounts, telemetry.vault_health_checks(), &mut self.cpu);
+        vault_metrics.token_lookups_per_second =
+            Some((lookups - std::mem::replace(&mut self.token_lookups, lookups)) as f64 / elapsed);
+        vault_metrics.authentication_success_rate =
+            authentication_success_rate(authentications, authentication_failures);
+        vault_metrics.certificates_issued_total = Some(activity.certificates_issued_total);
 
         HealthDetails {
             node_name: NODE_NAME.to_owned(),
@@ -196,6 +227,9 @@ impl Reporter {
                 renewal_failures_total: renewal_failures,
                 last_renewal: telemetry.last_token_renewal(),
                 logins_total: vault.logins_total(),
+                authentications_total: authentications,
+                authentication_failures_total: authentication_failures,
+                lookups_total: lookups,
             },
             circuit_breaker: CircuitBreakerStatus {
                 state: breaker_state,
@@ -210,7 +244,11 @@ impl Reporter {
                 in_flight: telemetry.in_flight(),
                 assigned_partitions: telemetry.assigned_partitions(),
                 consumer_lag: telemetry.consumer_lag(),
+                kafka_connected: kafka.connected,
+                kafka_link_losses_total: losses,
             },
+            activity,
+            leases: telemetry.leases(),
             read_cache: node.dispatcher.cache().map(|cache| cache.stats()),
             security: SecurityStatus {
                 profile: node.gate.profile().as_str().to_owned(),
@@ -218,28 +256,33 @@ impl Reporter {
                 replay_ids_remembered: node.gate.replay_ids_remembered() as u64,
                 warnings: node.gate.warnings(),
             },
-            vault_metrics: vault_metrics(
-                &report,
-                elapsed,
-                &vault_status,
-                mounts,
-                telemetry.vault_health_checks(),
-                &mut self.cpu,
-            ),
+            vault_metrics,
             operations: report.operations,
             vault: vault_status,
         }
     }
 }
 
+/// The node's link to Kafka, as the status rules judge it.
+pub struct KafkaLink {
+    /// librdkafka reaches a broker now.
+    pub connected: bool,
+    /// Times every broker was lost since the last health event.
+    pub lost_since_last_event: u64,
+}
+
 /// The status rules of the module comment, with the reasons that applied.
 pub fn status_of(
     vault: &VaultStatus,
     breaker: BreakerState,
+    kafka: &KafkaLink,
     report: &IntervalReport,
     limits: &HealthCheck,
 ) -> (HealthStatus, Vec<String>) {
     let mut unhealthy = Vec::new();
+    if !kafka.connected {
+        unhealthy.push("kafka unreachable: no broker connected".to_owned());
+    }
     if !vault.reachable {
         unhealthy.push("vault unreachable".to_owned());
     }
@@ -258,6 +301,9 @@ pub fn status_of(
     let mut degraded = Vec::new();
     if breaker == BreakerState::HalfOpen {
         degraded.push("circuit breaker half-open".to_owned());
+    }
+    if kafka.lost_since_last_event > 0 {
+        degraded.push(format!("kafka link lost {} time(s) since the last health event", kafka.lost_since_last_event));
     }
     let requests: u64 = report.window.values().map(|w| w.requests).sum();
     let faults: u64 = report.window.values().map(|w| w.faults).sum();
@@ -292,10 +338,17 @@ fn vault_metrics(
             total_ms: a.total_ms + w.total_ms,
         })
     };
+    let doing = |kinds: &[Work]| {
+        let names: Vec<&str> =
+            Operation::ALL.iter().filter(|op| kinds.contains(&op.work())).map(|op| op.as_str()).collect();
+        window(&names)
+    };
     let rate = |w: Window| Some(w.requests as f64 / elapsed);
-    let reads = window(&["get_secret"]);
-    let writes = window(&["set_secret", "delete_secret"]);
-    let kv = window(&["get_secret", "set_secret", "delete_secret", "list_secrets"]);
+    // Reads, writes and transit work count what was done: successful requests.
+    let done = |w: Window| Some(w.requests.saturating_sub(w.errors) as f64 / elapsed);
+    let reads = doing(&[Work::ReadsSecret]);
+    let writes = doing(&[Work::WritesSecret]);
+    let kv = doing(&[Work::ReadsSecret, Work::WritesSecret, Work::ReadsKvMetadata]);
     let all = report.window.values().fold(Window::default(), |a, w| Window {
         requests: a.requests + w.requests,
         errors: a.errors + w.errors,
@@ -303,10 +356,12 @@ fn vault_metrics(
         total_ms: a.total_ms + w.total_ms,
     });
     VaultMetrics {
-        token_renewals_per_second: rate(window(&["renew_token"])),
+        token_renewals_per_second: rate(doing(&[Work::RenewsToken])),
         secret_engines_mounted: mounts,
-        secrets_read_per_second: rate(reads),
-        secrets_written_per_second: rate(writes),
+        secrets_read_per_second: done(reads),
+        secrets_written_per_second: done(writes),
+        encryption_operations_per_second: done(doing(&[Work::Encrypts, Work::Rewraps])),
+        decryption_operations_per_second: done(doing(&[Work::Decrypts, Work::Rewraps])),
         kv_operations_per_second: rate(kv),
         avg_secret_read_latency_ms: reads.mean_ms(),
         avg_secret_write_latency_ms: writes.mean_ms(),
@@ -319,6 +374,13 @@ fn vault_metrics(
         api_response_time_ms: all.mean_ms(),
         ..VaultMetrics::default()
     }
+}
+
+/// The share (0–100) of the node's logins to Vault that succeeded since it
+/// started; null when it never logged in (token auth).
+fn authentication_success_rate(succeeded: u64, failed: u64) -> Option<f64> {
+    let attempts = succeeded + failed;
+    (attempts > 0).then(|| succeeded as f64 * 100.0 / attempts as f64)
 }
 
 /// Resident memory of this process, from `/proc/self/status` (Linux).
@@ -402,9 +464,13 @@ mod tests {
         }
     }
 
+    fn linked() -> KafkaLink {
+        KafkaLink { connected: true, lost_since_last_event: 0 }
+    }
+
     #[test]
     fn healthy_when_vault_is_up_and_traffic_is_clean() {
-        let (status, reasons) = status_of(&up(), BreakerState::Closed, &traffic(100, 1, 20.0), &limits());
+        let (status, reasons) = status_of(&up(), BreakerState::Closed, &linked(), &traffic(100, 1, 20.0), &limits());
         assert_eq!(status, HealthStatus::Healthy, "{reasons:?}");
     }
 
@@ -417,7 +483,7 @@ mod tests {
             (sealed, BreakerState::Closed, "vault sealed"),
             (up(), BreakerState::Open, "circuit breaker open"),
         ] {
-            let (status, reasons) = status_of(&vault, breaker, &traffic(0, 0, 0.0), &limits());
+            let (status, reasons) = status_of(&vault, breaker, &linked(), &traffic(0, 0, 0.0), &limits());
             assert_eq!(status, HealthStatus::Unhealthy);
             assert_eq!(reasons, vec![reason.to_owned()]);
         }
@@ -425,12 +491,57 @@ mod tests {
 
     #[test]
     fn degraded_on_faults_latency_or_half_open() {
-        let (status, _) = status_of(&up(), BreakerState::Closed, &traffic(100, 6, 20.0), &limits());
+        let (status, _) = status_of(&up(), BreakerState::Closed, &linked(), &traffic(100, 6, 20.0), &limits());
         assert_eq!(status, HealthStatus::Degraded, "6% faults > 5%");
-        let (status, _) = status_of(&up(), BreakerState::Closed, &traffic(100, 0, 1500.0), &limits());
+        let (status, _) = status_of(&up(), BreakerState::Closed, &linked(), &traffic(100, 0, 1500.0), &limits());
         assert_eq!(status, HealthStatus::Degraded, "p99 over 1000 ms");
-        let (status, _) = status_of(&up(), BreakerState::HalfOpen, &traffic(0, 0, 0.0), &limits());
+        let (status, _) = status_of(&up(), BreakerState::HalfOpen, &linked(), &traffic(0, 0, 0.0), &limits());
         assert_eq!(status, HealthStatus::Degraded);
+    }
+
+    #[test]
+    fn the_kafka_link_is_judged_now_and_since_the_last_event() {
+        let down = KafkaLink { connected: false, lost_since_last_event: 1 };
+        let (status, reasons) = status_of(&up(), BreakerState::Closed, &down, &traffic(0, 0, 0.0), &limits());
+        assert_eq!(status, HealthStatus::Unhealthy);
+        assert_eq!(reasons, vec!["kafka unreachable: no broker connected".to_owned()]);
+        let back = KafkaLink { connected: true, lost_since_last_event: 2 };
+        let (status, reasons) = status_of(&up(), BreakerState::Closed, &back, &traffic(0, 0, 0.0), &limits());
+        assert_eq!(status, HealthStatus::Degraded, "a link that came back still says it was lost");
+        assert_eq!(reasons, vec!["kafka link lost 2 time(s) since the last health event".to_owned()]);
+    }
+
+    /// One successful request of each operation, over a 1 s interval.
+    fn one_of_each() -> IntervalReport {
+        let window = Operation::ALL
+            .iter()
+            .map(|op| (op.as_str().to_owned(), Window { requests: 2, errors: 1, faults: 0, total_ms: 2.0 }))
+            .collect();
+        IntervalReport { operations: BTreeMap::new(), window }
+    }
+
+    #[test]
+    fn rates_count_every_operation_of_a_kind() {
+        let metrics = vault_metrics(&one_of_each(), 1.0, &up(), Some(3), 1, &mut CpuSampler::new());
+        // set, delete, rotate, undelete, write_metadata.
+        assert_eq!(metrics.secrets_written_per_second, Some(5.0));
+        // get_secret and get_secrets_batch.
+        assert_eq!(metrics.secrets_read_per_second, Some(2.0));
+        // encrypt and rewrap; decrypt and rewrap.
+        assert_eq!(metrics.encryption_operations_per_second, Some(2.0));
+        assert_eq!(metrics.decryption_operations_per_second, Some(2.0));
+        // Every request to KV (reads, writes, list_secrets, read_metadata).
+        assert_eq!(metrics.kv_operations_per_second, Some(18.0));
+        assert_eq!(metrics.api_requests_per_second, Some(2.0 * Operation::ALL.len() as f64));
+        assert_eq!(metrics.token_renewals_per_second, Some(2.0), "renewals count attempts");
+        assert_eq!(metrics.active_tokens, None, "only Vault knows");
+    }
+
+    #[test]
+    fn authentication_success_rate_is_the_share_of_logins_that_succeeded() {
+        assert_eq!(authentication_success_rate(0, 0), None, "token auth never logs in");
+        assert_eq!(authentication_success_rate(3, 1), Some(75.0));
+        assert_eq!(authentication_success_rate(1, 0), Some(100.0));
     }
 
     #[test]

@@ -586,6 +586,11 @@ impl LeaseKeeper {
     }
 
     fn publish(&self, lease_id: &str, kind: LeaseEventKind, ttl_seconds: u64, reason: &str) {
+        match kind {
+            LeaseEventKind::Expired => self.telemetry.record_lease_ended(false),
+            LeaseEventKind::RenewalFailed => self.telemetry.record_lease_ended(true),
+            LeaseEventKind::Expiring => {}
+        }
         let event = LeaseEvent {
             lease_id: lease_id.to_owned(),
             event: kind,

@@ -241,7 +241,8 @@ async fn start(contract: Contract) -> anyhow::Result<()> {
     if health.enabled {
         http::serve(health.http_port, &health.endpoint, slot.clone(), stop.clone()).await?;
     }
-    let vault = match connect_at_start(&contract.vault, &stop).await {
+    let telemetry = Arc::new(Telemetry::new());
+    let vault = match connect_at_start(&contract.vault, &telemetry, &stop).await {
         Ok(Some(vault)) => vault,
         Ok(None) => return Ok(()),
         Err(error) => anyhow::bail!("Vault: {error}"),
@@ -275,7 +276,6 @@ async fn start(contract: Contract) -> anyhow::Result<()> {
     tracing::info!(profile = gate.profile().as_str(), requesters = gate.requesters(), "security checks ready");
 
     let vault = Arc::new(vault);
-    let telemetry = Arc::new(Telemetry::new());
     let (lease_events_tx, lease_events) = tokio::sync::mpsc::unbounded_channel();
     let leases = LeaseKeeper::open(
         &contract,
@@ -287,7 +287,7 @@ async fn start(contract: Contract) -> anyhow::Result<()> {
         stop.clone(),
     )
     .await?;
-    let dispatcher = Dispatcher::new(&contract, vault, Arc::new(breaker), leases.clone());
+    let dispatcher = Dispatcher::new(&contract, vault, Arc::new(breaker), leases.clone(), telemetry.clone());
     let node = Arc::new(Node { contract, dispatcher, publisher, gate, telemetry, instance_id });
     let _ = slot.set(node.clone());
 

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use onex_vault_models::{BreakerState, ErrorCode, OperationStats};
+use onex_vault_models::{BreakerState, ErrorCode, LeaseStats, Operation, OperationStats, VaultActivity, Work};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -31,6 +31,12 @@ struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabel {
     operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    /// `success` or `failure`.
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -63,6 +69,14 @@ pub struct Telemetry {
     leases_kept_alive: Gauge,
     lease_partitions: Gauge,
     lease_renewals: Counter,
+    lease_expirations: Counter,
+    lease_renewal_refusals: Counter,
+    authentications: Family<OutcomeLabel, Counter>,
+    token_lookups: Counter,
+    credentials_issued: Counter,
+    certificates_issued: Counter,
+    kafka_connected: Gauge,
+    kafka_link_losses: Counter,
     last_token_renewal: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
     last_fault: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
     interval: Mutex<IntervalStats>,
@@ -150,6 +164,14 @@ impl Telemetry {
             leases_kept_alive: Gauge::default(),
             lease_partitions: Gauge::default(),
             lease_renewals: Counter::default(),
+            lease_expirations: Counter::default(),
+            lease_renewal_refusals: Counter::default(),
+            authentications: Family::default(),
+            token_lookups: Counter::default(),
+            credentials_issued: Counter::default(),
+            certificates_issued: Counter::default(),
+            kafka_connected: Gauge::default(),
+            kafka_link_losses: Counter::default(),
             last_token_renewal: Mutex::default(),
             last_fault: Mutex::default(),
             interval: Mutex::default(),
@@ -213,6 +235,43 @@ impl Telemetry {
             "Kept-alive lease renewals made by this instance",
             t.lease_renewals.clone(),
         );
+        registry.register(
+            "lease_expirations",
+            "Kept-alive leases that ran out while this instance renewed them",
+            t.lease_expirations.clone(),
+        );
+        registry.register(
+            "lease_renewal_refusals",
+            "Kept-alive leases Vault refused to renew (revoked, not renewable, not found)",
+            t.lease_renewal_refusals.clone(),
+        );
+        registry.register(
+            "vault_authentications",
+            "The node's own logins to Vault (AppRole, the first included), by outcome",
+            t.authentications.clone(),
+        );
+        registry.register(
+            "token_lookups",
+            "Lookups of the node's own token (lookup_token requests, health probes)",
+            t.token_lookups.clone(),
+        );
+        registry.register(
+            "credentials_issued",
+            "Dynamic credentials issued through issue_credentials",
+            t.credentials_issued.clone(),
+        );
+        registry.register(
+            "certificates_issued",
+            "X.509 certificates issued through issue_credentials (PKI issue or sign)",
+            t.certificates_issued.clone(),
+        );
+        registry.register(
+            "kafka_connected",
+            "1 while the node reaches a Kafka broker, 0 when it has lost them all",
+            t.kafka_connected.clone(),
+        );
+        registry.register("kafka_link_losses", "Times the node lost every Kafka broker", t.kafka_link_losses.clone());
+        t.kafka_connected.set(1);
         Telemetry { registry, ..t }
     }
 
@@ -336,6 +395,98 @@ impl Telemetry {
 
     pub fn record_lease_renewal(&self) {
         self.lease_renewals.inc();
+    }
+
+    /// A kept-alive lease that ended here: `refused` by Vault, else expired.
+    pub fn record_lease_ended(&self, refused: bool) {
+        if refused {
+            self.lease_renewal_refusals.inc();
+        } else {
+            self.lease_expirations.inc();
+        }
+    }
+
+    /// The kept-alive leases as this instance sees them.
+    pub fn leases(&self) -> LeaseStats {
+        let count = |gauge: &Gauge| u64::try_from(gauge.get()).unwrap_or(0);
+        LeaseStats {
+            registered: count(&self.leases_registered),
+            kept_alive_here: count(&self.leases_kept_alive),
+            renewals_total: self.lease_renewals.get(),
+            expired_total: self.lease_expirations.get(),
+            renewal_refusals_total: self.lease_renewal_refusals.get(),
+        }
+    }
+
+    /// One login of the node to Vault.
+    pub fn record_authentication(&self, success: bool) {
+        let outcome = if success { "success" } else { "failure" };
+        self.authentications.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    /// The node's logins to Vault: (succeeded, failed).
+    pub fn authentications(&self) -> (u64, u64) {
+        let count = |outcome| self.authentications.get_or_create(&OutcomeLabel { outcome }).get();
+        (count("success"), count("failure"))
+    }
+
+    pub fn record_token_lookup(&self) {
+        self.token_lookups.inc();
+    }
+
+    pub fn token_lookups(&self) -> u64 {
+        self.token_lookups.get()
+    }
+
+    /// Credentials issued; `certificate` when they are an X.509 certificate.
+    pub fn record_credentials_issued(&self, certificate: bool) {
+        self.credentials_issued.inc();
+        if certificate {
+            self.certificates_issued.inc();
+        }
+    }
+
+    /// What the node did in Vault since start: successful requests by the
+    /// kind of work their operation does, and the credentials it issued.
+    pub fn activity(&self) -> VaultActivity {
+        let stats = self.interval.lock().unwrap_or_else(|p| p.into_inner());
+        let mut activity = VaultActivity {
+            credentials_issued_total: self.credentials_issued.get(),
+            certificates_issued_total: self.certificates_issued.get(),
+            ..VaultActivity::default()
+        };
+        for (name, op) in &stats.operations {
+            let done = op.count - op.errors;
+            match Operation::from_name(name).map(Operation::work) {
+                Some(Work::ReadsSecret) => activity.secrets_read_total += done,
+                Some(Work::WritesSecret) => activity.secrets_written_total += done,
+                Some(Work::Encrypts) => activity.encryptions_total += done,
+                Some(Work::Decrypts) => activity.decryptions_total += done,
+                Some(Work::Rewraps) => {
+                    activity.encryptions_total += done;
+                    activity.decryptions_total += done;
+                }
+                _ => {}
+            }
+        }
+        activity
+    }
+
+    /// What librdkafka says of the node's brokers: whether it reaches one.
+    /// Counts a loss when it goes from reaching one to reaching none.
+    pub fn set_kafka_connected(&self, connected: bool) {
+        let before = self.kafka_connected.set(i64::from(connected));
+        if before == 1 && !connected {
+            self.kafka_link_losses.inc();
+        }
+    }
+
+    pub fn kafka_connected(&self) -> bool {
+        self.kafka_connected.get() == 1
+    }
+
+    pub fn kafka_link_losses(&self) -> u64 {
+        self.kafka_link_losses.get()
     }
 
     pub fn set_assigned_partitions(&self, partitions: usize) {
@@ -468,6 +619,40 @@ mod tests {
         );
         assert!(text.contains("onex_vault_adapter_breaker_state 2"), "{text}");
         assert!(text.contains("onex_vault_adapter_breaker_opened_total 2"), "{text}");
+    }
+
+    #[test]
+    fn activity_counts_what_each_kind_of_operation_did() {
+        let t = Telemetry::new();
+        for operation in ["set_secret", "rotate_secret", "undelete_versions", "write_metadata", "delete_secret"] {
+            t.record_request(operation, None, Duration::from_millis(1));
+        }
+        t.record_request("set_secret", Some(ErrorCode::PermissionDenied), Duration::from_millis(1));
+        t.record_request("get_secrets_batch", None, Duration::from_millis(1));
+        t.record_request("rewrap", None, Duration::from_millis(1));
+        t.record_request("decrypt", None, Duration::from_millis(1));
+        t.record_credentials_issued(true);
+        t.record_credentials_issued(false);
+        let activity = t.activity();
+        assert_eq!(activity.secrets_written_total, 5, "every writing operation, not the denied one");
+        assert_eq!(activity.secrets_read_total, 1);
+        assert_eq!((activity.encryptions_total, activity.decryptions_total), (1, 2));
+        assert_eq!((activity.credentials_issued_total, activity.certificates_issued_total), (2, 1));
+        let text = t.encode();
+        assert!(text.contains("onex_vault_adapter_certificates_issued_total 1"), "{text}");
+    }
+
+    #[test]
+    fn a_kafka_link_loss_is_counted_once_per_loss() {
+        let t = Telemetry::new();
+        assert!(t.kafka_connected(), "connected until librdkafka says otherwise");
+        t.set_kafka_connected(false);
+        t.set_kafka_connected(false);
+        assert!(!t.kafka_connected());
+        t.set_kafka_connected(true);
+        t.set_kafka_connected(false);
+        assert_eq!(t.kafka_link_losses(), 2);
+        assert!(t.encode().contains("onex_vault_adapter_kafka_connected 0"));
     }
 
     #[test]

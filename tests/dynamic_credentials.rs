@@ -103,6 +103,8 @@ async fn a_database_credential_logs_in_until_it_is_revoked_through_the_node() {
     assert_eq!(vault::lease_lookup(&lease_id).await["id"], lease_id.as_str(), "Vault knows the lease");
 
     assert_eq!(psql_login(&user, &password), Ok(user.clone()), "the credential logs in to PostgreSQL");
+    assert_eq!(node.metric("onex_vault_adapter_credentials_issued_total").await, 1.0);
+    assert_eq!(node.metric("onex_vault_adapter_certificates_issued_total").await, 0.0, "not a certificate");
 
     let revoked = requester.call(json!({"operation": "revoke_lease", "lease_id": lease_id})).await;
     assert_eq!(revoked["result"]["revoked"], true, "{revoked}");
@@ -268,6 +270,7 @@ async fn a_pki_certificate_is_issued_with_its_lease_and_serial() {
         .verify_server_cert(&certificate, &[], &server_name, &[], UnixTime::now())
         .expect("the issued certificate is valid for the name, signed by the PKI engine's CA");
     assert_eq!(data["serial_number"].as_str(), Some(der_serial(&certificate).as_str()), "the serial reported");
+    assert_eq!(node.metric("onex_vault_adapter_certificates_issued_total").await, 1.0, "counted as a certificate");
 
     // Vault's lease is the one reported; revoking it through the node revokes the certificate.
     assert_eq!(vault::lease_lookup(&lease_id).await["renewable"], false);

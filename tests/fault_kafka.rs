@@ -11,6 +11,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use support::bus::ReplyWatcher;
 use support::kafka_link::KafkaLink;
 use support::load::{self, Load};
 use support::node::{Node, NodeOptions};
@@ -147,4 +148,56 @@ async fn sigterm_with_kafka_unreachable_stops_within_the_deadline() {
         node.log_tail(30)
     );
     let _ = writeln!(std::io::stderr(), "stop with Kafka unreachable took {took:?}");
+}
+
+/// The health status judges the Kafka link: while the node reaches no broker
+/// `/metrics` says so, and a health event reports the loss (unhealthy when
+/// computed during the cut, or degraded when the link came back since the
+/// last one) instead of a plain `healthy` once the link is back.
+#[tokio::test]
+async fn a_lost_kafka_link_shows_in_metrics_and_in_the_health_status() {
+    let link = match KafkaLink::start() {
+        Ok(link) => link,
+        Err(e) if servers().stack() == Stack::Containers => {
+            let _ = writeln!(std::io::stderr(), "SKIPPED: no Kafka link on the containers stack: {e}");
+            return;
+        }
+        Err(e) => panic!("cannot build the Kafka link: {e}"),
+    };
+    let node = Node::start_with(
+        NodeOptions::default()
+            .env("VAULT_TOKEN", servers().root_token())
+            .env("ONEX_HEALTH_INTERVAL_SECONDS", "1")
+            .bootstrap_servers(&link.bootstrap_servers()),
+    )
+    .await;
+    node.wait_for_metric("onex_vault_adapter_assigned_partitions", |p| p >= 3.0, WAIT).await;
+    // The test reads the health topic straight from the broker.
+    let events = ReplyWatcher::start(&servers().bootstrap_servers(), std::slice::from_ref(&node.topics.health));
+    assert_eq!(node.metric("onex_vault_adapter_kafka_connected").await, 1.0);
+
+    link.proxy.cut();
+    node.wait_for_metric("onex_vault_adapter_kafka_connected", |up| up == 0.0, WAIT).await;
+    assert!(node.metric("onex_vault_adapter_kafka_link_losses_total").await >= 1.0);
+    link.proxy.pass();
+    node.wait_for_metric("onex_vault_adapter_kafka_connected", |up| up == 1.0, WAIT).await;
+
+    let reported = events
+        .wait_for(
+            |r| {
+                let figures = &r.json.as_ref().map_or(&serde_json::Value::Null, |j| j)["payload"]["health_metrics"]
+                    ["custom_metrics"];
+                figures["bus"]["kafka_link_losses_total"].as_u64().is_some_and(|n| n >= 1)
+                    && figures["status"] != "healthy"
+            },
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("no health event reports the lost link: {e}; log:\n{}", node.log_tail(60)));
+    let figures = &reported.json.as_ref().expect("JSON")["payload"]["health_metrics"]["custom_metrics"];
+    let reasons = figures["status_reasons"].to_string();
+    assert!(
+        reasons.contains("kafka unreachable") || reasons.contains("kafka link lost"),
+        "the status names the Kafka link: {figures}"
+    );
 }

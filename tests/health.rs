@@ -55,6 +55,7 @@ async fn health_metrics_and_audit_match_a_known_workload() {
         &policy,
         r#"
         path "secret/data/health/*" { capabilities = ["read", "create", "update"] }
+        path "secret/metadata/health/*" { capabilities = ["read", "create", "update"] }
         path "auth/token/lookup-self" { capabilities = ["read"] }
         "#,
     )
@@ -76,7 +77,8 @@ async fn health_metrics_and_audit_match_a_known_workload() {
     wait_ready(node.http_port, 200).await;
 
     // The workload: 4 reads found, 2 not found, 1 denied, 3 writes (one
-    // carrying the canary), 1 invalid path, 1 unreadable record.
+    // carrying the canary), 1 metadata write, 1 token lookup, 1 invalid
+    // path, 1 unreadable record.
     let mut sent = Vec::new();
     let mut call = |payload: Value| {
         let envelope = Requester::envelope(payload);
@@ -94,6 +96,8 @@ async fn health_metrics_and_audit_match_a_known_workload() {
     for n in 0..3 {
         envelopes.push(call(json!({"operation": "set_secret", "path": format!("health/w{n}"), "data": {"v": CANARY}})));
     }
+    envelopes.push(call(json!({"operation": "write_metadata", "path": "health/w0", "max_versions": 5})));
+    envelopes.push(call(json!({"operation": "lookup_token"})));
     envelopes.push(call(json!({"operation": "get_secret", "path": "../escape"})));
     for envelope in &envelopes {
         let reply = requester.send(envelope).await;
@@ -149,6 +153,21 @@ async fn health_metrics_and_audit_match_a_known_workload() {
     assert_eq!(ops["set_secret"]["count"], 3, "{ops}");
     assert_eq!(ops["set_secret"]["errors"], 0, "{ops}");
     assert_eq!(ops["unknown"]["count"], 1, "the unreadable record: {ops}");
+    assert_eq!(ops["write_metadata"]["errors"], 0, "{ops}");
+    // What the node did, by kind of work: every writing operation counts.
+    let activity = &health["activity"];
+    assert_eq!(activity["secrets_written_total"], 4, "3 set_secret + 1 write_metadata: {activity}");
+    assert_eq!(activity["secrets_read_total"], 4, "successful reads only: {activity}");
+    assert_eq!(activity["encryptions_total"], 0, "{activity}");
+    assert_eq!(activity["certificates_issued_total"], 0, "{activity}");
+    // The lookup_token request and the health probes' lookups; token auth
+    // never logs in, so it has no authentication success rate.
+    assert!(health["token"]["lookups_total"].as_u64().is_some_and(|n| n >= 2), "{health}");
+    assert_eq!(health["token"]["authentications_total"], 0, "{health}");
+    assert_eq!(health["vault_metrics"]["authentication_success_rate"], Value::Null, "{health}");
+    assert_eq!(health["leases"]["registered"], 0, "{health}");
+    assert_eq!(health["bus"]["kafka_connected"], true, "{health}");
+    assert_eq!(health["bus"]["kafka_link_losses_total"], 0, "{health}");
     let bus = &health["bus"];
     assert_eq!(bus["replied_total"], envelopes.len() as u64, "{bus}");
     assert_eq!(bus["in_flight"], 0);
@@ -162,6 +181,9 @@ async fn health_metrics_and_audit_match_a_known_workload() {
     assert!(metrics["seal_status_checks"].as_u64().is_some_and(|n| n >= 1));
     assert_eq!(metrics["is_leader"], true);
     assert_eq!(metrics["active_tokens"], Value::Null, "not measurable: must be null");
+    assert_eq!(metrics["certificates_issued_total"], 0, "measured: none issued");
+    assert!(metrics["token_lookups_per_second"].as_f64().is_some(), "{metrics}");
+    assert!(metrics["encryption_operations_per_second"].as_f64().is_some(), "{metrics}");
     assert_eq!(metrics["cluster_nodes"], Value::Null);
 
     // Periodic events come at the configured interval (1 s), give or take.
@@ -206,7 +228,15 @@ async fn health_metrics_and_audit_match_a_known_workload() {
     assert_eq!(count("get_secret", "invalid_input"), 1.0);
     assert_eq!(count("set_secret", "success"), 3.0);
     assert_eq!(count("unknown", "invalid_input"), 1.0);
-    for name in ["onex_vault_adapter_dead_letters_total", "onex_vault_adapter_records_consumed_total"] {
+    assert_eq!(count("write_metadata", "success"), 1.0);
+    for name in [
+        "onex_vault_adapter_dead_letters_total",
+        "onex_vault_adapter_records_consumed_total",
+        "onex_vault_adapter_token_lookups_total",
+        "onex_vault_adapter_kafka_connected",
+        "onex_vault_adapter_certificates_issued_total",
+        "onex_vault_adapter_lease_expirations_total",
+    ] {
         assert!(scrape.samples.iter().any(|s| s.metric == name), "{name} missing:\n{text}");
     }
     assert!(!text.contains(CANARY) && !text.contains(&token));

@@ -116,6 +116,10 @@ async fn keep_alive_renews_until_max_ttl_then_reports_expiry() {
         )
         .await
         .expect("an expired event at the max TTL");
+    // Counted where operators and orchestrators read them.
+    assert_eq!(node.metric("onex_vault_adapter_lease_expirations_total").await, 1.0);
+    assert!(node.metric("onex_vault_adapter_lease_renewals_total").await >= 2.0);
+    assert_eq!(node.metric("onex_vault_adapter_lease_renewal_refusals_total").await, 0.0);
     eprintln!("lease kept alive for {:?} (max TTL 10 s)", started.elapsed());
     assert!(started.elapsed() >= Duration::from_secs(8), "expired before its max TTL");
 }

@@ -128,6 +128,11 @@ async fn a_revoked_token_is_replaced_on_its_first_403_but_policy_denials_are_not
     assert_eq!(after["status"], "success", "the node did not log in again on its dead token's 403: {after}");
     let status = token_status(&node, &events, |t| t["logins_total"].as_u64().is_some_and(|n| n >= 1)).await;
     eprintln!("TOKEN revoked: answered after a new login; token state {status}");
+    // Both logins (at start and after the revocation) are authentications
+    // Vault accepted; the token lookups include the dead-token check.
+    assert!(status["authentications_total"].as_u64().is_some_and(|n| n >= 2), "{status}");
+    assert_eq!(status["authentication_failures_total"], 0, "{status}");
+    assert!(status["lookups_total"].as_u64().is_some_and(|n| n >= 2), "{status}");
 }
 
 /// With token auth there is no new login: a revoked token fails every

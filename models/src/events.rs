@@ -132,6 +132,12 @@ pub struct HealthDetails {
     /// Per operation name (`get_secret`, ...).
     pub operations: BTreeMap<String, OperationStats>,
     pub bus: BusStats,
+    /// What the node did in Vault since it started, by kind of work.
+    #[serde(default)]
+    pub activity: VaultActivity,
+    /// The leases this node's group keeps alive.
+    #[serde(default)]
+    pub leases: LeaseStats,
     /// The read cache, when the contract enables it.
     #[serde(default)]
     pub read_cache: Option<CacheStats>,
@@ -192,6 +198,53 @@ pub struct TokenStatus {
     /// Logins after the first: the token could not be renewed or was revoked.
     #[serde(default)]
     pub logins_total: u64,
+    /// Authentications of the node to Vault (AppRole logins, the first
+    /// included) that succeeded; 0 with token auth, which never logs in.
+    #[serde(default)]
+    pub authentications_total: u64,
+    /// AppRole logins Vault refused or that failed on the way.
+    #[serde(default)]
+    pub authentication_failures_total: u64,
+    /// Lookups of the node's token (`lookup_token` requests, health probes,
+    /// the dead-token check).
+    #[serde(default)]
+    pub lookups_total: u64,
+}
+
+/// What the node did in Vault since it started: successful requests by
+/// kind of work (each operation declares its kind once, in
+/// `Operation::work`), and what issued credentials were.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct VaultActivity {
+    /// Reads of secret values (`get_secret`, `get_secrets_batch`).
+    pub secrets_read_total: u64,
+    /// Requests that changed a secret's data or metadata (`set_secret`,
+    /// `delete_secret`, `rotate_secret`, `undelete_versions`, `write_metadata`).
+    pub secrets_written_total: u64,
+    /// Transit encryptions (`encrypt`; a `rewrap` counts as one of each).
+    pub encryptions_total: u64,
+    /// Transit decryptions (`decrypt`, `rewrap`).
+    pub decryptions_total: u64,
+    /// Dynamic credentials issued (`issue_credentials`).
+    pub credentials_issued_total: u64,
+    /// Of those, X.509 certificates (a PKI `issue` or `sign`).
+    pub certificates_issued_total: u64,
+}
+
+/// The kept-alive leases of the node's group, as this instance sees them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct LeaseStats {
+    /// Leases in the lease registry (kept alive by the group).
+    pub registered: u64,
+    /// Those this instance renews (the registry partitions it holds).
+    pub kept_alive_here: u64,
+    /// Renewals this instance made.
+    pub renewals_total: u64,
+    /// Leases that ran out while this instance kept them (max TTL reached,
+    /// or renewals failed until the end).
+    pub expired_total: u64,
+    /// Leases Vault refused to renew (revoked, not renewable, not found).
+    pub renewal_refusals_total: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -225,6 +278,16 @@ pub struct BusStats {
     /// as librdkafka last measured it.
     #[serde(default)]
     pub consumer_lag: BTreeMap<String, i64>,
+    /// Whether the node reaches a Kafka broker now (librdkafka's view).
+    #[serde(default = "connected")]
+    pub kafka_connected: bool,
+    /// Times the node lost every broker since it started.
+    #[serde(default)]
+    pub kafka_link_losses_total: u64,
+}
+
+fn connected() -> bool {
+    true
 }
 
 /// The fields of ONEX `ModelVaultMetrics` the node can truly measure; every

@@ -48,8 +48,8 @@ pub use envelope::{
 pub use error::{ErrorCode, ErrorReason, ReplyError, MAX_ERROR_MESSAGE_BYTES};
 pub use events::{
     BreakerState, BusStats, CacheStats, CircuitBreakerEvent, CircuitBreakerStatus, HealthDetails, HealthMetrics,
-    HealthPhase, HealthStatus, LeaseEvent, LeaseEventKind, NodeHealthEvent, OperationStats, SecurityStatus,
-    TokenStatus, VaultMetrics, VaultStatus, CIRCUIT_BREAKER_PAYLOAD_TYPE, HEALTH_PAYLOAD_TYPE,
+    HealthPhase, HealthStatus, LeaseEvent, LeaseEventKind, LeaseStats, NodeHealthEvent, OperationStats, SecurityStatus,
+    TokenStatus, VaultActivity, VaultMetrics, VaultStatus, CIRCUIT_BREAKER_PAYLOAD_TYPE, HEALTH_PAYLOAD_TYPE,
     LEASE_EVENT_PAYLOAD_TYPE, NODE_HEALTH_EVENT_TYPE,
 };
 pub use gateway::{
@@ -73,7 +73,7 @@ pub use reply::{
 pub use request::{
     is_reserved_mount, Alphabet, Consistency, DeleteSecret, Delivery, GetSecret, GetSecretsBatch, IssueCredentials,
     ListSecrets, LookupLease, LookupToken, Operation, ReadMetadata, RenewLease, RenewToken, RevokeLease, RotateSecret,
-    SetSecret, TransitDecrypt, TransitEncrypt, TransitRewrap, UndeleteVersions, VaultRequest, WriteMetadata,
+    SetSecret, TransitDecrypt, TransitEncrypt, TransitRewrap, UndeleteVersions, VaultRequest, Work, WriteMetadata,
     MAX_BATCH_PATHS, MAX_CREDENTIAL_PARAMETERS, MAX_CREDENTIAL_PARAMETERS_BYTES, MAX_SECRET_DATA_BYTES,
     RESERVED_MOUNTS, ROTATE_LENGTH,
 };

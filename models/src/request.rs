@@ -626,6 +626,28 @@ impl Operation {
         Operation::ALL.into_iter().find(|op| op.as_str() == name)
     }
 
+    /// The kind of work the operation does in Vault: the read cache forgets
+    /// what a [`Work::WritesSecret`] touched, and the health figures count
+    /// each kind (reads, writes, encryptions, ...).
+    pub fn work(self) -> Work {
+        match self {
+            Operation::GetSecret | Operation::GetSecretsBatch => Work::ReadsSecret,
+            Operation::SetSecret
+            | Operation::DeleteSecret
+            | Operation::RotateSecret
+            | Operation::UndeleteVersions
+            | Operation::WriteMetadata => Work::WritesSecret,
+            Operation::ListSecrets | Operation::ReadMetadata => Work::ReadsKvMetadata,
+            Operation::Encrypt => Work::Encrypts,
+            Operation::Decrypt => Work::Decrypts,
+            Operation::Rewrap => Work::Rewraps,
+            Operation::RenewLease | Operation::LookupLease | Operation::RevokeLease => Work::Leases,
+            Operation::RenewToken => Work::RenewsToken,
+            Operation::LookupToken => Work::LooksUpToken,
+            Operation::IssueCredentials => Work::IssuesCredentials,
+        }
+    }
+
     /// The names of omnibase-infra's own Vault handler (0.7.0,
     /// `EnumVaultOperationType`, with and without `vault.`) and the
     /// operations they mean here.
@@ -643,6 +665,34 @@ impl Operation {
     pub fn from_wire_name(name: &str) -> Option<Operation> {
         Operation::from_name(name)
             .or_else(|| Operation::UPSTREAM_ALIASES.iter().find(|(alias, _)| *alias == name).map(|(_, op)| *op))
+    }
+}
+
+/// What an operation does in Vault (see [`Operation::work`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// Returns secret values from a KV mount.
+    ReadsSecret,
+    /// Changes a KV secret's data, versions or metadata.
+    WritesSecret,
+    /// Reads KV structure: a folder listing, a secret's metadata.
+    ReadsKvMetadata,
+    Encrypts,
+    Decrypts,
+    /// Decrypts and encrypts again inside Vault.
+    Rewraps,
+    /// Renews, describes or revokes a lease.
+    Leases,
+    RenewsToken,
+    LooksUpToken,
+    /// Reads a dynamic secrets endpoint, which mints credentials.
+    IssuesCredentials,
+}
+
+impl Work {
+    /// Work on a KV mount (reads, writes, listings, metadata).
+    pub fn on_kv(self) -> bool {
+        matches!(self, Work::ReadsSecret | Work::WritesSecret | Work::ReadsKvMetadata)
     }
 }
 

@@ -14,10 +14,16 @@ use std::sync::Arc;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientContext, Statistics};
 
 use crate::contract::Contract;
+use crate::logging::Throttle;
 use crate::telemetry::Telemetry;
+
+/// librdkafka repeats its errors at every reconnection attempt while a
+/// broker is away: a few lines per second at most.
+static CLIENT_ERRORS: Throttle = Throttle::new(1, 5);
 
 /// A client-creation error without the value of a secret setting:
 /// librdkafka's message quotes the value it refused.
@@ -150,9 +156,10 @@ pub fn producer_config(contract: &Contract) -> ClientConfig {
     config
 }
 
-/// The request consumer's librdkafka callbacks: partition assignment and
-/// consumer lag (from librdkafka's statistics) go to the telemetry, where
-/// `/ready`, `/metrics` and the health event read them.
+/// The request consumer's librdkafka callbacks: partition assignment,
+/// consumer lag and whether a broker is reached (from librdkafka's
+/// statistics and errors) go to the telemetry, where `/ready`, `/metrics` and
+/// the health event read them.
 pub struct ConsumerEvents {
     pub telemetry: Arc<Telemetry>,
 }
@@ -169,6 +176,19 @@ impl ClientContext for ConsumerEvents {
             }
         }
         self.telemetry.set_consumer_lag(lag);
+        // The link is up while librdkafka holds a connection to a known
+        // broker (bootstrap entries have node id -1).
+        let connected = statistics.brokers.values().any(|broker| broker.nodeid >= 0 && broker.state == "UP");
+        self.telemetry.set_kafka_connected(connected);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.telemetry.set_kafka_connected(false);
+        }
+        if let Some(held_back) = CLIENT_ERRORS.allow() {
+            tracing::warn!(%error, reason, held_back, "librdkafka error");
+        }
     }
 }
 

@@ -68,6 +68,14 @@ impl Endpoint for EngineEndpoint<'_> {
     }
 }
 
+/// Whether issued `data` is an X.509 certificate: what PKI's `issue` and
+/// `sign` endpoints answer (a PEM `certificate` and its `serial_number`).
+pub fn is_certificate(data: &SecretData) -> bool {
+    let data = data.expose_secret();
+    data.get("certificate").and_then(Value::as_str).is_some_and(|pem| pem.contains("BEGIN CERTIFICATE"))
+        && data.contains_key("serial_number")
+}
+
 pub async fn run(cx: &Context<'_>, request: &IssueCredentials) -> Result<OperationResult, VaultError> {
     // Validated at decode already; checked again where the call is made.
     if request.check().is_err() {

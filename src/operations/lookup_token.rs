@@ -2,7 +2,6 @@
 //! renewability, expiry, entity), never the token or its accessor.
 
 use onex_vault_models::{LookupTokenResult, OperationResult};
-use reqwest::Method;
 use serde::Deserialize;
 
 use super::Context;
@@ -22,7 +21,7 @@ struct Token {
 }
 
 pub async fn run(cx: &Context<'_>) -> Result<OperationResult, VaultError> {
-    let token: Token = cx.vault.call(Method::GET, "auth/token/lookup-self", None).await?;
+    let token: Token = cx.vault.lookup_self().await?;
     Ok(OperationResult::LookupToken(LookupTokenResult {
         ttl_seconds: token.ttl,
         renewable: token.renewable,

@@ -5,8 +5,9 @@
 //! and runs it inside the resilience layers (breaker → retry → timeout), so no
 //! operation deals with timeouts, retries or the breaker itself.
 //!
-//! Adding an operation: a payload in the models crate, a file here, an arm in
-//! `dispatch`, an entry in `contract.yaml`'s `io_operations`, and a test.
+//! Adding an operation: a payload in the models crate (with its `Operation`
+//! name and `Operation::work`), a file here, an arm in `dispatch`, an entry in
+//! `contract.yaml`'s `io_operations`, and a test.
 
 mod delete_secret;
 mod get_secret;
@@ -30,9 +31,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use onex_vault_models::{
-    BatchItem, Consistency, DeleteSecret, ErrorCode, ErrorReason, GetSecret, GetSecretsBatch, GetSecretsBatchResult,
-    MountName, Operation, OperationResult, ReplyError, ReplyStatus, RotateSecret, RuntimeIdentity, SetSecret,
-    UndeleteVersions, VaultRequest,
+    BatchItem, Consistency, ErrorCode, ErrorReason, GetSecret, GetSecretsBatch, GetSecretsBatchResult, MountName,
+    Operation, OperationResult, ReplyError, ReplyStatus, RuntimeIdentity, VaultRequest, Work,
 };
 
 pub use sealed_input::RequestBinding;
@@ -41,6 +41,7 @@ use crate::cache::ReadCache;
 use crate::contract::{BatchLimits, Contract};
 use crate::leases::LeaseKeeper;
 use crate::resilience::{guarded_call, BackoffPolicy, CircuitBreaker, Guarded};
+use crate::telemetry::Telemetry;
 use crate::vault::{At, Vault, VaultError};
 
 /// What an operation needs to do its work.
@@ -71,6 +72,8 @@ pub struct Dispatcher {
     timeout: Duration,
     /// The node's runtime identity: its sealing key opens sealed input.
     identity: Option<Arc<RuntimeIdentity>>,
+    /// Where issued credentials are counted.
+    telemetry: Arc<Telemetry>,
 }
 
 impl Dispatcher {
@@ -79,6 +82,7 @@ impl Dispatcher {
         vault: Arc<Vault>,
         breaker: Arc<CircuitBreaker>,
         leases: Arc<LeaseKeeper>,
+        telemetry: Arc<Telemetry>,
     ) -> Dispatcher {
         let retry = &contract.error_handling.retry_policy;
         Dispatcher {
@@ -101,6 +105,7 @@ impl Dispatcher {
             },
             timeout: contract.request_timeout(),
             identity: contract.security.identity.clone(),
+            telemetry,
         }
     }
 
@@ -143,24 +148,20 @@ impl Dispatcher {
         let opened = sealed_input::open(request, sealer, bound)?;
         let request = opened.as_ref();
         let namespace = self.namespace_of(request);
-        let written = match request {
-            VaultRequest::SetSecret(SetSecret { mount, path, .. })
-            | VaultRequest::DeleteSecret(DeleteSecret { mount, path, .. })
-            | VaultRequest::RotateSecret(RotateSecret { mount, path, .. })
-            | VaultRequest::UndeleteVersions(UndeleteVersions { mount, path, .. }) => Some((mount, path)),
-            _ => None,
-        };
+        let written = (operation.work() == Work::WritesSecret).then(|| Target::named(request, &self.default_mount));
         let outcome = match (request, wrap) {
             (_, Some(ttl)) => self.wrapped(request, ttl).await,
             (VaultRequest::GetSecret(get), None) => self.read(get).await,
             (VaultRequest::GetSecretsBatch(batch), None) => self.read_batch(batch).await,
             _ => self.call(request, None).await,
         };
-        if let (Some(cache), Some((mount, path))) = (&self.cache, written) {
+        if let (Some(cache), Some(Target { mount: Some(mount), paths, .. })) = (&self.cache, written) {
             // Even a failed write may have reached Vault, and a wrapped
             // rotation writes too: forget the path whatever the delivery.
             let namespace = namespace.as_deref().unwrap_or_default();
-            cache.invalidate(namespace, mount.as_ref().unwrap_or(&self.default_mount).as_str(), path.as_str());
+            for path in &paths {
+                cache.invalidate(namespace, &mount, path);
+            }
         }
         outcome
     }
@@ -325,6 +326,9 @@ impl Dispatcher {
             }
             other => other,
         };
+        if let Ok(OperationResult::IssueCredentials(issued)) = &outcome {
+            self.telemetry.record_credentials_issued(issue_credentials::is_certificate(&issued.data));
+        }
         outcome.map_err(|failure| self.reply_error(failure))
     }
 

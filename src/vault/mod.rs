@@ -35,6 +35,7 @@ pub use renewal::keep_token_alive;
 pub use startup::connect_at_start;
 
 use crate::contract::{AuthMethod, VaultSettings, VaultTls};
+use crate::telemetry::Telemetry;
 
 /// What `auth/token/lookup-self` says of the node's token (never the token).
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -76,6 +77,8 @@ pub struct Vault {
     /// Logins after the first, for the health event.
     logins: AtomicU64,
     login_lock: tokio::sync::Mutex<()>,
+    /// Where logins and token lookups are counted.
+    telemetry: Arc<Telemetry>,
 }
 
 /// Most `vaultrs` clients kept for namespaces other than the node's own;
@@ -97,7 +100,7 @@ struct AppRole {
 
 impl Vault {
     /// Logs in as the contract says and checks the token works.
-    pub async fn connect(settings: &VaultSettings) -> Result<Vault, VaultError> {
+    pub async fn connect(settings: &VaultSettings, telemetry: Arc<Telemetry>) -> Result<Vault, VaultError> {
         // The per-attempt limit is `resilience::with_timeout`'s; the HTTP
         // clients get a later backstop so a slow Vault is always reported as
         // a timeout, never as a transport error.
@@ -130,6 +133,7 @@ impl Vault {
             generation: AtomicU64::new(0),
             logins: AtomicU64::new(0),
             login_lock: tokio::sync::Mutex::new(()),
+            telemetry,
         };
         let token = match &vault.approle {
             Some(approle) => vault.approle_login(approle).await?,
@@ -146,13 +150,16 @@ impl Vault {
     async fn approle_login(&self, approle: &AppRole) -> Result<SecretString, VaultError> {
         let client = self.client();
         let (role_id, secret_id) = (approle.role_id.expose_secret(), approle.secret_id.expose_secret());
-        let auth =
-            vaultrs::auth::approle::login(client.as_ref(), &approle.mount, role_id, secret_id).await.map_err(|e| {
-                match VaultError::from(e) {
-                    VaultError::Status { status, .. } => VaultError::Login { status: Some(status) },
-                    other => other,
-                }
-            })?;
+        let login = vaultrs::auth::approle::login(client.as_ref(), &approle.mount, role_id, secret_id).await;
+        // Counted when Vault answered: a Vault not up authenticates no one.
+        let auth = login.map_err(|e| match VaultError::from(e) {
+            VaultError::Status { status, .. } => {
+                self.telemetry.record_authentication(false);
+                VaultError::Login { status: Some(status) }
+            }
+            other => other,
+        })?;
+        self.telemetry.record_authentication(true);
         Ok(SecretString::from(auth.client_token))
     }
 
@@ -244,7 +251,7 @@ impl Vault {
 
     /// `auth/token/lookup-self`: the node's token's TTL and renewability.
     pub async fn lookup_self(&self) -> Result<TokenInfo, VaultError> {
-        self.call(Method::GET, "auth/token/lookup-self", None).await
+        self.at(None).lookup_self().await
     }
 
     /// `sys/health`, reading sealed (503), standby (429) and uninitialized
@@ -359,6 +366,13 @@ impl At<'_> {
         body: Option<&Value>,
     ) -> Result<T, VaultError> {
         self.vault.call_in(self.namespace(), method, path, body).await
+    }
+
+    /// `auth/token/lookup-self`, read as `T`: the one way the node looks up
+    /// its token (counted for the health figures).
+    pub async fn lookup_self<T: DeserializeOwned>(&self) -> Result<T, VaultError> {
+        self.vault.telemetry.record_token_lookup();
+        self.call(Method::GET, "auth/token/lookup-self", None).await
     }
 
     /// A read whose answer Vault keeps behind a single-use wrapping token

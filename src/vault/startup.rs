@@ -7,6 +7,7 @@
 //! waiting cannot heal (refused credentials, an untrusted certificate, a bad
 //! PEM file) end start-up at once.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -14,10 +15,15 @@ use tokio_util::sync::CancellationToken;
 use super::{sleep_or_stop, Vault, VaultError};
 use crate::contract::VaultSettings;
 use crate::resilience::BackoffPolicy;
+use crate::telemetry::Telemetry;
 
 /// [`Vault::connect`], retried while Vault is not up yet, for at most
 /// `settings.startup_wait_seconds`. `Ok(None)`: `stop` fired while waiting.
-pub async fn connect_at_start(settings: &VaultSettings, stop: &CancellationToken) -> Result<Option<Vault>, VaultError> {
+pub async fn connect_at_start(
+    settings: &VaultSettings,
+    telemetry: &Arc<Telemetry>,
+    stop: &CancellationToken,
+) -> Result<Option<Vault>, VaultError> {
     let backoff = BackoffPolicy {
         max_attempts: u32::MAX,
         initial_delay: Duration::from_millis(250),
@@ -29,7 +35,7 @@ pub async fn connect_at_start(settings: &VaultSettings, stop: &CancellationToken
     let started = Instant::now();
     let mut delays = backoff.delays();
     loop {
-        let error = match Vault::connect(settings).await {
+        let error = match Vault::connect(settings, telemetry.clone()).await {
             Ok(vault) => return Ok(Some(vault)),
             Err(error) => error,
         };
