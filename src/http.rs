@@ -7,11 +7,13 @@
 //! - `GET /metrics`: Prometheus metrics (OpenMetrics text).
 //!
 //! The port is bound before anything else starts, so a taken port is a clear
-//! start-up error rather than a half-running node; `/ready` says "starting"
-//! until the node is built.
+//! start-up error rather than a half-running node. Until the node is built,
+//! `/ready` names what start-up waits on: "starting" while it logs in to
+//! Vault, then the Kafka topic it reads to its end (the replay ledger, the
+//! lease registry), so a node that cannot reach Kafka says so.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::Context as _;
 use axum::extract::State;
@@ -23,8 +25,31 @@ use tokio_util::sync::CancellationToken;
 
 use crate::runtime::Node;
 
-/// The node, once it exists.
-pub type NodeSlot = Arc<OnceLock<Arc<Node>>>;
+/// The node once it exists, and until then what its start-up waits on.
+pub type NodeSlot = Arc<Startup>;
+
+/// Start-up as `/ready` and `/metrics` see it.
+#[derive(Default)]
+pub struct Startup {
+    node: OnceLock<Arc<Node>>,
+    waiting_on: Mutex<Option<&'static str>>,
+}
+
+impl Startup {
+    /// Start-up now waits on `what` (the reason `/ready` gives).
+    pub fn waiting_on(&self, what: &'static str) {
+        *self.waiting_on.lock().unwrap_or_else(|p| p.into_inner()) = Some(what);
+    }
+
+    /// The node is built: `/ready` judges it from now on.
+    pub fn built(&self, node: Arc<Node>) {
+        let _ = self.node.set(node);
+    }
+
+    fn node(&self) -> Result<&Arc<Node>, &'static str> {
+        self.node.get().ok_or_else(|| self.waiting_on.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or("starting"))
+    }
+}
 
 /// Binds `port` now and serves until `stop` fires.
 pub async fn serve(port: u16, liveness_path: &str, node: NodeSlot, stop: CancellationToken) -> anyhow::Result<()> {
@@ -49,8 +74,9 @@ pub async fn serve(port: u16, liveness_path: &str, node: NodeSlot, stop: Cancell
 
 async fn ready(State(node): State<NodeSlot>) -> impl IntoResponse {
     let not_ready = |reason: &str| (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ready": false, "reason": reason })));
-    let Some(node) = node.get() else {
-        return not_ready("starting");
+    let node = match node.node() {
+        Ok(node) => node,
+        Err(waiting_on) => return not_ready(waiting_on),
     };
     if node.telemetry.assigned_partitions() == 0 {
         return not_ready("no partitions of the request topic assigned yet");
@@ -74,6 +100,6 @@ async fn ready(State(node): State<NodeSlot>) -> impl IntoResponse {
 }
 
 async fn metrics(State(node): State<NodeSlot>) -> impl IntoResponse {
-    let text = node.get().map(|n| n.telemetry.encode()).unwrap_or_else(|| "# EOF\n".to_owned());
+    let text = node.node().ok().map(|n| n.telemetry.encode()).unwrap_or_else(|| "# EOF\n".to_owned());
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
 }

@@ -58,7 +58,7 @@ use chrono::{DateTime, Utc};
 use onex_vault_models::{Envelope, LeaseEvent, LeaseEventKind, LeaseRegistration, LEASE_REGISTRATION_PAYLOAD_TYPE};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, TopicPartitionList};
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
@@ -187,12 +187,14 @@ impl LeaseKeeper {
         let reader: StreamConsumer = bus::registry_reader_config(contract)
             .create()
             .map_err(|e| bus::client_error(e, "lease registry reader"))?;
-        let (partitions, targets) = {
-            let topic = topic.clone();
-            let reader = &reader;
-            tokio::task::block_in_place(move || registry_extent(reader, &topic, wait))?
-        };
-        reader.assign(&partitions).map_err(|e| anyhow::anyhow!("cannot read the lease registry {topic}: {e}"))?;
+        let extent = tokio::task::block_in_place(|| {
+            let hint = "create it (cleanup.policy=compact) or let the broker create topics";
+            bus::topic_extent(&reader, &topic, "lease registry", hint, wait, &stop)
+        })?;
+        let targets = extent.watermarks;
+        reader
+            .assign(&extent.assignment)
+            .map_err(|e| anyhow::anyhow!("cannot read the lease registry {topic}: {e}"))?;
         let keeper = Arc::new(LeaseKeeper {
             vault,
             publisher,
@@ -607,34 +609,6 @@ fn bad_record(partition: i32, problem: &str) {
     if let Some(held_back) = BAD_RECORDS.allow() {
         tracing::warn!(partition, problem, held_back, "unusable record on the lease registry topic: skipped");
     }
-}
-
-/// The registry's partitions, each with its low and high watermark now.
-#[allow(clippy::type_complexity)]
-fn registry_extent(
-    consumer: &StreamConsumer,
-    topic: &str,
-    wait: Duration,
-) -> anyhow::Result<(TopicPartitionList, HashMap<i32, (i64, i64)>)> {
-    let partitions = bus::partitions_of(consumer, topic, wait)
-        .map_err(|e| anyhow::anyhow!("cannot read the metadata of the lease registry {topic}: {e}"))?;
-    if partitions.is_empty() {
-        anyhow::bail!(
-            "the lease registry topic {topic} does not exist: create it (cleanup.policy=compact) or let the \
-             broker create topics"
-        );
-    }
-    let mut list = TopicPartitionList::new();
-    let mut targets = HashMap::new();
-    for partition in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, wait)
-            .map_err(|e| anyhow::anyhow!("cannot read the extent of the lease registry {topic}/{partition}: {e}"))?;
-        list.add_partition_offset(topic, partition, Offset::Offset(low))
-            .map_err(|e| anyhow::anyhow!("lease registry {topic}/{partition}: {e}"))?;
-        targets.insert(partition, (low, high));
-    }
-    Ok((list, targets))
 }
 
 /// Reads registry records into the keeper until `stop`.

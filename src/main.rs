@@ -265,6 +265,7 @@ async fn start(contract: Contract) -> anyhow::Result<()> {
     let publisher = Publisher::new(runtime::producer(&contract)?);
     let ledger = match contract.security.profile {
         SecurityProfile::Strict => {
+            slot.waiting_on("reading the replay ledger from Kafka");
             Some(ReplayLedger::open(&contract, publisher.clone(), &instance_id, stop.clone()).await?)
         }
         SecurityProfile::Dev => None,
@@ -277,6 +278,7 @@ async fn start(contract: Contract) -> anyhow::Result<()> {
 
     let vault = Arc::new(vault);
     let (lease_events_tx, lease_events) = tokio::sync::mpsc::unbounded_channel();
+    slot.waiting_on("reading the lease registry from Kafka");
     let leases = LeaseKeeper::open(
         &contract,
         vault.clone(),
@@ -289,7 +291,7 @@ async fn start(contract: Contract) -> anyhow::Result<()> {
     .await?;
     let dispatcher = Dispatcher::new(&contract, vault, Arc::new(breaker), leases.clone(), telemetry.clone());
     let node = Arc::new(Node { contract, dispatcher, publisher, gate, telemetry, instance_id });
-    let _ = slot.set(node.clone());
+    slot.built(node.clone());
 
     tokio::spawn(runtime::publish_breaker_transitions(node.clone(), transitions, stop.clone()));
     tokio::spawn(runtime::publish_lease_events(node.clone(), lease_events, stop.clone()));

@@ -27,18 +27,27 @@ const PASSWORD: &str = "canary-sasl-3b7e-never-log-me";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sasl_password_never_reaches_the_log_and_a_failed_handshake_keeps_the_node_unready() {
-    let node = Node::start_with(
+    let mut node = Node::start_with(
         NodeOptions::default()
             .env("VAULT_TOKEN", servers().root_token())
             .env("KAFKA_SECURITY_PROTOCOL", "sasl_plaintext")
             .env("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
             .env("KAFKA_SASL_USERNAME", "onex")
-            .env("KAFKA_SASL_PASSWORD", PASSWORD),
+            .env("KAFKA_SASL_PASSWORD", PASSWORD)
+            // How long start-up waits for Kafka (10 s is the floor).
+            .env("VAULT_STARTUP_WAIT_SECONDS", "10"),
     )
     .await;
     // librdkafka reports the failed authentication through the consumer.
     node.wait_for_log("sasl", 1, Duration::from_secs(30)).await;
-    assert_eq!(node.http_get("/ready").await.0, 503, "a node that cannot authenticate to Kafka is not ready");
+    let (status, body) = node.http_get("/ready").await;
+    assert_eq!(status, 503, "a node that cannot authenticate to Kafka is not ready: {body}");
+    assert_eq!(body["reason"], "reading the lease registry from Kafka", "/ready names what start-up waits on");
+    // Start-up gives up, with a message that names what it could not read.
+    let exit = node.wait_exit(Duration::from_secs(40));
+    assert_eq!(exit, Some(1), "a node that cannot reach Kafka exits 1 for its restart policy");
+    let failure = node.log().lines().filter(|l| l.contains("node failed")).collect::<Vec<_>>().join("\n");
+    assert!(failure.contains("lease registry"), "the exit names the lease registry: {}", node.log_tail(5));
     assert!(!node.log().contains(PASSWORD), "the SASL password is in the node log");
 
     let check = Command::new(env!("CARGO_BIN_EXE_onex-vault-adapter"))

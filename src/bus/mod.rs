@@ -9,13 +9,15 @@ pub use key_order::{KeyOrder, Ticket, Turn};
 pub use offsets::OffsetTracker;
 pub use publisher::{is_permanent, Kind, Outgoing, Published, Publisher};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::{ClientContext, Statistics};
+use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
 
 use crate::contract::Contract;
 use crate::logging::Throttle;
@@ -56,6 +58,65 @@ pub fn partitions_of<C: ConsumerContext, T: Consumer<C>>(
         .filter(|t| t.name() == topic && t.error().is_none())
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect())
+}
+
+/// A topic the node reads by hand from its start (the replay ledger, the
+/// lease registry): the partitions to assign, from their low watermarks,
+/// and each partition's (low, high) watermarks when it was measured.
+pub struct TopicExtent {
+    pub assignment: TopicPartitionList,
+    pub watermarks: HashMap<i32, (i64, i64)>,
+}
+
+/// Measures `topic` (called `what` in errors) for a reader that reads it to
+/// its end at start-up. Broker errors (not up yet, refusing the handshake)
+/// are retried until `wait` passes or `stop` fires, then named; a topic
+/// that does not exist is an error at once, with `create_hint`.
+pub fn topic_extent<C: ConsumerContext, T: Consumer<C>>(
+    consumer: &T,
+    topic: &str,
+    what: &str,
+    create_hint: &str,
+    wait: Duration,
+    stop: &CancellationToken,
+) -> anyhow::Result<TopicExtent> {
+    let deadline = Instant::now() + wait;
+    let mut next_warning = Instant::now();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let error = match measure(consumer, topic, left.min(Duration::from_secs(5))) {
+            Ok(Some(extent)) => return Ok(extent),
+            Ok(None) => anyhow::bail!("the {what} topic {topic} does not exist: {create_hint}"),
+            Err(error) => error,
+        };
+        if left.is_zero() || stop.is_cancelled() {
+            anyhow::bail!("cannot read the {what} {topic} within {wait:?}: {error}");
+        }
+        if Instant::now() >= next_warning {
+            tracing::warn!(%error, topic, "cannot read the {what} yet; retrying until start-up gives up");
+            next_warning = Instant::now() + Duration::from_secs(5);
+        }
+        std::thread::sleep(left.min(Duration::from_millis(500)));
+    }
+}
+
+/// One try of [`topic_extent`]; `None`: the topic does not exist.
+fn measure<C: ConsumerContext, T: Consumer<C>>(
+    consumer: &T,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Option<TopicExtent>, KafkaError> {
+    let partitions = partitions_of(consumer, topic, timeout)?;
+    if partitions.is_empty() {
+        return Ok(None);
+    }
+    let mut extent = TopicExtent { assignment: TopicPartitionList::new(), watermarks: HashMap::new() };
+    for partition in partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
+        extent.assignment.add_partition_offset(topic, partition, Offset::Offset(low))?;
+        extent.watermarks.insert(partition, (low, high));
+    }
+    Ok(Some(extent))
 }
 
 /// librdkafka settings shared by the consumer and the producer.

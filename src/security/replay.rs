@@ -26,7 +26,6 @@ use chrono::{DateTime, Utc};
 use onex_vault_models::{Envelope, RecordPosition, ReplayClaim, REPLAY_CLAIM_PAYLOAD_TYPE};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -123,12 +122,15 @@ impl ReplayLedger {
         let wait = Duration::from_secs(contract.vault.startup_wait_seconds.max(10));
         let consumer: StreamConsumer =
             bus::ledger_consumer_config(contract).create().map_err(|e| bus::client_error(e, "replay ledger reader"))?;
-        let (partitions, targets) = {
-            let topic = topic.clone();
-            let consumer = &consumer;
-            tokio::task::block_in_place(move || ledger_extent(consumer, &topic, wait))?
-        };
-        consumer.assign(&partitions).map_err(|e| anyhow::anyhow!("cannot read the replay ledger {topic}: {e}"))?;
+        let extent = tokio::task::block_in_place(|| {
+            let hint = "create it (delete retention ≥ 2 × security.max_clock_skew_seconds, no compaction) or let \
+                        the broker create topics";
+            bus::topic_extent(&consumer, &topic, "replay ledger", hint, wait, &stop)
+        })?;
+        let targets = extent.watermarks;
+        consumer
+            .assign(&extent.assignment)
+            .map_err(|e| anyhow::anyhow!("cannot read the replay ledger {topic}: {e}"))?;
         let view = Arc::new(Mutex::new(View {
             claims: Claims::default(),
             read_to: targets.iter().map(|(&p, &(low, _))| (p, low)).collect(),
@@ -220,34 +222,6 @@ impl ReplayLedger {
             }
         }
     }
-}
-
-/// The ledger's partitions, each with its low and high watermark now.
-#[allow(clippy::type_complexity)]
-fn ledger_extent(
-    consumer: &StreamConsumer,
-    topic: &str,
-    wait: Duration,
-) -> anyhow::Result<(TopicPartitionList, HashMap<i32, (i64, i64)>)> {
-    let partitions = bus::partitions_of(consumer, topic, wait)
-        .map_err(|e| anyhow::anyhow!("cannot read the metadata of the replay ledger {topic}: {e}"))?;
-    if partitions.is_empty() {
-        anyhow::bail!(
-            "the replay ledger topic {topic} does not exist: create it (delete retention ≥ 2 × \
-             security.max_clock_skew_seconds, no compaction) or let the broker create topics"
-        );
-    }
-    let mut list = TopicPartitionList::new();
-    let mut targets = HashMap::new();
-    for partition in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, wait)
-            .map_err(|e| anyhow::anyhow!("cannot read the extent of the replay ledger {topic}/{partition}: {e}"))?;
-        list.add_partition_offset(topic, partition, Offset::Offset(low))
-            .map_err(|e| anyhow::anyhow!("replay ledger {topic}/{partition}: {e}"))?;
-        targets.insert(partition, (low, high));
-    }
-    Ok((list, targets))
 }
 
 /// Reads ledger records into `view` until `stop`.

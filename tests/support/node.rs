@@ -248,7 +248,9 @@ impl Node {
     }
 
     /// Waits until the node has built itself (Vault login, policy, producer):
-    /// `/ready` answers anything but "starting". `/health` alone is not enough:
+    /// `/ready` answers anything but "starting" (after the Vault login it
+    /// names the Kafka topic start-up reads, then the node's own reasons).
+    /// `/health` alone is not enough:
     /// it answers while the node still logs in to Vault, so a test that broke
     /// Vault right after start could kill the start-up instead of a request.
     pub async fn wait_until_started(&mut self) {
