@@ -631,7 +631,7 @@ mod tests {
 
             #[test]
             fn random_json_in_every_payload_field(
-                operation in prop::sample::select(onex_vault_models::Operation::ALL.iter().map(|o| o.as_str()).collect::<Vec<_>>()),
+                operation in prop::sample::select(onex_vault_models::Operation::all().map(onex_vault_models::Operation::as_str).collect::<Vec<_>>()),
                 field in prop::sample::select(vec!["path", "paths", "mount", "version", "versions", "data", "cas",
                     "lease_id", "increment_seconds", "keep_alive", "consistency", "delivery", "destroy", "unknown"]),
                 value in json_value(),

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use onex_vault_models::{
     BreakerState, BusStats, CircuitBreakerStatus, HealthDetails, HealthMetrics, HealthPhase, HealthStatus,
-    NodeHealthEvent, Operation, SecurityStatus, TokenStatus, VaultMetrics, VaultStatus, Work, NODE_HEALTH_EVENT_TYPE,
+    NodeHealthEvent, Operation, SecurityStatus, TokenStatus, VaultMetrics, VaultStatus, NODE_HEALTH_EVENT_TYPE,
     NODE_NAME,
 };
 use reqwest::Method;
@@ -38,6 +38,7 @@ use uuid::Uuid;
 
 use crate::contract::HealthCheck;
 use crate::messages;
+use crate::operations::{work_of, Work};
 use crate::runtime::Node;
 use crate::telemetry::{IntervalReport, Window};
 
@@ -340,7 +341,7 @@ fn vault_metrics(
     };
     let doing = |kinds: &[Work]| {
         let names: Vec<&str> =
-            Operation::ALL.iter().filter(|op| kinds.contains(&op.work())).map(|op| op.as_str()).collect();
+            Operation::all().filter(|&op| kinds.contains(&work_of(op))).map(Operation::as_str).collect();
         window(&names)
     };
     let rate = |w: Window| Some(w.requests as f64 / elapsed);
@@ -513,8 +514,7 @@ mod tests {
 
     /// One successful request of each operation, over a 1 s interval.
     fn one_of_each() -> IntervalReport {
-        let window = Operation::ALL
-            .iter()
+        let window = Operation::all()
             .map(|op| (op.as_str().to_owned(), Window { requests: 2, errors: 1, faults: 0, total_ms: 2.0 }))
             .collect();
         IntervalReport { operations: BTreeMap::new(), window }
@@ -532,7 +532,7 @@ mod tests {
         assert_eq!(metrics.decryption_operations_per_second, Some(2.0));
         // Every request to KV (reads, writes, list_secrets, read_metadata).
         assert_eq!(metrics.kv_operations_per_second, Some(18.0));
-        assert_eq!(metrics.api_requests_per_second, Some(2.0 * Operation::ALL.len() as f64));
+        assert_eq!(metrics.api_requests_per_second, Some(2.0 * Operation::all().count() as f64));
         assert_eq!(metrics.token_renewals_per_second, Some(2.0), "renewals count attempts");
         assert_eq!(metrics.active_tokens, None, "only Vault knows");
     }

@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use onex_vault_models::{BreakerState, ErrorCode, LeaseStats, Operation, OperationStats, VaultActivity, Work};
+use onex_vault_models::{BreakerState, ErrorCode, LeaseStats, Operation, OperationStats, VaultActivity};
+
+use crate::operations::{work_of, Work};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -457,7 +459,7 @@ impl Telemetry {
         };
         for (name, op) in &stats.operations {
             let done = op.count - op.errors;
-            match Operation::from_name(name).map(Operation::work) {
+            match Operation::from_name(name).map(work_of) {
                 Some(Work::ReadsSecret) => activity.secrets_read_total += done,
                 Some(Work::WritesSecret) => activity.secrets_written_total += done,
                 Some(Work::Encrypts) => activity.encryptions_total += done,

@@ -93,7 +93,8 @@ async fn sigkill_with_hundreds_in_flight_then_restart_answers_every_request() {
     let second = Node::start_with(options("kill-second").join(&first)).await;
     let tally = load.wait_all_answered(WAIT).await;
     let recovery = killed.elapsed();
-    assert!(tally.unanswered.is_empty(), "{tally}");
+    let logs = [("kill-first", &first), ("kill-second", &second)];
+    assert!(tally.unanswered.is_empty(), "{tally}{}", Node::explain(&tally.unanswered, &logs));
     assert_eq!(tally.outcomes.get("success"), Some(&REQUESTS), "{tally}");
     // Duplicates are allowed (at-least-once) but bounded: only what the killed
     // node had taken since its last offset commit can be answered twice.
@@ -148,7 +149,11 @@ async fn two_instances_share_partitions_and_the_survivor_takes_over() {
     let took_over = killed.elapsed();
     let tally = load.wait_all_answered(WAIT).await;
     let recovery = killed.elapsed();
-    assert!(tally.unanswered.is_empty(), "{tally}");
+    assert!(
+        tally.unanswered.is_empty(),
+        "{tally}{}",
+        Node::explain(&tally.unanswered, &[("pair-a", &a), ("pair-b", &b)])
+    );
     assert_eq!(tally.outcomes.get("success"), Some(&REQUESTS), "{tally}");
 
     // Who answered what: both before the kill, and pair-b on every partition after.
@@ -246,7 +251,8 @@ async fn sigterm_under_load_answers_in_flight_and_commits_then_no_duplicate_afte
     let second = Node::start_with(options("term-second").join(&first)).await;
     let tally = load.wait_all_answered(WAIT).await;
     let recovery = restarted.elapsed();
-    assert!(tally.unanswered.is_empty(), "{tally}");
+    let logs = [("term-first", &first), ("term-second", &second)];
+    assert!(tally.unanswered.is_empty(), "{tally}{}", Node::explain(&tally.unanswered, &logs));
     assert_eq!(tally.outcomes.get("success"), Some(&REQUESTS), "{tally}");
     // The second node took exactly the records the first had not answered:
     // its committed offsets were right, nothing is redelivered.

@@ -211,9 +211,10 @@ pub struct TokenStatus {
     pub lookups_total: u64,
 }
 
+// Each operation declares its kind of work once, in its file in the
+// node's `src/operations/` (`Perform::WORK`).
 /// What the node did in Vault since it started: successful requests by
-/// kind of work (each operation declares its kind once, in
-/// `Operation::work`), and what issued credentials were.
+/// kind of work, and what issued credentials were.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct VaultActivity {
     /// Reads of secret values (`get_secret`, `get_secrets_batch`).

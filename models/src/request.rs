@@ -9,6 +9,7 @@ use std::fmt;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use strum::{EnumDiscriminants, EnumIter, EnumString, IntoStaticStr};
 
 use secrecy::ExposeSecret as _;
 
@@ -34,9 +35,18 @@ pub fn is_reserved_mount(mount: &str) -> bool {
     RESERVED_MOUNTS.contains(&mount.trim_matches('/').split('/').next().unwrap_or_default())
 }
 
+// The one list of operations: `Operation` (the names without their
+// arguments) is derived from this enum, and the node's dispatch is
+// generated from its variants.
 /// A request payload. The `operation` field selects the variant.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, EnumDiscriminants)]
 #[serde(tag = "operation", rename_all = "snake_case")]
+#[strum_discriminants(
+    name(Operation),
+    vis(pub),
+    derive(Hash, PartialOrd, Ord, EnumIter, IntoStaticStr, EnumString),
+    strum(serialize_all = "snake_case")
+)]
 pub enum VaultRequest {
     /// Read a secret (latest version, or `version`). Also read under the
     /// names of omnibase-infra's Vault handler: `vault.read_secret`, `read_secret`.
@@ -552,100 +562,24 @@ pub struct RenewToken {
     pub increment_seconds: Option<u64>,
 }
 
-/// The operations the node knows, without their arguments: for dispatch,
-/// metrics and replies to requests that could not be decoded in full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Operation {
-    GetSecret,
-    SetSecret,
-    DeleteSecret,
-    ListSecrets,
-    RenewLease,
-    RenewToken,
-    LookupLease,
-    RevokeLease,
-    GetSecretsBatch,
-    ReadMetadata,
-    WriteMetadata,
-    UndeleteVersions,
-    RotateSecret,
-    Encrypt,
-    Decrypt,
-    Rewrap,
-    LookupToken,
-    IssueCredentials,
-}
+// `Operation`, the operations the node knows without their arguments (for
+// dispatch, metrics and replies to requests that could not be decoded in
+// full), is derived from `VaultRequest` above: one variant each, same names.
 
 impl Operation {
-    pub const ALL: [Operation; 18] = [
-        Operation::GetSecret,
-        Operation::SetSecret,
-        Operation::DeleteSecret,
-        Operation::ListSecrets,
-        Operation::RenewLease,
-        Operation::RenewToken,
-        Operation::LookupLease,
-        Operation::RevokeLease,
-        Operation::GetSecretsBatch,
-        Operation::ReadMetadata,
-        Operation::WriteMetadata,
-        Operation::UndeleteVersions,
-        Operation::RotateSecret,
-        Operation::Encrypt,
-        Operation::Decrypt,
-        Operation::Rewrap,
-        Operation::LookupToken,
-        Operation::IssueCredentials,
-    ];
+    /// Every operation, in declaration order.
+    pub fn all() -> impl Iterator<Item = Operation> {
+        <Operation as strum::IntoEnumIterator>::iter()
+    }
 
-    /// The wire name, e.g. `get_secret`.
+    /// The wire name, e.g. `get_secret` (the request's `operation` tag).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Operation::GetSecret => "get_secret",
-            Operation::SetSecret => "set_secret",
-            Operation::DeleteSecret => "delete_secret",
-            Operation::ListSecrets => "list_secrets",
-            Operation::RenewLease => "renew_lease",
-            Operation::RenewToken => "renew_token",
-            Operation::LookupLease => "lookup_lease",
-            Operation::RevokeLease => "revoke_lease",
-            Operation::GetSecretsBatch => "get_secrets_batch",
-            Operation::ReadMetadata => "read_metadata",
-            Operation::WriteMetadata => "write_metadata",
-            Operation::UndeleteVersions => "undelete_versions",
-            Operation::RotateSecret => "rotate_secret",
-            Operation::Encrypt => "encrypt",
-            Operation::Decrypt => "decrypt",
-            Operation::Rewrap => "rewrap",
-            Operation::LookupToken => "lookup_token",
-            Operation::IssueCredentials => "issue_credentials",
-        }
+        self.into()
     }
 
+    /// The operation of a wire name; `None` for an unknown one.
     pub fn from_name(name: &str) -> Option<Operation> {
-        Operation::ALL.into_iter().find(|op| op.as_str() == name)
-    }
-
-    /// The kind of work the operation does in Vault: the read cache forgets
-    /// what a [`Work::WritesSecret`] touched, and the health figures count
-    /// each kind (reads, writes, encryptions, ...).
-    pub fn work(self) -> Work {
-        match self {
-            Operation::GetSecret | Operation::GetSecretsBatch => Work::ReadsSecret,
-            Operation::SetSecret
-            | Operation::DeleteSecret
-            | Operation::RotateSecret
-            | Operation::UndeleteVersions
-            | Operation::WriteMetadata => Work::WritesSecret,
-            Operation::ListSecrets | Operation::ReadMetadata => Work::ReadsKvMetadata,
-            Operation::Encrypt => Work::Encrypts,
-            Operation::Decrypt => Work::Decrypts,
-            Operation::Rewrap => Work::Rewraps,
-            Operation::RenewLease | Operation::LookupLease | Operation::RevokeLease => Work::Leases,
-            Operation::RenewToken => Work::RenewsToken,
-            Operation::LookupToken => Work::LooksUpToken,
-            Operation::IssueCredentials => Work::IssuesCredentials,
-        }
+        name.parse().ok()
     }
 
     /// The names of omnibase-infra's own Vault handler (0.7.0,
@@ -665,34 +599,6 @@ impl Operation {
     pub fn from_wire_name(name: &str) -> Option<Operation> {
         Operation::from_name(name)
             .or_else(|| Operation::UPSTREAM_ALIASES.iter().find(|(alias, _)| *alias == name).map(|(_, op)| *op))
-    }
-}
-
-/// What an operation does in Vault (see [`Operation::work`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Work {
-    /// Returns secret values from a KV mount.
-    ReadsSecret,
-    /// Changes a KV secret's data, versions or metadata.
-    WritesSecret,
-    /// Reads KV structure: a folder listing, a secret's metadata.
-    ReadsKvMetadata,
-    Encrypts,
-    Decrypts,
-    /// Decrypts and encrypts again inside Vault.
-    Rewraps,
-    /// Renews, describes or revokes a lease.
-    Leases,
-    RenewsToken,
-    LooksUpToken,
-    /// Reads a dynamic secrets endpoint, which mints credentials.
-    IssuesCredentials,
-}
-
-impl Work {
-    /// Work on a KV mount (reads, writes, listings, metadata).
-    pub fn on_kv(self) -> bool {
-        matches!(self, Work::ReadsSecret | Work::WritesSecret | Work::ReadsKvMetadata)
     }
 }
 
@@ -732,26 +638,7 @@ fn check_transit(key: &str, context: Option<&str>) -> Result<(), String> {
 
 impl VaultRequest {
     pub fn operation(&self) -> Operation {
-        match self {
-            VaultRequest::GetSecret(_) => Operation::GetSecret,
-            VaultRequest::SetSecret(_) => Operation::SetSecret,
-            VaultRequest::DeleteSecret(_) => Operation::DeleteSecret,
-            VaultRequest::ListSecrets(_) => Operation::ListSecrets,
-            VaultRequest::RenewLease(_) => Operation::RenewLease,
-            VaultRequest::RenewToken(_) => Operation::RenewToken,
-            VaultRequest::LookupLease(_) => Operation::LookupLease,
-            VaultRequest::RevokeLease(_) => Operation::RevokeLease,
-            VaultRequest::GetSecretsBatch(_) => Operation::GetSecretsBatch,
-            VaultRequest::ReadMetadata(_) => Operation::ReadMetadata,
-            VaultRequest::WriteMetadata(_) => Operation::WriteMetadata,
-            VaultRequest::UndeleteVersions(_) => Operation::UndeleteVersions,
-            VaultRequest::RotateSecret(_) => Operation::RotateSecret,
-            VaultRequest::Encrypt(_) => Operation::Encrypt,
-            VaultRequest::Decrypt(_) => Operation::Decrypt,
-            VaultRequest::Rewrap(_) => Operation::Rewrap,
-            VaultRequest::LookupToken(_) => Operation::LookupToken,
-            VaultRequest::IssueCredentials(_) => Operation::IssueCredentials,
-        }
+        Operation::from(self)
     }
 
     /// The namespace the request names, relative to the node's; `None`: the

@@ -37,3 +37,23 @@ fn no_stray_schema_files() {
         assert!(expected.contains(&name), "{name} is not generated from any type");
     }
 }
+
+/// `Operation` is derived from `VaultRequest`'s variants and named by strum;
+/// the wire tags are named by serde. Both must give every operation the same
+/// name, in the same order: the request schema's `operation` constants are
+/// serde's names.
+#[test]
+fn every_operation_is_in_the_request_schema_under_its_name() {
+    let request = onex_vault_models::schemas()
+        .into_iter()
+        .find(|message| message.name == "vault-request")
+        .expect("the request schema");
+    let variants = request.schema["$defs"]["VaultRequest"]["oneOf"].as_array().expect("VaultRequest is a oneOf");
+    let tags: Vec<&str> =
+        variants.iter().map(|variant| variant["properties"]["operation"]["const"].as_str().expect("a tag")).collect();
+    let names: Vec<&str> = onex_vault_models::Operation::all().map(onex_vault_models::Operation::as_str).collect();
+    assert_eq!(tags, names);
+    for name in names {
+        assert_eq!(onex_vault_models::Operation::from_name(name).map(|op| op.as_str()), Some(name));
+    }
+}

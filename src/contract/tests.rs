@@ -47,7 +47,7 @@ fn shipped_contract_loads_with_its_defaults() {
     assert_eq!(contract.event_bus.session_timeout_ms, 10000);
     assert_eq!(contract.event_bus.consumer_group, "node-vault-adapter-effect");
     assert_eq!(contract.vault.auth.method, AuthMethod::Token);
-    assert_eq!(contract.enabled_operations().len(), onex_vault_models::Operation::ALL.len());
+    assert_eq!(contract.enabled_operations().len(), onex_vault_models::Operation::all().count());
     assert_eq!(contract.health_check.http_port, 8085);
     assert_eq!(contract.topics_by_field().len(), 10);
     assert_eq!(contract.security.identity.as_ref().map(|i| i.runtime_id.as_str()), Some("node_test"));

@@ -1,59 +1,68 @@
 //! `delete_secret`: soft-delete versions (the latest by default), destroy
 //! them for good, or delete the metadata and every version.
 
-use onex_vault_models::{DeleteSecret, DeleteSecretResult, OperationResult};
+use onex_vault_models::{DeleteSecret, DeleteSecretResult, MountName, OperationResult};
 use vaultrs::api::kv2::requests::{
     DeleteSecretMetadataRequest, DeleteSecretVersionsRequest, DestroySecretVersionsRequest, ReadSecretMetadataRequest,
 };
 
-use super::Context;
+use super::{Context, Perform, Target, Work};
 use crate::vault::VaultError;
 
-pub async fn run(cx: &Context<'_>, request: &DeleteSecret) -> Result<OperationResult, VaultError> {
-    let mount = cx.mount(&request.mount);
-    let path = request.path.as_str();
-    let client = cx.vault.client()?;
-    let client = client.as_ref();
+impl Perform for DeleteSecret {
+    const WORK: Work = Work::WritesSecret;
 
-    if request.all_versions {
-        let endpoint = DeleteSecretMetadataRequest::builder().mount(mount).path(path).build().map_err(malformed)?;
-        vaultrs::api::exec_with_empty(client, endpoint).await?;
-        return Ok(deleted(Vec::new()));
+    fn target(&self, default_mount: &MountName) -> Target {
+        Target::kv(&self.mount, default_mount, [&self.path])
     }
 
-    // Without explicit versions, name the latest one, so the reply can say
-    // which version went and a missing secret is reported as such.
-    let versions = match &request.versions {
-        Some(versions) => versions.clone(),
-        None => {
-            let endpoint = ReadSecretMetadataRequest::builder().mount(mount).path(path).build().map_err(malformed)?;
-            let metadata = vaultrs::api::exec_with_result(client, endpoint).await?;
-            vec![metadata.current_version]
+    async fn run(&self, cx: &Context<'_>) -> Result<OperationResult, VaultError> {
+        let mount = cx.mount(&self.mount);
+        let path = self.path.as_str();
+        let client = cx.vault.client()?;
+        let client = client.as_ref();
+
+        if self.all_versions {
+            let endpoint = DeleteSecretMetadataRequest::builder().mount(mount).path(path).build().map_err(malformed)?;
+            vaultrs::api::exec_with_empty(client, endpoint).await?;
+            return Ok(deleted(Vec::new()));
         }
-    };
-    if request.destroy {
-        let endpoint = DestroySecretVersionsRequest::builder()
-            .mount(mount)
-            .path(path)
-            .versions(versions.clone())
-            .build()
-            .map_err(malformed)?;
-        vaultrs::api::exec_with_empty(client, endpoint).await?;
-    } else {
-        let endpoint = DeleteSecretVersionsRequest::builder()
-            .mount(mount)
-            .path(path)
-            .versions(versions.clone())
-            .build()
-            .map_err(malformed)?;
-        vaultrs::api::exec_with_empty(client, endpoint).await?;
+
+        // Without explicit versions, name the latest one, so the reply can say
+        // which version went and a missing secret is reported as such.
+        let versions = match &self.versions {
+            Some(versions) => versions.clone(),
+            None => {
+                let endpoint =
+                    ReadSecretMetadataRequest::builder().mount(mount).path(path).build().map_err(malformed)?;
+                let metadata = vaultrs::api::exec_with_result(client, endpoint).await?;
+                vec![metadata.current_version]
+            }
+        };
+        if self.destroy {
+            let endpoint = DestroySecretVersionsRequest::builder()
+                .mount(mount)
+                .path(path)
+                .versions(versions.clone())
+                .build()
+                .map_err(malformed)?;
+            vaultrs::api::exec_with_empty(client, endpoint).await?;
+        } else {
+            let endpoint = DeleteSecretVersionsRequest::builder()
+                .mount(mount)
+                .path(path)
+                .versions(versions.clone())
+                .build()
+                .map_err(malformed)?;
+            vaultrs::api::exec_with_empty(client, endpoint).await?;
+        }
+        Ok(deleted(versions))
     }
-    Ok(deleted(versions))
 }
 
 /// An endpoint that cannot be built is a bug, not Vault's answer.
 fn malformed<E>(_: E) -> VaultError {
-    VaultError::Malformed
+    VaultError::Internal("a vaultrs request could not be built")
 }
 
 fn deleted(versions: Vec<u64>) -> OperationResult {

@@ -4,21 +4,37 @@
 use std::time::Duration;
 
 use onex_vault_models::{
-    GetSecret, GetSecretResult, OperationResult, SecretData, SecretVersionMetadata, WrappedResult, WrappedTag,
+    GetSecret, GetSecretResult, MountName, OperationResult, SecretData, SecretVersionMetadata, WrappedResult,
+    WrappedTag,
 };
 use vaultrs::api::kv2::requests::ReadSecretRequest;
 use vaultrs::api::kv2::responses::ReadSecretResponse;
 
-use super::Context;
+use super::{Context, Perform, Target, Work};
 use crate::vault::{VaultError, WrapInfo};
 
-pub async fn run(cx: &Context<'_>, request: &GetSecret) -> Result<OperationResult, VaultError> {
+impl Perform for GetSecret {
+    const WORK: Work = Work::ReadsSecret;
+
+    fn target(&self, default_mount: &MountName) -> Target {
+        Target::kv(&self.mount, default_mount, [&self.path])
+    }
+
+    async fn run(&self, cx: &Context<'_>) -> Result<OperationResult, VaultError> {
+        match cx.wrap {
+            Some(ttl) => read_wrapped(cx, self, ttl).await,
+            None => read(cx, self).await,
+        }
+    }
+}
+
+async fn read(cx: &Context<'_>, request: &GetSecret) -> Result<OperationResult, VaultError> {
     let endpoint = ReadSecretRequest::builder()
         .mount(cx.mount(&request.mount))
         .path(request.path.as_str())
         .version(request.version)
         .build()
-        .map_err(|_| VaultError::Malformed)?;
+        .map_err(|_| VaultError::Internal("a vaultrs request could not be built"))?;
     let client = cx.vault.client()?;
     let ReadSecretResponse { data, metadata } = vaultrs::api::exec_with_result(client.as_ref(), endpoint).await?;
     let serde_json::Value::Object(data) = data else {
@@ -39,7 +55,7 @@ pub async fn run(cx: &Context<'_>, request: &GetSecret) -> Result<OperationResul
 
 /// The same read, answered by Vault with a wrapping token instead of the
 /// secret: the node never sees the value.
-pub async fn run_wrapped(cx: &Context<'_>, request: &GetSecret, ttl: Duration) -> Result<OperationResult, VaultError> {
+async fn read_wrapped(cx: &Context<'_>, request: &GetSecret, ttl: Duration) -> Result<OperationResult, VaultError> {
     let mount = cx.mount(&request.mount);
     let mut path = format!("{mount}/data/{}", request.path.as_str());
     if let Some(version) = request.version {

@@ -15,13 +15,13 @@
 
 use std::time::Duration;
 
-use onex_vault_models::{IssueCredentials, IssueCredentialsResult, OperationResult, SecretData};
+use onex_vault_models::{IssueCredentials, IssueCredentialsResult, MountName, OperationResult, SecretData};
 use rustify::endpoint::Endpoint;
 use rustify::enums::{RequestMethod, RequestType, ResponseType};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::Context;
+use super::{Context, Perform, Target, Work};
 use crate::vault::VaultError;
 
 /// Vault's whole answer: the lease beside the data.
@@ -76,31 +76,39 @@ pub fn is_certificate(data: &SecretData) -> bool {
         && data.contains_key("serial_number")
 }
 
-pub async fn run(cx: &Context<'_>, request: &IssueCredentials) -> Result<OperationResult, VaultError> {
-    // Validated at decode already; checked again where the call is made.
-    if request.check().is_err() {
-        return Err(VaultError::status(403, &[]));
+impl Perform for IssueCredentials {
+    const WORK: Work = Work::IssuesCredentials;
+
+    fn target(&self, _default_mount: &MountName) -> Target {
+        Target { namespace: None, mount: Some(self.mount.to_string()), paths: vec![self.path.to_string()] }
     }
-    let endpoint = EngineEndpoint {
-        path: format!("{}/{}", request.mount.as_str(), request.path.as_str()),
-        parameters: request.parameters.as_ref(),
-    };
-    let client = cx.vault.client()?;
-    let answer: Leased = vaultrs::api::exec_with_no_result(client.as_ref(), endpoint).await?;
-    // An endpoint that answers without data (a 204, a write) issued nothing.
-    let data = answer.data.ok_or(VaultError::Malformed)?;
-    let lease_id = Some(answer.lease_id).filter(|id| !id.is_empty());
-    let kept_alive = match &lease_id {
-        Some(id) if request.keep_alive && answer.renewable => {
-            cx.leases.track(id, cx.vault.namespace(), Duration::from_secs(answer.lease_duration)).await
+
+    async fn run(&self, cx: &Context<'_>) -> Result<OperationResult, VaultError> {
+        // Validated at decode already; checked again where the call is made.
+        if self.check().is_err() {
+            return Err(VaultError::status(403, &[]));
         }
-        _ => false,
-    };
-    Ok(OperationResult::IssueCredentials(IssueCredentialsResult {
-        data: SecretData::new(data),
-        lease_id,
-        lease_duration: answer.lease_duration,
-        renewable: answer.renewable,
-        kept_alive,
-    }))
+        let endpoint = EngineEndpoint {
+            path: format!("{}/{}", self.mount.as_str(), self.path.as_str()),
+            parameters: self.parameters.as_ref(),
+        };
+        let client = cx.vault.client()?;
+        let answer: Leased = vaultrs::api::exec_with_no_result(client.as_ref(), endpoint).await?;
+        // An endpoint that answers without data (a 204, a write) issued nothing.
+        let data = answer.data.ok_or(VaultError::Malformed)?;
+        let lease_id = Some(answer.lease_id).filter(|id| !id.is_empty());
+        let kept_alive = match &lease_id {
+            Some(id) if self.keep_alive && answer.renewable => {
+                cx.leases.track(id, cx.vault.namespace(), Duration::from_secs(answer.lease_duration)).await
+            }
+            _ => false,
+        };
+        Ok(OperationResult::IssueCredentials(IssueCredentialsResult {
+            data: SecretData::new(data),
+            lease_id,
+            lease_duration: answer.lease_duration,
+            renewable: answer.renewable,
+            kept_alive,
+        }))
+    }
 }

@@ -1,12 +1,12 @@
 //! `lookup_lease`: a lease's TTL, expiry and renewability
 //! (`PUT sys/leases/lookup`), and whether this node keeps it alive.
 
-use onex_vault_models::{LookupLease, LookupLeaseResult, OperationResult};
+use onex_vault_models::{LookupLease, LookupLeaseResult, MountName, OperationResult};
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::Context;
+use super::{Context, Perform, Target, Work};
 use crate::vault::VaultError;
 
 #[derive(Deserialize)]
@@ -21,16 +21,24 @@ struct Lease {
     ttl: u64,
 }
 
-pub async fn run(cx: &Context<'_>, request: &LookupLease) -> Result<OperationResult, VaultError> {
-    let body = json!({ "lease_id": request.lease_id });
-    let lease: Lease = cx.vault.call(Method::PUT, "sys/leases/lookup", Some(&body)).await?;
-    Ok(OperationResult::LookupLease(LookupLeaseResult {
-        kept_alive: cx.leases.is_tracked(&lease.id),
-        lease_id: lease.id,
-        issue_time: lease.issue_time,
-        expire_time: lease.expire_time,
-        last_renewal: lease.last_renewal,
-        renewable: lease.renewable,
-        ttl_seconds: lease.ttl,
-    }))
+impl Perform for LookupLease {
+    const WORK: Work = Work::Leases;
+
+    fn target(&self, _default_mount: &MountName) -> Target {
+        Target::lease(&self.lease_id)
+    }
+
+    async fn run(&self, cx: &Context<'_>) -> Result<OperationResult, VaultError> {
+        let body = json!({ "lease_id": self.lease_id });
+        let lease: Lease = cx.vault.call(Method::PUT, "sys/leases/lookup", Some(&body)).await?;
+        Ok(OperationResult::LookupLease(LookupLeaseResult {
+            kept_alive: cx.leases.is_tracked(&lease.id),
+            lease_id: lease.id,
+            issue_time: lease.issue_time,
+            expire_time: lease.expire_time,
+            last_renewal: lease.last_renewal,
+            renewable: lease.renewable,
+            ttl_seconds: lease.ttl,
+        }))
+    }
 }

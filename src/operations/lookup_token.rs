@@ -1,10 +1,10 @@
 //! `lookup_token`: the node's own token described (TTL, policies,
 //! renewability, expiry, entity), never the token or its accessor.
 
-use onex_vault_models::{LookupTokenResult, OperationResult};
+use onex_vault_models::{LookupToken, LookupTokenResult, MountName, OperationResult};
 use serde::Deserialize;
 
-use super::Context;
+use super::{Context, Perform, Target, Work};
 use crate::vault::VaultError;
 
 #[derive(Deserialize)]
@@ -20,14 +20,22 @@ struct Token {
     display_name: Option<String>,
 }
 
-pub async fn run(cx: &Context<'_>) -> Result<OperationResult, VaultError> {
-    let token: Token = cx.vault.lookup_self().await?;
-    Ok(OperationResult::LookupToken(LookupTokenResult {
-        ttl_seconds: token.ttl,
-        renewable: token.renewable,
-        policies: token.policies,
-        expire_time: token.expire_time,
-        entity_id: token.entity_id.filter(|e| !e.is_empty()),
-        display_name: token.display_name,
-    }))
+impl Perform for LookupToken {
+    const WORK: Work = Work::LooksUpToken;
+
+    fn target(&self, _default_mount: &MountName) -> Target {
+        Target::none()
+    }
+
+    async fn run(&self, cx: &Context<'_>) -> Result<OperationResult, VaultError> {
+        let token: Token = cx.vault.lookup_self().await?;
+        Ok(OperationResult::LookupToken(LookupTokenResult {
+            ttl_seconds: token.ttl,
+            renewable: token.renewable,
+            policies: token.policies,
+            expire_time: token.expire_time,
+            entity_id: token.entity_id.filter(|e| !e.is_empty()),
+            display_name: token.display_name,
+        }))
+    }
 }

@@ -1,16 +1,25 @@
 //! Operations: where a typed request becomes a Vault call.
 //!
-//! Each operation has its own file taking its typed request and returning its
-//! typed result (transit's `encrypt`, `decrypt` and `rewrap` share `transit.rs`). [`Dispatcher::handle`] picks the file by the request's variant
-//! and runs it inside the resilience layers (breaker → retry → timeout), so no
-//! operation deals with timeouts, retries or the breaker itself.
+//! Each operation is one file: [`Perform`] implemented on its request
+//! payload says what it does in Vault ([`Work`]: the read cache and the
+//! health figures use it), where it points ([`Target`]: what the access
+//! policy checks and the audit trail records) and its Vault call. The
+//! `operations!` list below generates the central matches from the
+//! payload types; [`Dispatcher::handle`] runs the call inside the resilience
+//! layers (breaker → retry → timeout), so no operation deals with timeouts,
+//! retries or the breaker itself. (Transit's `encrypt`, `decrypt` and
+//! `rewrap` share `transit.rs`.)
 //!
-//! Adding an operation: a payload in the models crate (with its `Operation`
-//! name and `Operation::work`), a file here, an arm in `dispatch`, an entry in
-//! `contract.yaml`'s `io_operations`, and a test.
+//! Adding an operation: its payload and result in the models crate (a
+//! `VaultRequest` variant, which also makes its `Operation`), one file here
+//! implementing [`Perform`], its line in `operations!`, an entry in
+//! `contract.yaml`'s `io_operations`, and a test. The compiler refuses a
+//! variant missing from `operations!`; `tests/operations_declared.rs` a name
+//! missing from the contract, the AsyncAPI document or the schemas.
 
 mod delete_secret;
 mod get_secret;
+mod get_secrets_batch;
 mod issue_credentials;
 mod list_secrets;
 mod lookup_lease;
@@ -31,8 +40,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use onex_vault_models::{
-    BatchItem, Consistency, ErrorCode, ErrorReason, GetSecret, GetSecretsBatch, GetSecretsBatchResult, MountName,
-    Operation, OperationResult, ReplyError, ReplyStatus, RuntimeIdentity, VaultRequest, Work,
+    Consistency, DeleteSecret, ErrorCode, ErrorReason, GetSecret, GetSecretsBatch, IssueCredentials, ListSecrets,
+    LookupLease, LookupToken, MountName, Operation, OperationResult, ReadMetadata, RenewLease, RenewToken, ReplyError,
+    RevokeLease, RotateSecret, RuntimeIdentity, SetSecret, TransitDecrypt, TransitEncrypt, TransitRewrap,
+    UndeleteVersions, VaultRequest, WriteMetadata,
 };
 
 pub use sealed_input::RequestBinding;
@@ -44,12 +55,107 @@ use crate::resilience::{guarded_call, BackoffPolicy, CircuitBreaker, Guarded};
 use crate::telemetry::Telemetry;
 use crate::vault::{At, Vault, VaultError};
 
+/// One operation, implemented on its request payload in its own file.
+pub(crate) trait Perform {
+    /// What the operation does in Vault.
+    const WORK: Work;
+
+    /// Where the request points (without its namespace, which
+    /// [`Target::of`] adds): what the policy checks and the audit records.
+    fn target(&self, default_mount: &MountName) -> Target;
+
+    /// One attempt at the Vault call; the resilience layers around it retry.
+    async fn run(&self, cx: &Context<'_>) -> Result<OperationResult, VaultError>;
+}
+
+/// The operations: each `VaultRequest` variant with its payload type. From
+/// this one list come the dispatch, the kind of work of each [`Operation`]
+/// and the target of each request.
+macro_rules! operations {
+    ($($variant:ident($payload:ty)),* $(,)?) => {
+        /// One attempt at `request`: the operation file that serves it.
+        async fn dispatch(cx: &Context<'_>, request: &VaultRequest) -> Result<OperationResult, VaultError> {
+            match request {
+                $(VaultRequest::$variant(payload) => payload.run(cx).await,)*
+            }
+        }
+
+        /// What `operation` does in Vault.
+        pub fn work_of(operation: Operation) -> Work {
+            match operation {
+                $(Operation::$variant => <$payload as Perform>::WORK,)*
+            }
+        }
+
+        /// Where `request` points, without its namespace.
+        fn target_of(request: &VaultRequest, default_mount: &MountName) -> Target {
+            match request {
+                $(VaultRequest::$variant(payload) => payload.target(default_mount),)*
+            }
+        }
+    };
+}
+
+operations! {
+    GetSecret(GetSecret),
+    SetSecret(SetSecret),
+    DeleteSecret(DeleteSecret),
+    ListSecrets(ListSecrets),
+    RenewLease(RenewLease),
+    RenewToken(RenewToken),
+    LookupLease(LookupLease),
+    RevokeLease(RevokeLease),
+    GetSecretsBatch(GetSecretsBatch),
+    ReadMetadata(ReadMetadata),
+    WriteMetadata(WriteMetadata),
+    UndeleteVersions(UndeleteVersions),
+    RotateSecret(RotateSecret),
+    Encrypt(TransitEncrypt),
+    Decrypt(TransitDecrypt),
+    Rewrap(TransitRewrap),
+    LookupToken(LookupToken),
+    IssueCredentials(IssueCredentials),
+}
+
+/// What an operation does in Vault: the read cache forgets what a
+/// [`Work::WritesSecret`] touched, and the health figures count each kind
+/// (reads, writes, encryptions, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// Returns secret values from a KV mount.
+    ReadsSecret,
+    /// Changes a KV secret's data, versions or metadata.
+    WritesSecret,
+    /// Reads KV structure: a folder listing, a secret's metadata.
+    ReadsKvMetadata,
+    Encrypts,
+    Decrypts,
+    /// Decrypts and encrypts again inside Vault.
+    Rewraps,
+    /// Renews, describes or revokes a lease.
+    Leases,
+    RenewsToken,
+    LooksUpToken,
+    /// Reads a dynamic secrets endpoint, which mints credentials.
+    IssuesCredentials,
+}
+
+impl Work {
+    /// Work on a KV mount (reads, writes, listings, metadata).
+    pub fn on_kv(self) -> bool {
+        matches!(self, Work::ReadsSecret | Work::WritesSecret | Work::ReadsKvMetadata)
+    }
+}
+
 /// What an operation needs to do its work.
 pub struct Context<'a> {
     /// Vault in the request's namespace: the only way an operation calls it.
     pub vault: At<'a>,
     pub default_mount: &'a MountName,
     pub leases: &'a Arc<LeaseKeeper>,
+    /// Set: a read leaves its secret in Vault behind a wrapping token of this
+    /// lifetime (only `get_secret` reads so; see [`Dispatcher::handle`]).
+    pub wrap: Option<Duration>,
 }
 
 impl Context<'_> {
@@ -148,7 +254,7 @@ impl Dispatcher {
         let opened = sealed_input::open(request, sealer, bound)?;
         let request = opened.as_ref();
         let namespace = self.namespace_of(request);
-        let written = (operation.work() == Work::WritesSecret).then(|| Target::named(request, &self.default_mount));
+        let written = (work_of(operation) == Work::WritesSecret).then(|| target_of(request, &self.default_mount));
         let outcome = match (request, wrap) {
             (_, Some(ttl)) => self.wrapped(request, ttl).await,
             (VaultRequest::GetSecret(get), None) => self.read(get).await,
@@ -241,62 +347,6 @@ impl Dispatcher {
         self.call(&VaultRequest::GetSecret(get.clone()), None).await
     }
 
-    /// Reads every path of a batch, `batch.concurrency` at a time, each like
-    /// a `get_secret`; one failing path does not fail the batch.
-    async fn read_batch(&self, batch: &GetSecretsBatch) -> Result<OperationResult, ReplyError> {
-        if batch.paths.len() > self.batch_limits.max_paths {
-            return Err(ReplyError::new(
-                ErrorCode::InvalidInput,
-                format!(
-                    "payload.paths: at most {} paths per batch (vault.batch.max_paths)",
-                    self.batch_limits.max_paths
-                ),
-            ));
-        }
-        let slots = tokio::sync::Semaphore::new(self.batch_limits.concurrency);
-        let reads: Vec<_> = batch.paths.iter().map(|path| self.read_in_batch(&slots, batch, path)).collect();
-        let results = futures_util::future::join_all(reads).await;
-        Ok(OperationResult::GetSecretsBatch(GetSecretsBatchResult { results }))
-    }
-
-    /// One path of a batch, read when one of the batch's slots is free.
-    async fn read_in_batch(
-        &self,
-        slots: &tokio::sync::Semaphore,
-        batch: &GetSecretsBatch,
-        path: &onex_vault_models::SecretPath,
-    ) -> BatchItem {
-        let _slot = slots.acquire().await;
-        let get = GetSecret {
-            mount: batch.mount.clone(),
-            path: path.clone(),
-            version: None,
-            consistency: batch.consistency,
-            delivery: None,
-            namespace: batch.namespace.clone(),
-        };
-        let path = path.to_string();
-        match self.read(&get).await {
-            Ok(OperationResult::GetSecret(found)) => BatchItem {
-                path,
-                status: ReplyStatus::Success,
-                data: Some(found.data),
-                metadata: Some(found.metadata),
-                error: None,
-            },
-            Ok(_) => BatchItem {
-                path,
-                status: ReplyStatus::Error,
-                data: None,
-                metadata: None,
-                error: Some(ReplyError::new(ErrorCode::InternalError, "a bug: a read returned another result")),
-            },
-            Err(error) => {
-                BatchItem { path, status: ReplyStatus::Error, data: None, metadata: None, error: Some(error) }
-            }
-        }
-    }
-
     /// One request through the resilience layers, with one new login and
     /// retry if the node's own token turns out to be dead.
     async fn call(&self, request: &VaultRequest, wrap: Option<Duration>) -> Result<OperationResult, ReplyError> {
@@ -304,11 +354,11 @@ impl Dispatcher {
             vault: self.vault.at(self.namespace_of(request)),
             default_mount: &self.default_mount,
             leases: &self.leases,
+            wrap,
         };
         let cx = &cx;
         let generation = self.vault.token_generation();
-        let outcome =
-            guarded_call(&self.breaker, &self.backoff, self.timeout, move || dispatch(cx, request, wrap)).await;
+        let outcome = guarded_call(&self.breaker, &self.backoff, self.timeout, move || dispatch(cx, request)).await;
         let outcome = match outcome {
             // A 403 may be policy, or the node's own token expired or revoked:
             // only in the second case, log in again and try once more.
@@ -318,8 +368,7 @@ impl Dispatcher {
                 tracing::warn!("the node's Vault token is no longer valid; logging in again");
                 match self.vault.log_in_again(generation).await {
                     Ok(_) => {
-                        guarded_call(&self.breaker, &self.backoff, self.timeout, move || dispatch(cx, request, wrap))
-                            .await
+                        guarded_call(&self.breaker, &self.backoff, self.timeout, move || dispatch(cx, request)).await
                     }
                     Err(error) => Err(Guarded::Inner(error)),
                 }
@@ -352,46 +401,6 @@ impl Dispatcher {
     }
 }
 
-/// One attempt at `request`: the operation file that serves it.
-async fn dispatch(
-    cx: &Context<'_>,
-    request: &VaultRequest,
-    wrap: Option<Duration>,
-) -> Result<OperationResult, VaultError> {
-    match request {
-        VaultRequest::GetSecret(r) => match wrap {
-            Some(ttl) => get_secret::run_wrapped(cx, r, ttl).await,
-            None => get_secret::run(cx, r).await,
-        },
-        VaultRequest::SetSecret(r) => set_secret::run(cx, r).await,
-        VaultRequest::DeleteSecret(r) => delete_secret::run(cx, r).await,
-        VaultRequest::ListSecrets(r) => list_secrets::run(cx, r).await,
-        VaultRequest::RenewLease(r) => renew_lease::run(cx, r).await,
-        VaultRequest::RenewToken(r) => renew_token::run(cx, r).await,
-        VaultRequest::LookupLease(r) => lookup_lease::run(cx, r).await,
-        VaultRequest::RevokeLease(r) => revoke_lease::run(cx, r).await,
-        VaultRequest::ReadMetadata(r) => read_metadata::run(cx, r).await,
-        VaultRequest::WriteMetadata(r) => write_metadata::run(cx, r).await,
-        VaultRequest::UndeleteVersions(r) => undelete_versions::run(cx, r).await,
-        VaultRequest::RotateSecret(r) => rotate_secret::run(cx, r).await,
-        VaultRequest::Encrypt(r) => transit::encrypt(cx, r).await,
-        VaultRequest::Decrypt(r) => transit::decrypt(cx, r).await,
-        VaultRequest::Rewrap(r) => transit::rewrap(cx, r).await,
-        VaultRequest::LookupToken(_) => lookup_token::run(cx).await,
-        VaultRequest::IssueCredentials(r) => issue_credentials::run(cx, r).await,
-        // Composite: `Dispatcher::read_batch` runs it as single reads.
-        VaultRequest::GetSecretsBatch(_) => Err(VaultError::Malformed),
-    }
-}
-
-fn transit_target(mount: &Option<MountName>, key: &str) -> Target {
-    Target {
-        namespace: None,
-        mount: Some(mount.as_ref().map_or(transit::DEFAULT_MOUNT, MountName::as_str).to_owned()),
-        paths: vec![key.to_owned()],
-    }
-}
-
 /// Where a request points: the mount and the paths (or lease id) it names.
 /// The audit trail records it whole, the access policy checks every path,
 /// logs use [`Target::masked`].
@@ -406,42 +415,31 @@ pub struct Target {
 
 impl Target {
     pub fn of(request: &VaultRequest, default_mount: &MountName) -> Target {
-        Target { namespace: request.namespace().cloned(), ..Target::named(request, default_mount) }
+        Target { namespace: request.namespace().cloned(), ..target_of(request, default_mount) }
     }
 
-    fn named(request: &VaultRequest, default_mount: &MountName) -> Target {
-        let kv = |mount: &Option<MountName>, paths: Vec<String>| Target {
+    /// A KV request: its mount (the contract's default when it names none)
+    /// and its paths.
+    pub fn kv<P: ToString>(
+        mount: &Option<MountName>,
+        default_mount: &MountName,
+        paths: impl IntoIterator<Item = P>,
+    ) -> Target {
+        Target {
             namespace: None,
             mount: Some(mount.as_ref().unwrap_or(default_mount).to_string()),
-            paths,
-        };
-        match request {
-            VaultRequest::GetSecret(r) => kv(&r.mount, vec![r.path.to_string()]),
-            VaultRequest::SetSecret(r) => kv(&r.mount, vec![r.path.to_string()]),
-            VaultRequest::DeleteSecret(r) => kv(&r.mount, vec![r.path.to_string()]),
-            VaultRequest::ListSecrets(r) => kv(&r.mount, vec![r.path.to_string()]),
-            VaultRequest::GetSecretsBatch(r) => kv(&r.mount, r.paths.iter().map(|p| p.to_string()).collect()),
-            VaultRequest::ReadMetadata(r) => kv(&r.mount, vec![r.path.to_string()]),
-            VaultRequest::WriteMetadata(r) => kv(&r.mount, vec![r.path.to_string()]),
-            VaultRequest::UndeleteVersions(r) => kv(&r.mount, vec![r.path.to_string()]),
-            VaultRequest::RotateSecret(r) => kv(&r.mount, vec![r.path.to_string()]),
-            // Transit: the mount is the transit mount, the "path" the key name.
-            VaultRequest::Encrypt(r) => transit_target(&r.mount, &r.key),
-            VaultRequest::Decrypt(r) => transit_target(&r.mount, &r.key),
-            VaultRequest::Rewrap(r) => transit_target(&r.mount, &r.key),
-            VaultRequest::LookupToken(_) => Target::none(),
-            VaultRequest::RenewLease(_) | VaultRequest::LookupLease(_) | VaultRequest::RevokeLease(_) => Target {
-                namespace: None,
-                mount: None,
-                paths: request.lease_id().map(str::to_owned).into_iter().collect(),
-            },
-            VaultRequest::RenewToken(_) => Target::none(),
-            // The engine's mount (`database`, `pki`) and the endpoint under
-            // it (`creds/app`, `issue/web`): grants name them like a secret's.
-            VaultRequest::IssueCredentials(r) => {
-                Target { namespace: None, mount: Some(r.mount.to_string()), paths: vec![r.path.to_string()] }
-            }
+            paths: paths.into_iter().map(|path| path.to_string()).collect(),
         }
+    }
+
+    /// A transit request: the transit mount, and the key name as its "path".
+    pub fn transit(mount: &Option<MountName>, key: &str) -> Target {
+        Target { namespace: None, mount: Some(transit::mount(mount).to_owned()), paths: vec![key.to_owned()] }
+    }
+
+    /// A lease operation: no mount, the lease id as its "path".
+    pub fn lease(lease_id: &str) -> Target {
+        Target { namespace: None, mount: None, paths: vec![lease_id.to_owned()] }
     }
 
     /// A request that names nothing, or could not be read, or the node's token.

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use onex_vault_models::{OperationResult, ReadMetadata, ReadMetadataResult, VersionState};
+use onex_vault_models::{MountName, OperationResult, ReadMetadata, ReadMetadataResult, VersionState};
 use reqwest::Method;
 use serde::Deserialize;
 
-use super::Context;
+use super::{Context, Perform, Target, Work};
 use crate::vault::VaultError;
 
 #[derive(Deserialize)]
@@ -39,24 +39,32 @@ pub(super) async fn fetch(cx: &Context<'_>, mount: &str, path: &str) -> Result<M
     cx.vault.call(Method::GET, &format!("{mount}/metadata/{path}"), None).await
 }
 
-pub async fn run(cx: &Context<'_>, request: &ReadMetadata) -> Result<OperationResult, VaultError> {
-    let m = fetch(cx, cx.mount(&request.mount), request.path.as_str()).await?;
-    Ok(OperationResult::ReadMetadata(ReadMetadataResult {
-        current_version: m.current_version,
-        oldest_version: m.oldest_version,
-        max_versions: m.max_versions,
-        cas_required: m.cas_required,
-        delete_version_after: m.delete_version_after,
-        created_time: m.created_time,
-        updated_time: m.updated_time,
-        custom_metadata: m.custom_metadata,
-        versions: m
-            .versions
-            .into_iter()
-            .map(|(n, v)| {
-                let deletion_time = Some(v.deletion_time).filter(|t| !t.is_empty());
-                (n, VersionState { created_time: v.created_time, deletion_time, destroyed: v.destroyed })
-            })
-            .collect(),
-    }))
+impl Perform for ReadMetadata {
+    const WORK: Work = Work::ReadsKvMetadata;
+
+    fn target(&self, default_mount: &MountName) -> Target {
+        Target::kv(&self.mount, default_mount, [&self.path])
+    }
+
+    async fn run(&self, cx: &Context<'_>) -> Result<OperationResult, VaultError> {
+        let m = fetch(cx, cx.mount(&self.mount), self.path.as_str()).await?;
+        Ok(OperationResult::ReadMetadata(ReadMetadataResult {
+            current_version: m.current_version,
+            oldest_version: m.oldest_version,
+            max_versions: m.max_versions,
+            cas_required: m.cas_required,
+            delete_version_after: m.delete_version_after,
+            created_time: m.created_time,
+            updated_time: m.updated_time,
+            custom_metadata: m.custom_metadata,
+            versions: m
+                .versions
+                .into_iter()
+                .map(|(n, v)| {
+                    let deletion_time = Some(v.deletion_time).filter(|t| !t.is_empty());
+                    (n, VersionState { created_time: v.created_time, deletion_time, destroyed: v.destroyed })
+                })
+                .collect(),
+        }))
+    }
 }

@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use onex_vault_models::{OperationResult, RenewLease, RenewLeaseResult};
+use onex_vault_models::{MountName, OperationResult, RenewLease, RenewLeaseResult};
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::Context;
+use super::{Context, Perform, Target, Work};
 use crate::vault::VaultError;
 
 #[derive(Deserialize)]
@@ -19,19 +19,30 @@ struct Renewed {
     renewable: bool,
 }
 
-pub async fn run(cx: &Context<'_>, request: &RenewLease) -> Result<OperationResult, VaultError> {
-    let mut body = json!({ "lease_id": request.lease_id });
-    if let Some(increment) = request.increment_seconds {
-        body["increment"] = json!(increment);
+impl Perform for RenewLease {
+    const WORK: Work = Work::Leases;
+
+    fn target(&self, _default_mount: &MountName) -> Target {
+        Target::lease(&self.lease_id)
     }
-    let renewed: Renewed = cx.vault.call(Method::PUT, "sys/leases/renew", Some(&body)).await?;
-    let kept_alive = request.keep_alive
-        && renewed.renewable
-        && cx.leases.track(&renewed.lease_id, cx.vault.namespace(), Duration::from_secs(renewed.lease_duration)).await;
-    Ok(OperationResult::RenewLease(RenewLeaseResult {
-        lease_id: renewed.lease_id,
-        lease_duration: renewed.lease_duration,
-        renewable: renewed.renewable,
-        kept_alive,
-    }))
+
+    async fn run(&self, cx: &Context<'_>) -> Result<OperationResult, VaultError> {
+        let mut body = json!({ "lease_id": self.lease_id });
+        if let Some(increment) = self.increment_seconds {
+            body["increment"] = json!(increment);
+        }
+        let renewed: Renewed = cx.vault.call(Method::PUT, "sys/leases/renew", Some(&body)).await?;
+        let kept_alive = self.keep_alive
+            && renewed.renewable
+            && cx
+                .leases
+                .track(&renewed.lease_id, cx.vault.namespace(), Duration::from_secs(renewed.lease_duration))
+                .await;
+        Ok(OperationResult::RenewLease(RenewLeaseResult {
+            lease_id: renewed.lease_id,
+            lease_duration: renewed.lease_duration,
+            renewable: renewed.renewable,
+            kept_alive,
+        }))
+    }
 }

@@ -1,17 +1,25 @@
 //! `revoke_lease`: revoke a lease now (`PUT sys/leases/revoke`) and stop
 //! keeping it alive.
 
-use onex_vault_models::{OperationResult, RevokeLease, RevokeLeaseResult};
+use onex_vault_models::{MountName, OperationResult, RevokeLease, RevokeLeaseResult};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::Context;
+use super::{Context, Perform, Target, Work};
 use crate::vault::VaultError;
 
-pub async fn run(cx: &Context<'_>, request: &RevokeLease) -> Result<OperationResult, VaultError> {
-    let body = json!({ "lease_id": request.lease_id });
-    // Vault answers 204 with no body; `call` reads that as an empty object.
-    let _: Value = cx.vault.call(Method::PUT, "sys/leases/revoke", Some(&body)).await?;
-    cx.leases.forget(&request.lease_id).await;
-    Ok(OperationResult::RevokeLease(RevokeLeaseResult { lease_id: request.lease_id.clone(), revoked: true }))
+impl Perform for RevokeLease {
+    const WORK: Work = Work::Leases;
+
+    fn target(&self, _default_mount: &MountName) -> Target {
+        Target::lease(&self.lease_id)
+    }
+
+    async fn run(&self, cx: &Context<'_>) -> Result<OperationResult, VaultError> {
+        let body = json!({ "lease_id": self.lease_id });
+        // Vault answers 204 with no body; `call` reads that as an empty object.
+        let _: Value = cx.vault.call(Method::PUT, "sys/leases/revoke", Some(&body)).await?;
+        cx.leases.forget(&self.lease_id).await;
+        Ok(OperationResult::RevokeLease(RevokeLeaseResult { lease_id: self.lease_id.clone(), revoked: true }))
+    }
 }

@@ -10,13 +10,13 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::Context;
+use super::{Context, Perform, Target, Work};
 use crate::vault::VaultError;
 
 /// The transit mount when a request names none.
 pub const DEFAULT_MOUNT: &str = "transit";
 
-fn mount(requested: &Option<MountName>) -> &str {
+pub(super) fn mount(requested: &Option<MountName>) -> &str {
     requested.as_ref().map_or(DEFAULT_MOUNT, MountName::as_str)
 }
 
@@ -31,25 +31,49 @@ struct Plaintext {
     plaintext: SecretString,
 }
 
-pub async fn encrypt(cx: &Context<'_>, request: &TransitEncrypt) -> Result<OperationResult, VaultError> {
-    let body = with_context(json!({ "plaintext": request.plaintext.expose_secret() }), &request.context);
-    let path = format!("{}/encrypt/{}", mount(&request.mount), request.key);
-    let out: Ciphertext = cx.vault.call(Method::POST, &path, Some(&body)).await?;
-    Ok(OperationResult::Ciphertext(CiphertextResult { ciphertext: out.ciphertext, key_version: out.key_version }))
+impl Perform for TransitEncrypt {
+    const WORK: Work = Work::Encrypts;
+
+    fn target(&self, _default_mount: &MountName) -> Target {
+        Target::transit(&self.mount, &self.key)
+    }
+
+    async fn run(&self, cx: &Context<'_>) -> Result<OperationResult, VaultError> {
+        let body = with_context(json!({ "plaintext": self.plaintext.expose_secret() }), &self.context);
+        let path = format!("{}/encrypt/{}", mount(&self.mount), self.key);
+        let out: Ciphertext = cx.vault.call(Method::POST, &path, Some(&body)).await?;
+        Ok(OperationResult::Ciphertext(CiphertextResult { ciphertext: out.ciphertext, key_version: out.key_version }))
+    }
 }
 
-pub async fn decrypt(cx: &Context<'_>, request: &TransitDecrypt) -> Result<OperationResult, VaultError> {
-    let body = with_context(json!({ "ciphertext": request.ciphertext }), &request.context);
-    let path = format!("{}/decrypt/{}", mount(&request.mount), request.key);
-    let out: Plaintext = cx.vault.call(Method::POST, &path, Some(&body)).await?;
-    Ok(OperationResult::Decrypt(DecryptResult { plaintext: out.plaintext }))
+impl Perform for TransitDecrypt {
+    const WORK: Work = Work::Decrypts;
+
+    fn target(&self, _default_mount: &MountName) -> Target {
+        Target::transit(&self.mount, &self.key)
+    }
+
+    async fn run(&self, cx: &Context<'_>) -> Result<OperationResult, VaultError> {
+        let body = with_context(json!({ "ciphertext": self.ciphertext }), &self.context);
+        let path = format!("{}/decrypt/{}", mount(&self.mount), self.key);
+        let out: Plaintext = cx.vault.call(Method::POST, &path, Some(&body)).await?;
+        Ok(OperationResult::Decrypt(DecryptResult { plaintext: out.plaintext }))
+    }
 }
 
-pub async fn rewrap(cx: &Context<'_>, request: &TransitRewrap) -> Result<OperationResult, VaultError> {
-    let body = with_context(json!({ "ciphertext": request.ciphertext }), &request.context);
-    let path = format!("{}/rewrap/{}", mount(&request.mount), request.key);
-    let out: Ciphertext = cx.vault.call(Method::POST, &path, Some(&body)).await?;
-    Ok(OperationResult::Ciphertext(CiphertextResult { ciphertext: out.ciphertext, key_version: out.key_version }))
+impl Perform for TransitRewrap {
+    const WORK: Work = Work::Rewraps;
+
+    fn target(&self, _default_mount: &MountName) -> Target {
+        Target::transit(&self.mount, &self.key)
+    }
+
+    async fn run(&self, cx: &Context<'_>) -> Result<OperationResult, VaultError> {
+        let body = with_context(json!({ "ciphertext": self.ciphertext }), &self.context);
+        let path = format!("{}/rewrap/{}", mount(&self.mount), self.key);
+        let out: Ciphertext = cx.vault.call(Method::POST, &path, Some(&body)).await?;
+        Ok(OperationResult::Ciphertext(CiphertextResult { ciphertext: out.ciphertext, key_version: out.key_version }))
+    }
 }
 
 fn with_context(mut body: serde_json::Value, context: &Option<String>) -> serde_json::Value {

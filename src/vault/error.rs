@@ -22,6 +22,9 @@ pub enum VaultError {
     Tls(TlsFailure),
     /// An answer we could not read.
     Malformed,
+    /// A fault of the node's own, not Vault's: a request it could not build,
+    /// a client it could not make, a routing bug. Says what, never a value.
+    Internal(&'static str),
     /// Our own login failed (bad credentials, or the token was refused at start).
     Login { status: Option<u16> },
     /// A `vault.tls` file is not PEM of the right kind.
@@ -110,7 +113,7 @@ impl VaultError {
                 _ => ErrorCode::ServiceUnavailable,
             },
             VaultError::Transport | VaultError::Tls(_) => ErrorCode::ServiceUnavailable,
-            VaultError::Malformed | VaultError::TlsFile => ErrorCode::InternalError,
+            VaultError::Malformed | VaultError::Internal(_) | VaultError::TlsFile => ErrorCode::InternalError,
             VaultError::Login { .. } => ErrorCode::AuthenticationError,
         }
     }
@@ -148,6 +151,7 @@ impl fmt::Display for VaultError {
             VaultError::Malformed => {
                 f.write_str("Vault sent an answer the node could not read (a bug or an incompatible server)")
             }
+            VaultError::Internal(what) => write!(f, "internal error in the node (a bug): {what}"),
             VaultError::Login { status: Some(s) } => {
                 write!(f, "the node's Vault login failed (Vault {s})")
             }
@@ -183,7 +187,11 @@ impl Failure for VaultError {
         match self {
             VaultError::Transport => true,
             VaultError::Status { status, .. } => matches!(status, 408 | 412 | 429 | 500..=599),
-            VaultError::Tls(_) | VaultError::TlsFile | VaultError::Malformed | VaultError::Login { .. } => false,
+            VaultError::Tls(_)
+            | VaultError::TlsFile
+            | VaultError::Malformed
+            | VaultError::Internal(_)
+            | VaultError::Login { .. } => false,
         }
     }
 
@@ -193,7 +201,7 @@ impl Failure for VaultError {
         match self {
             VaultError::Transport | VaultError::Tls(_) => true,
             VaultError::Status { status, .. } => matches!(status, 408 | 429 | 500..=599),
-            VaultError::TlsFile | VaultError::Malformed | VaultError::Login { .. } => false,
+            VaultError::TlsFile | VaultError::Malformed | VaultError::Internal(_) | VaultError::Login { .. } => false,
         }
     }
 }
@@ -300,6 +308,7 @@ mod tests {
             VaultError::Tls(TlsFailure::NodeRefused),
             VaultError::TlsFile,
             VaultError::Malformed,
+            VaultError::Internal("a bug"),
             status(403, &["permission denied"]),
         ];
         for error in wait {

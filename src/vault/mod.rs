@@ -459,8 +459,10 @@ fn build_client(
     if let Some(namespace) = namespace {
         settings.namespace(Some(namespace.to_owned()));
     }
-    let settings = settings.build().map_err(|_| VaultError::Malformed)?;
-    let mut client = VaultClient::new(settings).map_err(|_| VaultError::Malformed)?;
+    let settings =
+        settings.build().map_err(|_| VaultError::Internal("the vaultrs client settings could not be built"))?;
+    let mut client =
+        VaultClient::new(settings).map_err(|_| VaultError::Internal("the vaultrs client could not be made"))?;
     // vaultrs's own HTTP client follows redirects, and `X-Vault-Token` is not
     // a header reqwest drops when it does: calls go through ours instead.
     client.http = rustify::clients::reqwest::Client::new(address, http_client(timeout, tls)?);
@@ -472,7 +474,7 @@ fn build_client(
 /// call carries the token: never to another address).
 fn http_client(timeout: Duration, tls: &TlsFiles) -> Result<reqwest::Client, VaultError> {
     let builder = reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none());
-    tls.apply(builder).build().map_err(|_| VaultError::Malformed)
+    tls.apply(builder).build().map_err(|_| VaultError::Internal("the Vault HTTP client could not be made"))
 }
 
 /// Sleeps for `duration`; true if `stop` fired first. For the background

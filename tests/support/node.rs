@@ -279,6 +279,29 @@ impl Node {
         }
     }
 
+    /// What the node logged about each of `ids` (correlation ids), for a
+    /// failed tally: a request no log mentions never reached a node, one
+    /// handled but unanswered lost its reply.
+    pub fn explain(ids: &[String], nodes: &[(&str, &Node)]) -> String {
+        let logs: Vec<(&str, String)> = nodes.iter().map(|(name, node)| (*name, node.log())).collect();
+        let mut explained = String::new();
+        for id in ids {
+            explained.push_str(&format!("\n{id}:"));
+            let mut mentioned = false;
+            for (member, log) in &logs {
+                for line in log.lines().filter(|line| line.contains(id.as_str())).take(4) {
+                    mentioned = true;
+                    let line: String = line.chars().take(400).collect();
+                    explained.push_str(&format!("\n  [{member}] {line}"));
+                }
+            }
+            if !mentioned {
+                explained.push_str(" in no node's log");
+            }
+        }
+        explained
+    }
+
     /// Everything the node logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
