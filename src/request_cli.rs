@@ -59,11 +59,11 @@ pub struct BusArgs {
     /// Seconds to wait for a reply (per attempt).
     #[arg(long, default_value_t = 15, global = true)]
     timeout_seconds: u64,
-    #[arg(long, default_value = "onex.cmd.omnibase-infra.vault-request.v1", global = true)]
+    #[arg(long, default_value = Topics::DEFAULT_REQUESTS, global = true)]
     request_topic: String,
-    #[arg(long, default_value = "onex.evt.omnibase-infra.vault-completed.v1", global = true)]
+    #[arg(long, default_value = Topics::DEFAULT_COMPLETED, global = true)]
     completed_topic: String,
-    #[arg(long, default_value = "onex.evt.omnibase-infra.vault-failed.v1", global = true)]
+    #[arg(long, default_value = Topics::DEFAULT_FAILED, global = true)]
     failed_topic: String,
 }
 

@@ -72,12 +72,22 @@ pub struct Topics {
     pub failed: String,
 }
 
+impl Topics {
+    /// The shipped contract's topic names (`contract.yaml`, `event_bus`; the
+    /// node's contract tests keep them equal), for every tool's defaults.
+    pub const DEFAULT_REQUESTS: &'static str = "onex.cmd.omnibase-infra.vault-request.v1";
+    pub const DEFAULT_COMPLETED: &'static str = "onex.evt.omnibase-infra.vault-completed.v1";
+    pub const DEFAULT_FAILED: &'static str = "onex.evt.omnibase-infra.vault-failed.v1";
+    /// Where the node's health events go (read by `health`, not by requesters).
+    pub const DEFAULT_HEALTH: &'static str = "onex.evt.omnibase-infra.vault-health.v1";
+}
+
 impl Default for Topics {
     fn default() -> Self {
         Topics {
-            requests: "onex.cmd.omnibase-infra.vault-request.v1".into(),
-            completed: "onex.evt.omnibase-infra.vault-completed.v1".into(),
-            failed: "onex.evt.omnibase-infra.vault-failed.v1".into(),
+            requests: Topics::DEFAULT_REQUESTS.into(),
+            completed: Topics::DEFAULT_COMPLETED.into(),
+            failed: Topics::DEFAULT_FAILED.into(),
         }
     }
 }

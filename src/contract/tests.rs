@@ -53,6 +53,18 @@ fn shipped_contract_loads_with_its_defaults() {
     assert_eq!(contract.security.identity.as_ref().map(|i| i.runtime_id.as_str()), Some("node_test"));
 }
 
+/// The tools' and the client's default topics are the shipped contract's.
+#[test]
+fn the_tools_default_topics_are_the_shipped_contracts() {
+    use onex_vault_client::Topics;
+    let contract = load(SHIPPED, BASE).expect("shipped contract is valid");
+    let bus = &contract.event_bus;
+    assert_eq!(bus.subscribe_topics.requests, Topics::DEFAULT_REQUESTS);
+    assert_eq!(bus.publish_topics.completed, Topics::DEFAULT_COMPLETED);
+    assert_eq!(bus.publish_topics.failed, Topics::DEFAULT_FAILED);
+    assert_eq!(bus.publish_topics.health, Topics::DEFAULT_HEALTH);
+}
+
 #[test]
 fn environment_overrides_numbers_and_names() {
     let mut vars = BASE.to_vec();
