@@ -168,7 +168,7 @@ pub fn decode(bytes: &[u8], sizes: Sizes, limits: &Limits) -> Decoded {
         }
     };
     if let Err(problem) = payload.validate() {
-        return refuse(ErrorCode::InvalidInput, problem);
+        return refuse(ErrorCode::InvalidInput, problem.to_string());
     }
     let stamped = value.get("envelope_id").is_some() && value.get("envelope_timestamp").is_some();
     Decoded::Request(Box::new(envelope.with_payload(payload)), Provenance { signed, stamped })

@@ -381,7 +381,7 @@ pub fn run(args: RequestArgs) -> ExitCode {
         Err(problem) => return usage(problem),
     };
     if let Err(problem) = request.validate() {
-        return usage(problem);
+        return usage(problem.to_string());
     }
     let settings = match args.bus.client_settings() {
         Ok(settings) => settings,

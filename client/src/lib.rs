@@ -596,7 +596,7 @@ impl VaultAdapterClient {
             keep_alive,
             delivery: self.settings.identity.as_ref().map(|_| Delivery::Sealed),
         };
-        request.check().map_err(ClientError::Invalid)?;
+        request.check().map_err(|e| ClientError::Invalid(e.to_string()))?;
         match self.call(VaultRequest::IssueCredentials(request)).await? {
             OperationResult::IssueCredentials(result) => Ok(result),
             _ => Err(ClientError::UnexpectedResult),

@@ -71,11 +71,11 @@ pub use reply::{
     WrappedTag, WriteMetadataResult, REPLY_PAYLOAD_TYPE,
 };
 pub use request::{
-    is_reserved_mount, Alphabet, Consistency, DeleteSecret, Delivery, GetSecret, GetSecretsBatch, IssueCredentials,
-    ListSecrets, LookupLease, LookupToken, Operation, ReadMetadata, RenewLease, RenewToken, RevokeLease, RotateSecret,
-    SetSecret, TransitDecrypt, TransitEncrypt, TransitRewrap, UndeleteVersions, VaultRequest, WriteMetadata,
-    MAX_BATCH_PATHS, MAX_CREDENTIAL_PARAMETERS, MAX_CREDENTIAL_PARAMETERS_BYTES, MAX_SECRET_DATA_BYTES,
-    RESERVED_MOUNTS, ROTATE_LENGTH,
+    is_reserved_mount, Alphabet, Consistency, DeleteSecret, Delivery, GetSecret, GetSecretsBatch, InvalidField,
+    IssueCredentials, ListSecrets, LookupLease, LookupToken, Operation, ReadMetadata, RenewLease, RenewToken,
+    RevokeLease, RotateSecret, SetSecret, TransitDecrypt, TransitEncrypt, TransitRewrap, UndeleteVersions,
+    VaultRequest, WriteMetadata, MAX_BATCH_PATHS, MAX_CREDENTIAL_PARAMETERS, MAX_CREDENTIAL_PARAMETERS_BYTES,
+    MAX_SECRET_DATA_BYTES, RESERVED_MOUNTS, ROTATE_LENGTH,
 };
 pub use schema::{schemas, MessageSchema};
 pub use sealing::{

@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Consistency, Delivery};
+use super::{Consistency, Delivery, InvalidField};
 use crate::namespace::Namespace;
 use crate::path::{FolderPath, MountName, SecretPath};
 use crate::sealing::SealedInput;
@@ -80,7 +80,7 @@ pub enum Alphabet {
 
 impl Alphabet {
     /// The characters, or why they cannot be used.
-    pub fn characters(&self) -> Result<Vec<char>, String> {
+    pub fn characters(&self) -> Result<Vec<char>, InvalidField> {
         let range = |r: std::ops::RangeInclusive<char>| r.collect::<Vec<char>>();
         Ok(match self {
             Alphabet::Alphanumeric => [range('A'..='Z'), range('a'..='z'), range('0'..='9')].concat(),
@@ -91,9 +91,10 @@ impl Alphabet {
                 chars.sort_unstable();
                 chars.dedup();
                 if chars.len() < 2 || chars.len() > 256 || chars.iter().any(|c| c.is_control()) {
-                    return Err(
-                        "payload.alphabet.custom: 2 to 256 distinct characters, none a control character".into()
-                    );
+                    return Err(InvalidField::new(
+                        "payload.alphabet.custom",
+                        "2 to 256 distinct characters, none a control character",
+                    ));
                 }
                 chars
             }

@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{is_reserved_mount, Delivery};
+use super::{is_reserved_mount, Delivery, InvalidField};
 use crate::namespace::Namespace;
 use crate::path::{MountName, SecretPath};
 
@@ -70,21 +70,33 @@ pub struct IssueCredentials {
 impl IssueCredentials {
     /// The checks beyond the types: never a reserved mount (nested ones
     /// included: `auth/token` is `auth`), and bounded parameters.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), InvalidField> {
         if is_reserved_mount(self.mount.as_str()) {
             let engine = self.mount.as_str().split('/').next().unwrap_or_default();
-            return Err(format!("payload.mount: {engine}/ is not a secrets engine the node issues credentials from"));
+            return Err(InvalidField::new(
+                "payload.mount",
+                format!("{engine}/ is not a secrets engine the node issues credentials from"),
+            ));
         }
         if let Some(parameters) = &self.parameters {
             if parameters.len() > MAX_CREDENTIAL_PARAMETERS {
-                return Err(format!("payload.parameters: at most {MAX_CREDENTIAL_PARAMETERS} keys"));
+                return Err(InvalidField::new(
+                    "payload.parameters",
+                    format!("at most {MAX_CREDENTIAL_PARAMETERS} keys"),
+                ));
             }
             if parameters.keys().any(|key| key.is_empty() || key.len() > 256 || key.chars().any(char::is_control)) {
-                return Err("payload.parameters: keys of 1 to 256 characters, no control characters".into());
+                return Err(InvalidField::new(
+                    "payload.parameters",
+                    "keys of 1 to 256 characters, no control characters",
+                ));
             }
             let size = serde_json::to_vec(parameters).map_or(usize::MAX, |v| v.len());
             if size > MAX_CREDENTIAL_PARAMETERS_BYTES {
-                return Err(format!("payload.parameters: at most {MAX_CREDENTIAL_PARAMETERS_BYTES} bytes as JSON"));
+                return Err(InvalidField::new(
+                    "payload.parameters",
+                    format!("at most {MAX_CREDENTIAL_PARAMETERS_BYTES} bytes as JSON"),
+                ));
             }
         }
         Ok(())

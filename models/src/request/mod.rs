@@ -189,28 +189,55 @@ impl fmt::Display for Operation {
 }
 
 /// The checks a sealed input passes before the node tries to open it.
-fn check_sealed(field: &str, sealed: &SealedInput) -> Result<(), String> {
+fn check_sealed(field: &str, sealed: &SealedInput) -> Result<(), InvalidField> {
     if sealed.scheme != SEALED_BOX_SCHEME {
-        return Err(format!("payload.{field}.scheme: must be {SEALED_BOX_SCHEME}"));
+        return Err(InvalidField::new(format!("payload.{field}.scheme"), format!("must be {SEALED_BOX_SCHEME}")));
     }
     if crate::keys::check_key_id(&sealed.key_id).is_err() {
-        return Err(format!("payload.{field}.key_id: 1 to 64 of A-Z a-z 0-9 . _ -"));
+        return Err(InvalidField::new(format!("payload.{field}.key_id"), "1 to 64 of A-Z a-z 0-9 . _ -"));
     }
     if sealed.ciphertext.len() > MAX_SEALED_INPUT_CHARS || !valid_base64(&sealed.ciphertext) {
-        return Err(format!("payload.{field}.ciphertext: base64 of at most {MAX_SEALED_INPUT_CHARS} characters"));
+        return Err(InvalidField::new(
+            format!("payload.{field}.ciphertext"),
+            format!("base64 of at most {MAX_SEALED_INPUT_CHARS} characters"),
+        ));
     }
     Ok(())
 }
 
-fn check_transit(key: &str, context: Option<&str>) -> Result<(), String> {
+fn check_transit(key: &str, context: Option<&str>) -> Result<(), InvalidField> {
     if !valid_key_name(key) {
-        return Err("payload.key: a transit key name, 1 to 128 of A-Z a-z 0-9 _ - .".into());
+        return Err(InvalidField::new("payload.key", "a transit key name, 1 to 128 of A-Z a-z 0-9 _ - ."));
     }
     if context.is_some_and(|c| !valid_base64(c)) {
-        return Err("payload.context: must be base64".into());
+        return Err(InvalidField::new("payload.context", "must be base64"));
     }
     Ok(())
 }
+
+/// A request that decoded but cannot be performed as given: which field
+/// (`payload.data`, `payload.sealed_data.key_id`, or `payload` for a rule
+/// across fields) and what it must be. Shown as `field: problem`, the text
+/// the requester gets in its `ONEX_CORE_007_INVALID_INPUT` reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidField {
+    pub field: String,
+    pub problem: String,
+}
+
+impl InvalidField {
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> InvalidField {
+        InvalidField { field: field.into(), problem: problem.into() }
+    }
+}
+
+impl fmt::Display for InvalidField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
+impl std::error::Error for InvalidField {}
 
 impl VaultRequest {
     pub fn operation(&self) -> Operation {
@@ -266,55 +293,64 @@ impl VaultRequest {
     }
 
     /// Checks that types alone cannot express. The message names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidField> {
         match self {
             VaultRequest::SetSecret(set) => {
                 match (&set.sealed_data, set.data.is_empty()) {
                     (Some(_), false) => {
-                        return Err("payload.sealed_data: give data or sealed_data, not both".into());
+                        return Err(InvalidField::new("payload.sealed_data", "give data or sealed_data, not both"));
                     }
                     (Some(sealed), true) => return check_sealed("sealed_data", sealed),
                     (None, true) => {
-                        return Err("payload.data: must be a non-empty object (or give sealed_data)".into());
+                        return Err(InvalidField::new(
+                            "payload.data",
+                            "must be a non-empty object (or give sealed_data)",
+                        ));
                     }
                     (None, false) => {}
                 }
                 let size = serde_json::to_vec(set.data.expose_secret()).map_or(0, |v| v.len());
                 if size > MAX_SECRET_DATA_BYTES {
-                    return Err(format!("payload.data: {size} bytes is over the limit of {MAX_SECRET_DATA_BYTES}"));
+                    return Err(InvalidField::new(
+                        "payload.data",
+                        format!("{size} bytes is over the limit of {MAX_SECRET_DATA_BYTES}"),
+                    ));
                 }
             }
             VaultRequest::DeleteSecret(delete) => {
                 if delete.all_versions && (delete.versions.is_some() || delete.destroy) {
-                    return Err("payload.all_versions: cannot be combined with versions or destroy".into());
+                    return Err(InvalidField::new(
+                        "payload.all_versions",
+                        "cannot be combined with versions or destroy",
+                    ));
                 }
                 if delete.versions.as_ref().is_some_and(|v| v.is_empty()) {
-                    return Err("payload.versions: must not be empty when given".into());
+                    return Err(InvalidField::new("payload.versions", "must not be empty when given"));
                 }
                 if delete.destroy && delete.versions.is_none() {
-                    return Err("payload.destroy: needs the versions to destroy".into());
+                    return Err(InvalidField::new("payload.destroy", "needs the versions to destroy"));
                 }
             }
             VaultRequest::RenewLease(_) | VaultRequest::LookupLease(_) | VaultRequest::RevokeLease(_) => {
                 let id = self.lease_id().unwrap_or_default();
                 if id.is_empty() || id.len() > MAX_LEASE_ID_BYTES {
-                    return Err("payload.lease_id: must be 1 to 1024 bytes".into());
+                    return Err(InvalidField::new("payload.lease_id", "must be 1 to 1024 bytes"));
                 }
                 if id.chars().any(char::is_control) {
-                    return Err("payload.lease_id: must not contain control characters".into());
+                    return Err(InvalidField::new("payload.lease_id", "must not contain control characters"));
                 }
             }
             VaultRequest::GetSecretsBatch(batch) if batch.paths.is_empty() || batch.paths.len() > MAX_BATCH_PATHS => {
-                return Err(format!("payload.paths: must name 1 to {MAX_BATCH_PATHS} paths"));
+                return Err(InvalidField::new("payload.paths", format!("must name 1 to {MAX_BATCH_PATHS} paths")));
             }
             VaultRequest::GetSecretsBatch(batch) if batch.delivery == Some(Delivery::Wrapped) => {
-                return Err("payload.delivery: a batch cannot be wrapped; use clear or sealed".into());
+                return Err(InvalidField::new("payload.delivery", "a batch cannot be wrapped; use clear or sealed"));
             }
             VaultRequest::GetSecret(get) if get.version == Some(0) => {
-                return Err("payload.version: must be ≥ 1".into());
+                return Err(InvalidField::new("payload.version", "must be ≥ 1"));
             }
             VaultRequest::UndeleteVersions(r) if r.versions.is_empty() || r.versions.contains(&0) => {
-                return Err("payload.versions: one or more versions, each ≥ 1".into());
+                return Err(InvalidField::new("payload.versions", "one or more versions, each ≥ 1"));
             }
             VaultRequest::WriteMetadata(r)
                 if r.custom_metadata.is_none()
@@ -322,17 +358,20 @@ impl VaultRequest {
                     && r.cas_required.is_none()
                     && r.delete_version_after.is_none() =>
             {
-                return Err(
-                    "payload: give at least one of custom_metadata, max_versions, cas_required, delete_version_after"
-                        .into(),
-                );
+                return Err(InvalidField::new(
+                    "payload",
+                    "give at least one of custom_metadata, max_versions, cas_required, delete_version_after",
+                ));
             }
             VaultRequest::RotateSecret(r) => {
                 if r.key.is_empty() || r.key.len() > 256 || r.key.chars().any(char::is_control) {
-                    return Err("payload.key: 1 to 256 characters, no control characters".into());
+                    return Err(InvalidField::new("payload.key", "1 to 256 characters, no control characters"));
                 }
                 if !ROTATE_LENGTH.contains(&r.length) {
-                    return Err(format!("payload.length: {} to {}", ROTATE_LENGTH.start(), ROTATE_LENGTH.end()));
+                    return Err(InvalidField::new(
+                        "payload.length",
+                        format!("{} to {}", ROTATE_LENGTH.start(), ROTATE_LENGTH.end()),
+                    ));
                 }
                 r.alphabet.characters()?;
             }
@@ -340,12 +379,17 @@ impl VaultRequest {
                 check_transit(&r.key, r.context.as_deref())?;
                 match (&r.sealed_plaintext, is_empty_secret(&r.plaintext)) {
                     (Some(_), false) => {
-                        return Err("payload.sealed_plaintext: give plaintext or sealed_plaintext, not both".into());
+                        return Err(InvalidField::new(
+                            "payload.sealed_plaintext",
+                            "give plaintext or sealed_plaintext, not both",
+                        ));
                     }
                     (Some(sealed), true) => check_sealed("sealed_plaintext", sealed)?,
-                    (None, true) => return Err("payload.plaintext: required (or give sealed_plaintext)".into()),
+                    (None, true) => {
+                        return Err(InvalidField::new("payload.plaintext", "required (or give sealed_plaintext)"))
+                    }
                     (None, false) if !valid_base64(r.plaintext.expose_secret()) => {
-                        return Err("payload.plaintext: must be base64".into());
+                        return Err(InvalidField::new("payload.plaintext", "must be base64"));
                     }
                     (None, false) => {}
                 }
@@ -357,7 +401,7 @@ impl VaultRequest {
                     || ciphertext.len() > 1 << 20
                     || ciphertext.chars().any(char::is_control)
                 {
-                    return Err("payload.ciphertext: must be a transit ciphertext (vault:v<N>:…)".into());
+                    return Err(InvalidField::new("payload.ciphertext", "must be a transit ciphertext (vault:v<N>:…)"));
                 }
             }
             VaultRequest::IssueCredentials(r) => r.check()?,
