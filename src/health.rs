@@ -176,6 +176,7 @@ impl Reporter {
         if let Some(info) = token_info {
             telemetry.set_token_ttl(info.ttl);
         }
+        // Raw: only the mount names are kept, whatever else the answer holds (vaultrs types every field).
         let mounts = if usable {
             vault
                 .call::<serde_json::Map<String, serde_json::Value>>(Method::GET, "sys/mounts", None)

@@ -30,6 +30,7 @@ impl Perform for LookupLease {
 
     async fn run(&self, cx: &Context<'_>) -> Result<OperationResult, VaultError> {
         let body = json!({ "lease_id": self.lease_id });
+        // Raw: vaultrs 0.8 has no sys/leases endpoints.
         let lease: Lease = cx.vault.call(Method::PUT, "sys/leases/lookup", Some(&body)).await?;
         Ok(OperationResult::LookupLease(LookupLeaseResult {
             kept_alive: cx.leases.is_tracked(&lease.id),

@@ -316,6 +316,7 @@ impl Dispatcher {
     async fn discard_lease(&self, namespace: Option<String>, lease_id: &str) {
         self.leases.forget(lease_id).await;
         let body = serde_json::json!({ "lease_id": lease_id });
+        // Raw: vaultrs 0.8 has no sys/leases endpoints.
         let revoked: Result<serde_json::Value, VaultError> =
             self.vault.at(namespace).call(reqwest::Method::PUT, "sys/leases/revoke", Some(&body)).await;
         if let Err(error) = revoked {

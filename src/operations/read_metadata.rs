@@ -36,6 +36,7 @@ struct Version {
 
 /// `GET <mount>/metadata/<path>`, shared with `undelete_versions`.
 pub(super) async fn fetch(cx: &Context<'_>, mount: &str, path: &str) -> Result<Metadata, VaultError> {
+    // Raw: vaultrs's metadata answer type requires every field; `Metadata` takes absent ones as defaults.
     cx.vault.call(Method::GET, &format!("{mount}/metadata/{path}"), None).await
 }
 

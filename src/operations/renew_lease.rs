@@ -31,6 +31,7 @@ impl Perform for RenewLease {
         if let Some(increment) = self.increment_seconds {
             body["increment"] = json!(increment);
         }
+        // Raw: vaultrs 0.8 has no sys/leases endpoints.
         let renewed: Renewed = cx.vault.call(Method::PUT, "sys/leases/renew", Some(&body)).await?;
         let kept_alive = self.keep_alive
             && renewed.renewable

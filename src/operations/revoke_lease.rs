@@ -17,6 +17,7 @@ impl Perform for RevokeLease {
 
     async fn run(&self, cx: &Context<'_>) -> Result<OperationResult, VaultError> {
         let body = json!({ "lease_id": self.lease_id });
+        // Raw: vaultrs 0.8 has no sys/leases endpoints.
         // Vault answers 204 with no body; `call` reads that as an empty object.
         let _: Value = cx.vault.call(Method::PUT, "sys/leases/revoke", Some(&body)).await?;
         cx.leases.forget(&self.lease_id).await;

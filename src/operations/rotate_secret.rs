@@ -40,6 +40,7 @@ impl Perform for RotateSecret {
 
     async fn run(&self, cx: &Context<'_>) -> Result<OperationResult, VaultError> {
         let data_path = format!("{}/data/{}", cx.mount(&self.mount), self.path.as_str());
+        // Raw: the data read stays one JSON map until it is written back whole, with the version read as the CAS.
         let current: Current = cx.vault.call(Method::GET, &data_path, None).await?;
         // A deleted or destroyed latest version reads as `data: null`: nothing to rotate.
         let mut data = current.data.ok_or_else(|| VaultError::status(404, &[]))?;

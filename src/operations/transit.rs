@@ -41,6 +41,7 @@ impl Perform for TransitEncrypt {
     async fn run(&self, cx: &Context<'_>) -> Result<OperationResult, VaultError> {
         let body = with_context(json!({ "plaintext": self.plaintext.expose_secret() }), &self.context);
         let path = format!("{}/encrypt/{}", mount(&self.mount), self.key);
+        // Raw: vaultrs's transit takes the plaintext as a plain `&str` into its own request struct.
         let out: Ciphertext = cx.vault.call(Method::POST, &path, Some(&body)).await?;
         Ok(OperationResult::Ciphertext(CiphertextResult { ciphertext: out.ciphertext, key_version: out.key_version }))
     }
@@ -56,6 +57,7 @@ impl Perform for TransitDecrypt {
     async fn run(&self, cx: &Context<'_>) -> Result<OperationResult, VaultError> {
         let body = with_context(json!({ "ciphertext": self.ciphertext }), &self.context);
         let path = format!("{}/decrypt/{}", mount(&self.mount), self.key);
+        // Raw: vaultrs returns the plaintext as a plain `String`; here it lands in a `SecretString`.
         let out: Plaintext = cx.vault.call(Method::POST, &path, Some(&body)).await?;
         Ok(OperationResult::Decrypt(DecryptResult { plaintext: out.plaintext }))
     }
@@ -71,6 +73,7 @@ impl Perform for TransitRewrap {
     async fn run(&self, cx: &Context<'_>) -> Result<OperationResult, VaultError> {
         let body = with_context(json!({ "ciphertext": self.ciphertext }), &self.context);
         let path = format!("{}/rewrap/{}", mount(&self.mount), self.key);
+        // Raw like encrypt and decrypt: one call shape for the three transit operations.
         let out: Ciphertext = cx.vault.call(Method::POST, &path, Some(&body)).await?;
         Ok(OperationResult::Ciphertext(CiphertextResult { ciphertext: out.ciphertext, key_version: out.key_version }))
     }

@@ -4,8 +4,7 @@
 //! secret is `ONEX_CORE_085_RESOURCE_NOT_FOUND`, as for every other operation.
 
 use onex_vault_models::{MountName, OperationResult, UndeleteVersions, UndeleteVersionsResult};
-use reqwest::Method;
-use serde_json::json;
+use vaultrs::api::kv2::requests::UndeleteSecretVersionsRequest;
 
 use super::{read_metadata, Context, Perform, Target, Work};
 use crate::vault::VaultError;
@@ -19,9 +18,13 @@ impl Perform for UndeleteVersions {
 
     async fn run(&self, cx: &Context<'_>) -> Result<OperationResult, VaultError> {
         read_metadata::fetch(cx, cx.mount(&self.mount), self.path.as_str()).await?;
-        let path = format!("{}/undelete/{}", cx.mount(&self.mount), self.path.as_str());
-        let body = json!({ "versions": self.versions });
-        let _: serde_json::Value = cx.vault.call(Method::POST, &path, Some(&body)).await?;
+        let endpoint = UndeleteSecretVersionsRequest {
+            mount: cx.mount(&self.mount).to_owned(),
+            path: self.path.as_str().to_owned(),
+            versions: self.versions.clone(),
+        };
+        let client = cx.vault.client()?;
+        vaultrs::api::exec_with_empty(client.as_ref(), endpoint).await?;
         Ok(OperationResult::UndeleteVersions(UndeleteVersionsResult {
             undeleted: true,
             versions: self.versions.clone(),

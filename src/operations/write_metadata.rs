@@ -6,8 +6,7 @@
 //! no read-then-write for a concurrent writer to slip between.
 
 use onex_vault_models::{MountName, OperationResult, WriteMetadata, WriteMetadataResult};
-use reqwest::Method;
-use serde_json::{json, Map, Value};
+use vaultrs::api::kv2::requests::SetSecretMetadataRequest;
 
 use super::{Context, Perform, Target, Work};
 use crate::vault::VaultError;
@@ -20,22 +19,17 @@ impl Perform for WriteMetadata {
     }
 
     async fn run(&self, cx: &Context<'_>) -> Result<OperationResult, VaultError> {
-        let (mount, path) = (cx.mount(&self.mount), self.path.as_str());
-        let mut body = Map::new();
-        if let Some(custom) = &self.custom_metadata {
-            body.insert("custom_metadata".into(), json!(custom));
-        }
-        if let Some(max_versions) = self.max_versions {
-            body.insert("max_versions".into(), json!(max_versions));
-        }
-        if let Some(cas_required) = self.cas_required {
-            body.insert("cas_required".into(), json!(cas_required));
-        }
-        if let Some(after) = &self.delete_version_after {
-            body.insert("delete_version_after".into(), json!(after));
-        }
-        let _: Value =
-            cx.vault.call(Method::POST, &format!("{mount}/metadata/{path}"), Some(&Value::Object(body))).await?;
+        // vaultrs sends only the fields that are set: the others keep their values.
+        let endpoint = SetSecretMetadataRequest {
+            mount: cx.mount(&self.mount).to_owned(),
+            path: self.path.as_str().to_owned(),
+            max_versions: self.max_versions,
+            cas_required: self.cas_required,
+            delete_version_after: self.delete_version_after.clone(),
+            custom_metadata: self.custom_metadata.as_ref().map(|m| m.clone().into_iter().collect()),
+        };
+        let client = cx.vault.client()?;
+        vaultrs::api::exec_with_empty(client.as_ref(), endpoint).await?;
         Ok(OperationResult::WriteMetadata(WriteMetadataResult { metadata_written: true }))
     }
 }

@@ -403,6 +403,7 @@ async fn read_vault_keys(vault: &Vault, source: &VaultKeySource) -> Result<Vec<R
         sealing_key: Option<KeyRef>,
     }
     let path = format!("{}/data/{}", source.mount, source.path.trim_matches('/'));
+    // Raw: one typed read of the key list (data and all); vaultrs would add nothing here.
     let kv: Kv = vault.call(reqwest::Method::GET, &path, None).await?;
     Ok(kv
         .data

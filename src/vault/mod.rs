@@ -257,6 +257,7 @@ impl Vault {
     /// `sys/health`, reading sealed (503), standby (429) and uninitialized
     /// (501) answers as answers, not errors.
     pub async fn health(&self) -> Result<SysHealth, VaultError> {
+        // Raw: vaultrs's sys::health reads a sealed (503) or standby (429) answer as an error, and wants fields OpenBao omits.
         let url = format!("{}/v1/sys/health", self.address);
         let response = self.http.get(url).send().await?;
         let status = response.status().as_u16();
@@ -372,6 +373,7 @@ impl At<'_> {
     /// its token (counted for the health figures).
     pub async fn lookup_self<T: DeserializeOwned>(&self) -> Result<T, VaultError> {
         self.vault.telemetry.record_token_lookup();
+        // Raw: read into the caller's own type (the TTL, or what `lookup_token` shows), never the token id vaultrs's type keeps.
         self.call(Method::GET, "auth/token/lookup-self", None).await
     }
 
@@ -379,6 +381,7 @@ impl At<'_> {
     /// living `ttl` (header `X-Vault-Wrap-TTL`); returns the token's details.
     /// The token lives in this namespace (unwrap it there).
     pub async fn wrapped(&self, path: &str, ttl: Duration) -> Result<WrapInfo, VaultError> {
+        // Raw: vaultrs's `api::wrap` fixes the wrapping TTL at 10 minutes; the contract chooses it here.
         let mut answer = self.vault.send(self.namespace(), Method::GET, path, None, Some(ttl)).await?;
         let info = answer.remove("wrap_info").ok_or(VaultError::Malformed)?;
         serde_json::from_value(info).map_err(|_| VaultError::Malformed)
@@ -387,6 +390,7 @@ impl At<'_> {
     /// `data` kept by Vault behind a single-use wrapping token living `ttl`
     /// (`sys/wrapping/wrap`): for results the node made itself.
     pub async fn wrap_data(&self, data: &Value, ttl: Duration) -> Result<WrapInfo, VaultError> {
+        // Raw: vaultrs 0.8 has no sys/wrapping/wrap.
         let mut answer =
             self.vault.send(self.namespace(), Method::POST, "sys/wrapping/wrap", Some(data), Some(ttl)).await?;
         let info = answer.remove("wrap_info").ok_or(VaultError::Malformed)?;
