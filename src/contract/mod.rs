@@ -183,7 +183,7 @@ pub struct DlqTopics {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IoOperation {
-    pub operation: String,
+    pub operation: Operation,
     #[serde(default)]
     pub description: String,
     #[serde(default)]
@@ -501,11 +501,8 @@ impl Contract {
 
         let mut names = BTreeSet::new();
         for (i, op) in self.io_operations.iter().enumerate() {
-            if Operation::from_name(&op.operation).is_none() {
-                p.push(format!("io_operations[{i}].operation: unknown operation {:?}", op.operation));
-            }
-            if !names.insert(op.operation.as_str()) {
-                p.push(format!("io_operations[{i}].operation: {:?} is listed twice", op.operation));
+            if !names.insert(op.operation) {
+                p.push(format!("io_operations[{i}].operation: {:?} is listed twice", op.operation.as_str()));
             }
         }
         require(&mut p, !self.io_operations.is_empty(), "io_operations: must list at least one operation");
@@ -651,7 +648,7 @@ impl Contract {
 
     /// The operations this node instance serves (`io_operations`).
     pub fn enabled_operations(&self) -> BTreeSet<Operation> {
-        self.io_operations.iter().filter_map(|op| Operation::from_name(&op.operation)).collect()
+        self.io_operations.iter().map(|op| op.operation).collect()
     }
 
     pub fn request_timeout(&self) -> Duration {

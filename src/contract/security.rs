@@ -146,7 +146,7 @@ pub struct KeyRef {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grant {
-    pub operations: Vec<String>,
+    pub operations: Vec<Operation>,
     /// KV mounts the paths are in (`*`: any); the default mount when omitted.
     #[serde(default)]
     pub mounts: Vec<String>,
@@ -240,12 +240,7 @@ impl AccessPolicySettings {
             for (g, grant) in requester.grants.iter().enumerate() {
                 let field = format!("{at}.grants[{g}]");
                 require(p, !grant.operations.is_empty(), &format!("{field}.operations: must list at least one"));
-                for op in &grant.operations {
-                    if Operation::from_name(op).is_none() {
-                        p.push(format!("{field}.operations: unknown operation {op:?}"));
-                    }
-                }
-                let needs_paths = grant.operations.iter().any(|op| op != "renew_token");
+                let needs_paths = grant.operations.iter().any(|&op| op != Operation::RenewToken);
                 require(
                     p,
                     !needs_paths || !grant.paths.is_empty(),

@@ -115,7 +115,7 @@ impl Requester {
                 .grants
                 .iter()
                 .map(|g| Grant {
-                    operations: g.operations.iter().filter_map(|op| Operation::from_name(op)).collect(),
+                    operations: g.operations.iter().copied().collect(),
                     mounts: match g.mounts.as_slice() {
                         [] => Some(BTreeSet::from([default_mount.to_owned()])),
                         mounts if mounts.iter().any(|m| m == "*") => None,

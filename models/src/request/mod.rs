@@ -39,8 +39,9 @@ pub fn is_reserved_mount(mount: &str) -> bool {
 #[strum_discriminants(
     name(Operation),
     vis(pub),
-    derive(Hash, PartialOrd, Ord, EnumIter, IntoStaticStr, EnumString),
-    strum(serialize_all = "snake_case")
+    derive(Hash, PartialOrd, Ord, EnumIter, IntoStaticStr, EnumString, Serialize, Deserialize),
+    strum(serialize_all = "snake_case"),
+    serde(rename_all = "snake_case")
 )]
 pub enum VaultRequest {
     /// Read a secret (latest version, or `version`). Also read under the
