@@ -37,6 +37,7 @@
 //! with the same `correlation_id`.
 
 mod inbox;
+pub mod kafka;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

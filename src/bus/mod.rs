@@ -44,21 +44,7 @@ pub fn client_error(error: rdkafka::error::KafkaError, what: &str) -> anyhow::Er
     }
 }
 
-/// The partitions of `topic` (none when it does not exist), from `client`'s
-/// metadata: for readers that assign partitions by hand.
-pub fn partitions_of<C: ConsumerContext, T: Consumer<C>>(
-    client: &T,
-    topic: &str,
-    timeout: std::time::Duration,
-) -> Result<Vec<i32>, rdkafka::error::KafkaError> {
-    let metadata = client.fetch_metadata(Some(topic), timeout)?;
-    Ok(metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect())
-}
+pub use onex_vault_client::kafka::partitions_of;
 
 /// A topic the node reads by hand from its start (the replay ledger, the
 /// lease registry): the partitions to assign, from their low watermarks,

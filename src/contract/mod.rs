@@ -6,10 +6,10 @@
 //! environment itself.
 
 mod interpolate;
-mod kafka_security;
 mod security;
 
-pub use kafka_security::{is_secret_property, KafkaProtocol, KafkaSecurity};
+pub use onex_vault_client::kafka::{is_secret_property, KafkaProtocol, KafkaSecurity};
+use onex_vault_client::kafka::{redacted, require, scalar_string};
 pub use security::{AccessPolicySettings, Grant, KeyRef, RequesterPolicy, Security, SecurityProfile, VaultKeySource};
 
 use std::collections::BTreeSet;
@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use onex_vault_models::{MountName, Operation};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 /// Why a contract could not be used. Each line names a field path.
 #[derive(Debug, thiserror::Error)]
@@ -662,11 +662,6 @@ impl Contract {
 }
 
 /// Adds `line` to `problems` unless `ok`.
-fn require(problems: &mut Vec<String>, ok: bool, line: &str) {
-    if !ok {
-        problems.push(line.to_owned());
-    }
-}
 
 /// `^onex\.(evt|cmd|intent|snapshot|dlq)\.[a-z][a-z0-9-]*\.[a-z][a-z0-9-]*\.v[0-9]+$`
 pub fn is_onex_topic(topic: &str) -> bool {
@@ -685,41 +680,6 @@ pub fn is_onex_topic(topic: &str) -> bool {
     )
 }
 
-/// Strings that may come from `${env.X}` and so may look like numbers.
-fn scalar_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Scalar {
-        Text(String),
-        Int(i64),
-        Float(f64),
-        Bool(bool),
-    }
-    Ok(match Scalar::deserialize(deserializer)? {
-        Scalar::Text(s) => s,
-        Scalar::Int(n) => n.to_string(),
-        Scalar::Float(x) => x.to_string(),
-        Scalar::Bool(b) => b.to_string(),
-    })
-}
-
-/// Secret settings: read like any string (empty = unset), written as
-/// `<redacted>` so the resolved contract can be printed.
-mod redacted {
-    use super::*;
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
-        let text = scalar_string(d)?;
-        Ok((!text.is_empty()).then(|| SecretString::from(text)))
-    }
-
-    pub fn serialize<S: Serializer>(value: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(_) => s.serialize_str("<redacted>"),
-            None => s.serialize_none(),
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests;

@@ -1,15 +1,16 @@
-//! The contract's `event_bus.security`: TLS and SASL to Kafka, and further
-//! librdkafka properties passed through. One function turns it into
-//! librdkafka properties for every Kafka client of the project (the node's
-//! consumer and producer, the CLI's requester); secrets are exposed there
-//! only, and shown as `<redacted>` when the contract is printed.
+//! Kafka settings every Kafka client of the project shares: TLS and SASL
+//! (the node contract's `event_bus.security`, or the same environment
+//! variables for the tools), further librdkafka properties passed through,
+//! and reading a topic's partitions. [`KafkaSecurity::librdkafka_properties`]
+//! is the one place secrets leave their `secrecy` box for librdkafka; they
+//! are shown as `<redacted>` when the settings are printed.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use rdkafka::consumer::{Consumer, ConsumerContext};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize, Serializer};
-
-use super::{redacted, require, scalar_string};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -22,7 +23,7 @@ pub enum KafkaProtocol {
 }
 
 impl KafkaProtocol {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             KafkaProtocol::Plaintext => "plaintext",
             KafkaProtocol::Ssl => "ssl",
@@ -31,7 +32,7 @@ impl KafkaProtocol {
         }
     }
 
-    fn uses_sasl(self) -> bool {
+    pub fn uses_sasl(self) -> bool {
         matches!(self, KafkaProtocol::SaslPlaintext | KafkaProtocol::SaslSsl)
     }
 }
@@ -190,4 +191,66 @@ fn secret_properties<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<
     struct Value(#[serde(deserialize_with = "scalar_string")] String);
     let plain: BTreeMap<String, Value> = BTreeMap::deserialize(d)?;
     Ok(plain.into_iter().map(|(k, Value(v))| (k, SecretString::from(v))).collect())
+}
+
+/// The partitions of `topic` (none when it does not exist), from `client`'s
+/// metadata: for readers that assign partitions by hand.
+pub fn partitions_of<C: ConsumerContext, T: Consumer<C>>(
+    client: &T,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, rdkafka::error::KafkaError> {
+    let metadata = client.fetch_metadata(Some(topic), timeout)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
+}
+
+/// Adds `line` to `problems` unless `ok` (the node's contract checks its
+/// other settings with it too).
+pub fn require(problems: &mut Vec<String>, ok: bool, line: &str) {
+    if !ok {
+        problems.push(line.to_owned());
+    }
+}
+
+/// A YAML scalar as text: `${env.X}` values of the contract arrive as
+/// strings, numbers or booleans. (The node's contract reads its other
+/// string settings with it too.)
+pub fn scalar_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Int(i64),
+        Float(f64),
+        Bool(bool),
+    }
+    Ok(match Scalar::deserialize(deserializer)? {
+        Scalar::Text(s) => s,
+        Scalar::Int(n) => n.to_string(),
+        Scalar::Float(x) => x.to_string(),
+        Scalar::Bool(b) => b.to_string(),
+    })
+}
+
+/// A secret setting: read as text (empty = unset), printed as `<redacted>`
+/// (for the node's contract's other secrets too).
+pub mod redacted {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+        let text = scalar_string(d)?;
+        Ok((!text.is_empty()).then(|| SecretString::from(text)))
+    }
+
+    pub fn serialize<S: Serializer>(value: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(_) => s.serialize_str("<redacted>"),
+            None => s.serialize_none(),
+        }
+    }
 }
