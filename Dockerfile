@@ -35,7 +35,7 @@ WORKDIR /build
 #    slow part: librdkafka, aws-lc, tokio...) is rebuilt only when a manifest or
 #    Cargo.lock changes, not on every source edit. Cargo loads the whole
 #    workspace before it builds one binary, so every member's manifest must be
-#    here (the node, models, client) and every target a manifest names must
+#    here (the node, models, client, tools) and every target a manifest names must
 #    exist: the `[[bench]] node` of the root manifest (benches/node.rs) stays
 #    a stub in both steps, as it is never built here. Targets cargo finds by
 #    itself (tests/, examples/, models/tests/) may be absent.
@@ -44,19 +44,22 @@ WORKDIR /build
 COPY Cargo.toml Cargo.lock ./
 COPY models/Cargo.toml models/Cargo.toml
 COPY client/Cargo.toml client/Cargo.toml
-RUN mkdir -p src models/src client/src benches \
+COPY tools/Cargo.toml tools/Cargo.toml
+RUN mkdir -p src models/src client/src tools/src benches \
     && echo 'fn main() {}' > src/main.rs \
     && echo 'fn main() {}' > benches/node.rs \
-    && touch src/lib.rs models/src/lib.rs client/src/lib.rs \
+    && touch src/lib.rs models/src/lib.rs client/src/lib.rs tools/src/lib.rs \
     && cargo build --release --locked --bin onex-vault-adapter \
-    && rm -rf src models/src client/src
+    && rm -rf src models/src client/src tools/src
 
 # 2. The node itself. Forget the stubs' build of the workspace crates
-#    (onex-vault-adapter, onex-vault-models, onex-vault-client), so cargo
+#    (onex-vault-adapter, onex-vault-models, onex-vault-client,
+#    onex-vault-tools), so cargo
 #    rebuilds them from the real sources whatever their timestamps. The binary
 #    stays in target/release; the runtime stage copies it from there.
 COPY models models
 COPY client client
+COPY tools tools
 COPY src src
 COPY contract.yaml ./
 RUN rm -rf target/release/.fingerprint/onex-vault-* \

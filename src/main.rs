@@ -15,8 +15,8 @@ use onex_vault_adapter::runtime::{self, Node};
 use onex_vault_adapter::security::{self, Gate, ReplayLedger};
 use onex_vault_adapter::telemetry::Telemetry;
 use onex_vault_adapter::vault::{connect_at_start, keep_token_alive};
-use onex_vault_adapter::{http, logging, requester, shutdown};
-use onex_vault_models::RuntimeIdentity;
+use onex_vault_adapter::{http, logging, shutdown};
+use onex_vault_tools::{bus::BusArgs, health_view, identity, request, resolve};
 
 #[derive(Parser)]
 #[command(name = "onex-vault-adapter", version, about = "ONEX effect node bridging Kafka and Vault")]
@@ -45,15 +45,15 @@ enum Command {
         file: PathBuf,
         /// Kafka, topics, timeout, identity (signs the request, opens a sealed reply).
         #[command(flatten)]
-        bus: onex_vault_adapter::request_cli::BusArgs,
+        bus: BusArgs,
     },
     /// One typed request through the client library: `request get app/db`,
     /// `set`, `delete`, `list`, `renew-lease`, `lookup-lease`, `revoke-lease`,
     /// `renew-token`. Exit 0 success, 1 error reply, 2 usage or no answer.
-    Request(onex_vault_adapter::request_cli::RequestArgs),
+    Request(request::RequestArgs),
     /// Fetch the secrets ONEX contracts reference (`${vault:MOUNT/PATH#FIELD}`)
     /// through the node into an env file (0600) or a command's environment.
-    Resolve(onex_vault_adapter::resolve::ResolveArgs),
+    Resolve(resolve::ResolveArgs),
     /// Print the node's AsyncAPI 3 document (YAML), generated from the contract and the models.
     Asyncapi {
         #[arg(default_value = "contract.yaml")]
@@ -71,7 +71,7 @@ enum Command {
     /// Show one row per node instance from the health topic, like `kubectl top`.
     ///
     /// Exit 0 after printing, 2 when Kafka is unreachable, 1 on other failures.
-    Health(onex_vault_adapter::health_view::HealthArgs),
+    Health(health_view::HealthArgs),
     /// Print the JSON Schemas of the node's messages (all, or the one named).
     Schema {
         /// e.g. vault-request, vault-reply, vault-dead-letter, vault-health, circuit-breaker
@@ -95,11 +95,11 @@ fn main() -> ExitCode {
             }
         },
         Command::Schema { name } => print_schemas(name.as_deref()),
-        Command::Health(args) => onex_vault_adapter::health_view::run(args),
-        Command::Send { file, bus } => send(&file, &bus),
-        Command::Keygen { name, dir } => keygen(&name, &dir),
-        Command::Request(args) => onex_vault_adapter::request_cli::run(args),
-        Command::Resolve(args) => onex_vault_adapter::resolve::run(args),
+        Command::Health(args) => health_view::run(args),
+        Command::Send { file, bus } => onex_vault_tools::send::run(&file, &bus),
+        Command::Keygen { name, dir } => identity::keygen(&name, &dir),
+        Command::Request(args) => request::run(args),
+        Command::Resolve(args) => resolve::run(args),
         Command::Asyncapi { contract } => match onex_vault_adapter::asyncapi::document_of_file(&contract) {
             Ok(document) => {
                 print!("{}", serde_yaml::to_string(&document).unwrap_or_default());
@@ -110,63 +110,6 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-    }
-}
-
-fn keygen(name: &str, dir: &std::path::Path) -> ExitCode {
-    let suffix = chrono::Utc::now().format("%Y%m%d").to_string();
-    let identity = match RuntimeIdentity::generate(name, &suffix) {
-        Ok(identity) => identity,
-        Err(error) => {
-            eprintln!("cannot generate keys for {name:?}: {error} (names: A-Z a-z 0-9 . _ -)");
-            return ExitCode::FAILURE;
-        }
-    };
-    let path = dir.join(format!("{name}.identity.json"));
-    match requester::write_private_file(&path, &identity.to_json()) {
-        Ok(()) => {
-            eprintln!("wrote {} (private keys; keep it with the requester, mode 0600)", path.display());
-            eprintln!(
-                "its public signing key (register it where {name}'s messages are verified): {}",
-                identity.public_key_base64()
-            );
-            eprintln!("for a requester, add this to the node's access_policy.requesters and fill in its grants:");
-            print!("{}", identity.policy_entry());
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("cannot write {}: {error}", path.display());
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// `send`: exit 0 on a success reply, 1 on an error reply, 2 when no reply came.
-fn send(file: &std::path::Path, bus: &onex_vault_adapter::request_cli::BusArgs) -> ExitCode {
-    let text =
-        if file.as_os_str() == "-" { std::io::read_to_string(std::io::stdin()) } else { std::fs::read_to_string(file) };
-    let outcome = async {
-        let text = text.map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-        let settings = bus.client_settings().map_err(anyhow::Error::msg)?;
-        requester::send(settings, serde_json::from_str(&text)?).await
-    };
-    let reply = match tokio::runtime::Runtime::new().map_err(anyhow::Error::from) {
-        Ok(runtime) => runtime.block_on(outcome),
-        Err(error) => Err(error),
-    };
-    match reply {
-        Ok(reply) => {
-            println!("{}", serde_json::to_string_pretty(&reply).unwrap_or_default());
-            if reply.pointer("/payload/status").and_then(|s| s.as_str()) == Some("success") {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
-        Err(error) => {
-            eprintln!("send failed: {error:#}");
-            ExitCode::from(2)
-        }
     }
 }
 

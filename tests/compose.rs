@@ -202,7 +202,9 @@ fn the_build_context_holds_every_file_the_dockerfile_copies() {
     for never in ["target/", ".git/", ".stack/", ".venv/", "tests/", "benches/"] {
         assert!(!files.iter().any(|f| f.starts_with(never)), "{never} is in the build context");
     }
-    for member in ["Cargo.toml", "Cargo.lock", "models/Cargo.toml", "client/Cargo.toml", "src/main.rs"] {
+    for member in
+        ["Cargo.toml", "Cargo.lock", "models/Cargo.toml", "client/Cargo.toml", "tools/Cargo.toml", "src/main.rs"]
+    {
         assert!(files.contains(member), "{member} is not in the build context");
     }
     let stages: serde_json::Value = serde_json::from_str(&python(&["plan", "Dockerfile"])).expect("plan JSON");

@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use onex_vault_adapter::health_view::{self, KafkaUnreachable};
+use onex_vault_tools::health_view::{self, KafkaUnreachable};
 use serde_json::{json, Value};
 use support::bus::{create_topics, BusClient};
 use support::servers;

@@ -661,8 +661,6 @@ impl Contract {
     }
 }
 
-/// Adds `line` to `problems` unless `ok`.
-
 /// `^onex\.(evt|cmd|intent|snapshot|dlq)\.[a-z][a-z0-9-]*\.[a-z][a-z0-9-]*\.v[0-9]+$`
 pub fn is_onex_topic(topic: &str) -> bool {
     let word = |s: &str| {
@@ -679,7 +677,6 @@ pub fn is_onex_topic(topic: &str) -> bool {
                 && version.strip_prefix('v').is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
     )
 }
-
 
 #[cfg(test)]
 mod tests;

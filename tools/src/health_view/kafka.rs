@@ -145,7 +145,7 @@ impl Reader {
         let mut config = ClientConfig::new();
         // TLS and SASL from the node's variables, as `request` does.
         for (key, value) in
-            crate::contract::KafkaSecurity::from_env().map_err(anyhow::Error::msg)?.librdkafka_properties()
+            onex_vault_client::kafka::KafkaSecurity::from_env().map_err(anyhow::Error::msg)?.librdkafka_properties()
         {
             config.set(key, value);
         }
@@ -162,7 +162,8 @@ impl Reader {
             .create()
             .context("cannot create the Kafka consumer")?;
         let unreachable = |e: KafkaError| KafkaUnreachable { bootstrap: bootstrap.to_owned(), reason: e.to_string() };
-        let partitions = crate::bus::partitions_of(&consumer, topic, KAFKA_TIMEOUT).map_err(unreachable)?;
+        let partitions =
+            onex_vault_client::kafka::partitions_of(&consumer, topic, KAFKA_TIMEOUT).map_err(unreachable)?;
         if partitions.is_empty() {
             return Err(anyhow!("topic {topic} does not exist on {bootstrap}"));
         }

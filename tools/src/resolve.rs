@@ -451,7 +451,7 @@ pub struct ResolveArgs {
     #[arg(long)]
     fallback_env: bool,
     #[command(flatten)]
-    bus: crate::request_cli::BusArgs,
+    bus: crate::bus::BusArgs,
     /// The command to run with the variables in its environment (after `--`).
     #[arg(last = true)]
     command: Vec<String>,
@@ -547,7 +547,7 @@ pub fn run(args: ResolveArgs) -> ExitCode {
 fn write_env_file(path: &Path, text: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp-resolve");
     let _ = std::fs::remove_file(&tmp);
-    crate::requester::write_private_file(&tmp, text)?;
+    crate::identity::write_private_file(&tmp, text)?;
     std::fs::rename(&tmp, path)
 }
 

@@ -69,7 +69,7 @@ pub fn run(args: HealthArgs) -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         if args.follow {
-            let stop = crate::shutdown::on_signal();
+            let stop = crate::on_ctrl_c();
             let terminal = std::io::stdout().is_terminal();
             follow(
                 &args.bootstrap_servers,

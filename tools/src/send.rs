@@ -1,13 +1,15 @@
 //! `onex-vault-adapter send`: an envelope from a file, made ready (fresh ids,
 //! the identity's requester) and sent through the client library, which
-//! signs it and waits for its reply. Also the identity-file helpers shared by
-//! `send`, `request`, `resolve` and `keygen`.
+//! signs it and waits for its reply.
 
 use std::path::Path;
+use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use chrono::Utc;
 use onex_vault_client::{ClientSettings, VaultAdapterClient};
+
+use crate::bus::BusArgs;
 use onex_vault_models::RuntimeIdentity;
 use serde_json::Value;
 use uuid::Uuid;
@@ -54,16 +56,32 @@ pub async fn send(settings: ClientSettings, envelope: Value) -> anyhow::Result<V
     Ok(serde_json::to_value(reply)?)
 }
 
-/// Reads a runtime identity file (see `keygen`).
-pub fn read_identity(path: &Path) -> anyhow::Result<RuntimeIdentity> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    RuntimeIdentity::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-}
-
-/// Writes `text` to a new file only its owner can read.
-pub fn write_private_file(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    file.write_all(text.as_bytes())
+/// The `send` command: exit 0 on a success reply, 1 on an error reply, 2
+/// when no reply came.
+pub fn run(file: &Path, bus: &BusArgs) -> ExitCode {
+    let text =
+        if file.as_os_str() == "-" { std::io::read_to_string(std::io::stdin()) } else { std::fs::read_to_string(file) };
+    let outcome = async {
+        let text = text.map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+        let settings = bus.client_settings().map_err(anyhow::Error::msg)?;
+        send(settings, serde_json::from_str(&text)?).await
+    };
+    let reply = match tokio::runtime::Runtime::new().map_err(anyhow::Error::from) {
+        Ok(runtime) => runtime.block_on(outcome),
+        Err(error) => Err(error),
+    };
+    match reply {
+        Ok(reply) => {
+            println!("{}", serde_json::to_string_pretty(&reply).unwrap_or_default());
+            if reply.pointer("/payload/status").and_then(|s| s.as_str()) == Some("success") {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(error) => {
+            eprintln!("send failed: {error:#}");
+            ExitCode::from(2)
+        }
+    }
 }
