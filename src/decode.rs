@@ -16,6 +16,9 @@
 //! decoded as above, and the wrapper goes along for the gate to verify.
 //!
 //! Refusal messages quote no values from the record, only field names.
+//!
+//! Over 500 lines only with its unit and property tests, kept beside the
+//! refusals they test.
 
 use onex_vault_models::{
     Envelope, ErrorCode, Operation, ReplyError, RequestEnvelope, SignedEnvelope, VaultRequest, MAX_TEXT_FIELD_BYTES,

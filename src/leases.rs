@@ -48,6 +48,9 @@
 //!
 //! A lease is renewed in the Vault namespace it was issued or renewed in (a
 //! request's child namespace, or the node's own): the registration names it.
+//!
+//! Over 500 lines: one concept (the lease registry: reading it, owning its
+//! partitions, renewing their leases) whose parts share one state.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -28,6 +28,9 @@
 //! hash the payload from the received text instead ([`canonical_json_text`])
 //! and have none of these losses: a receiver that has the record's text
 //! should use them.
+//!
+//! Over 500 lines: the signing and checking rules of omnibase-infra's gateway
+//! in one file, to be read against upstream's side by side; a fifth is tests.
 
 use std::collections::BTreeMap;
 use std::fmt;

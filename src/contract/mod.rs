@@ -4,6 +4,10 @@
 //! Everything the node does that an operator may want to change lives here;
 //! the rest of the code receives a validated [`Contract`] and never reads the
 //! environment itself.
+//!
+//! Over 500 lines: every contract section's type sits beside its checks, so a
+//! setting and what it may hold are read together (TLS/SASL settings live in
+//! the client crate's `kafka` module, the access policy in `security.rs`).
 
 mod interpolate;
 mod security;
