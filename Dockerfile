@@ -36,7 +36,7 @@ WORKDIR /build
 #    Cargo.lock changes, not on every source edit. Cargo loads the whole
 #    workspace before it builds one binary, so every member's manifest must be
 #    here (the node, models, client, tools) and every target a manifest names must
-#    exist: the `[[bench]] node` of the root manifest (benches/node.rs) stays
+#    exist: the `[[bench]] node` of the root manifest (benches/node/main.rs) stays
 #    a stub in both steps, as it is never built here. Targets cargo finds by
 #    itself (tests/, examples/, models/tests/) may be absent.
 #    scripts/docker-context-check.sh runs these steps in CI, from exactly the
@@ -45,9 +45,9 @@ COPY Cargo.toml Cargo.lock ./
 COPY models/Cargo.toml models/Cargo.toml
 COPY client/Cargo.toml client/Cargo.toml
 COPY tools/Cargo.toml tools/Cargo.toml
-RUN mkdir -p src models/src client/src tools/src benches \
+RUN mkdir -p src models/src client/src tools/src benches/node \
     && echo 'fn main() {}' > src/main.rs \
-    && echo 'fn main() {}' > benches/node.rs \
+    && echo 'fn main() {}' > benches/node/main.rs \
     && touch src/lib.rs models/src/lib.rs client/src/lib.rs tools/src/lib.rs \
     && cargo build --release --locked --bin onex-vault-adapter \
     && rm -rf src models/src client/src tools/src

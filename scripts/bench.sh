@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark command of docs/benchmarks.md: installs the real servers (OpenBao, Tansu,
-# PostgreSQL; see scripts/install-test-servers.sh) and runs benches/node.rs in
+# PostgreSQL; see scripts/install-test-servers.sh) and runs benches/node/ in
 # release mode: the node against Vault called directly and a plain Kafka echo,
 # closed loop, at several concurrency levels; prints a table per level and the
 # issue's targets. Arguments go to the benchmark, e.g.
