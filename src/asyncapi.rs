@@ -7,12 +7,12 @@
 use onex_vault_models::schemas;
 use serde_json::{json, Map, Value};
 
-use crate::contract::{Contract, ContractError};
+use crate::contract::{Contract, ContractError, TopicRole};
 
 /// One topic of the contract as AsyncAPI sees it.
 struct Channel {
-    /// The contract field naming the topic.
-    field: &'static str,
+    /// The topic's role (the contract field naming it).
+    role: TopicRole,
     id: &'static str,
     /// Name of the models' schema (`models/schemas/<name>.schema.json`).
     schema: &'static str,
@@ -29,7 +29,7 @@ const SIGNED_SCHEMA: &str = "signed-message";
 
 const CHANNELS: &[Channel] = &[
     Channel {
-        field: "event_bus.subscribe_topics.requests",
+        role: TopicRole::Requests,
         id: "requests",
         schema: "vault-request",
         action: "receive",
@@ -38,7 +38,7 @@ const CHANNELS: &[Channel] = &[
                       envelope travels as the payload of a signed ModelMessageEnvelope of a trusted ONEX runtime.",
     },
     Channel {
-        field: "event_bus.publish_topics.completed",
+        role: TopicRole::Completed,
         id: "completed",
         schema: "vault-reply",
         action: "send",
@@ -47,7 +47,7 @@ const CHANNELS: &[Channel] = &[
                       in the strict profile.",
     },
     Channel {
-        field: "event_bus.publish_topics.failed",
+        role: TopicRole::Failed,
         id: "failed",
         schema: "vault-reply",
         action: "send",
@@ -56,7 +56,7 @@ const CHANNELS: &[Channel] = &[
                       the node's runtime key in the strict profile.",
     },
     Channel {
-        field: "event_bus.publish_topics.health",
+        role: TopicRole::Health,
         id: "health",
         schema: "vault-health",
         action: "send",
@@ -64,7 +64,7 @@ const CHANNELS: &[Channel] = &[
         description: "Health events: at start, every health interval, and at a clean shutdown.",
     },
     Channel {
-        field: "event_bus.publish_topics.circuit_breaker",
+        role: TopicRole::CircuitBreaker,
         id: "circuitBreaker",
         schema: "circuit-breaker",
         action: "send",
@@ -72,7 +72,7 @@ const CHANNELS: &[Channel] = &[
         description: "Circuit-breaker transitions around Vault.",
     },
     Channel {
-        field: "event_bus.publish_topics.audit",
+        role: TopicRole::Audit,
         id: "audit",
         schema: "vault-audit",
         action: "send",
@@ -80,7 +80,7 @@ const CHANNELS: &[Channel] = &[
         description: "One audit record per request (denied and invalid ones too); never a value or a token.",
     },
     Channel {
-        field: "event_bus.publish_topics.lease_events",
+        role: TopicRole::LeaseEvents,
         id: "leaseEvents",
         schema: "vault-lease-event",
         action: "send",
@@ -88,7 +88,7 @@ const CHANNELS: &[Channel] = &[
         description: "Leases the node keeps alive and can renew no more.",
     },
     Channel {
-        field: "event_bus.dlq_topics.requests",
+        role: TopicRole::DeadLetters,
         id: "deadLetters",
         schema: "vault-dead-letter",
         action: "send",
@@ -96,7 +96,7 @@ const CHANNELS: &[Channel] = &[
         description: "Request records the node cannot use, with the reason and the original value.",
     },
     Channel {
-        field: "event_bus.publish_topics.replay_claims",
+        role: TopicRole::ReplayClaims,
         id: "replayClaims",
         schema: "vault-replay-claim",
         action: "send",
@@ -105,7 +105,7 @@ const CHANNELS: &[Channel] = &[
                       here before admitting it, and reads every claim; the first claim of an id wins.",
     },
     Channel {
-        field: "event_bus.publish_topics.lease_registry",
+        role: TopicRole::LeaseRegistry,
         id: "leaseRegistry",
         schema: "vault-lease-registration",
         action: "send",
@@ -140,13 +140,12 @@ pub fn document_of_file(path: &std::path::Path) -> Result<Value, ContractError> 
 
 /// The AsyncAPI document for `contract`.
 pub fn document(contract: &Contract) -> Value {
-    let topics = contract.topics_by_field();
     let (schemas_by_name, components) = component_schemas();
     let mut channels = Map::new();
     let mut operations = Map::new();
     let mut messages = Map::new();
     for channel in CHANNELS {
-        let address = topics.iter().find(|(field, _)| *field == channel.field).map_or("", |(_, topic)| *topic);
+        let address = contract.topic(channel.role);
         let mut names = vec![channel.schema];
         if channel.signed {
             names.push(SIGNED_SCHEMA);

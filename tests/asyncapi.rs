@@ -70,8 +70,8 @@ fn every_reference_resolves_and_every_topic_is_a_channel() {
         .expect("valid contract");
     let addresses: Vec<&str> =
         document["channels"].as_object().expect("channels").values().filter_map(|c| c["address"].as_str()).collect();
-    for (field, topic) in contract.topics_by_field() {
-        assert!(addresses.contains(&topic), "{field} ({topic}) has no channel");
+    for (role, topic) in contract.topics() {
+        assert!(addresses.contains(&topic), "{} ({topic}) has no channel", role.field());
     }
 }
 

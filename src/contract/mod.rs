@@ -23,6 +23,7 @@ use std::time::Duration;
 use onex_vault_models::{MountName, Operation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use strum::IntoEnumIterator as _;
 
 /// Why a contract could not be used. Each line names a field path.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,39 @@ use serde::{Deserialize, Serialize};
 pub struct ContractError {
     pub source_name: String,
     pub problems: Vec<String>,
+}
+
+/// What a topic is for: each role is one contract field under `event_bus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumIter)]
+pub enum TopicRole {
+    Requests,
+    Completed,
+    Failed,
+    Health,
+    CircuitBreaker,
+    Audit,
+    LeaseEvents,
+    ReplayClaims,
+    LeaseRegistry,
+    DeadLetters,
+}
+
+impl TopicRole {
+    /// The contract field that names the topic.
+    pub fn field(self) -> &'static str {
+        match self {
+            TopicRole::Requests => "event_bus.subscribe_topics.requests",
+            TopicRole::Completed => "event_bus.publish_topics.completed",
+            TopicRole::Failed => "event_bus.publish_topics.failed",
+            TopicRole::Health => "event_bus.publish_topics.health",
+            TopicRole::CircuitBreaker => "event_bus.publish_topics.circuit_breaker",
+            TopicRole::Audit => "event_bus.publish_topics.audit",
+            TopicRole::LeaseEvents => "event_bus.publish_topics.lease_events",
+            TopicRole::ReplayClaims => "event_bus.publish_topics.replay_claims",
+            TopicRole::LeaseRegistry => "event_bus.publish_topics.lease_registry",
+            TopicRole::DeadLetters => "event_bus.dlq_topics.requests",
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -492,7 +526,8 @@ impl Contract {
             "event_bus.fetch_wait_max_ms: must be 1 to 10000",
         );
         let mut seen = BTreeSet::new();
-        for (field, topic) in self.topics_by_field() {
+        for (role, topic) in self.topics() {
+            let field = role.field();
             if !is_onex_topic(topic) {
                 p.push(format!(
                     "{field}: {topic:?} does not match the ONEX topic pattern onex.<kind>.<domain>.<event>.v<N>"
@@ -633,21 +668,26 @@ impl Contract {
         weaknesses
     }
 
-    /// Each topic with the contract field that names it.
-    pub fn topics_by_field(&self) -> Vec<(&'static str, &str)> {
+    /// The topic the contract names for `role`.
+    pub fn topic(&self, role: TopicRole) -> &str {
         let bus = &self.event_bus;
-        vec![
-            ("event_bus.subscribe_topics.requests", bus.subscribe_topics.requests.as_str()),
-            ("event_bus.publish_topics.completed", bus.publish_topics.completed.as_str()),
-            ("event_bus.publish_topics.failed", bus.publish_topics.failed.as_str()),
-            ("event_bus.publish_topics.health", bus.publish_topics.health.as_str()),
-            ("event_bus.publish_topics.circuit_breaker", bus.publish_topics.circuit_breaker.as_str()),
-            ("event_bus.publish_topics.audit", bus.publish_topics.audit.as_str()),
-            ("event_bus.publish_topics.lease_events", bus.publish_topics.lease_events.as_str()),
-            ("event_bus.publish_topics.replay_claims", bus.publish_topics.replay_claims.as_str()),
-            ("event_bus.publish_topics.lease_registry", bus.publish_topics.lease_registry.as_str()),
-            ("event_bus.dlq_topics.requests", bus.dlq_topics.requests.as_str()),
-        ]
+        match role {
+            TopicRole::Requests => &bus.subscribe_topics.requests,
+            TopicRole::Completed => &bus.publish_topics.completed,
+            TopicRole::Failed => &bus.publish_topics.failed,
+            TopicRole::Health => &bus.publish_topics.health,
+            TopicRole::CircuitBreaker => &bus.publish_topics.circuit_breaker,
+            TopicRole::Audit => &bus.publish_topics.audit,
+            TopicRole::LeaseEvents => &bus.publish_topics.lease_events,
+            TopicRole::ReplayClaims => &bus.publish_topics.replay_claims,
+            TopicRole::LeaseRegistry => &bus.publish_topics.lease_registry,
+            TopicRole::DeadLetters => &bus.dlq_topics.requests,
+        }
+    }
+
+    /// Every topic with its role.
+    pub fn topics(&self) -> impl Iterator<Item = (TopicRole, &str)> {
+        TopicRole::iter().map(move |role| (role, self.topic(role)))
     }
 
     /// The operations this node instance serves (`io_operations`).

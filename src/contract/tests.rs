@@ -49,7 +49,7 @@ fn shipped_contract_loads_with_its_defaults() {
     assert_eq!(contract.vault.auth.method, AuthMethod::Token);
     assert_eq!(contract.enabled_operations().len(), onex_vault_models::Operation::all().count());
     assert_eq!(contract.health_check.http_port, 8085);
-    assert_eq!(contract.topics_by_field().len(), 10);
+    assert_eq!(contract.topics().count(), 10);
     assert_eq!(contract.security.identity.as_ref().map(|i| i.runtime_id.as_str()), Some("node_test"));
 }
 
