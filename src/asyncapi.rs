@@ -123,7 +123,7 @@ const CHANNELS: &[Channel] = &[
 pub fn document_of_file(path: &std::path::Path) -> Result<Value, ContractError> {
     let text = std::fs::read_to_string(path).map_err(|e| ContractError {
         source_name: path.display().to_string(),
-        problems: vec![format!("cannot read the file: {e}")],
+        problems: vec![onex_vault_models::InvalidField::new("", format!("cannot read the file: {e}"))],
     })?;
     let stand_in = |name: &str| match name {
         "KAFKA_BOOTSTRAP_SERVERS" => Some("kafka:9092".to_owned()),

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use onex_vault_models::InvalidField;
 use rdkafka::consumer::{Consumer, ConsumerContext};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -91,44 +92,48 @@ impl KafkaSecurity {
             ssl_key_file: var("KAFKA_SSL_KEY_FILE"),
             properties: BTreeMap::new(),
         };
-        security.read_files()?;
+        security.read_files().map_err(|problem| problem.to_string())?;
         let mut problems = Vec::new();
         security.problems(&mut problems);
         if problems.is_empty() {
             Ok(security)
         } else {
-            Err(problems.join("; "))
+            Err(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
         }
     }
 
     /// Reads `sasl_password_file` when only it is set.
-    pub fn read_files(&mut self) -> Result<(), String> {
+    pub fn read_files(&mut self) -> Result<(), InvalidField> {
         if self.sasl_password.is_none() && !self.sasl_password_file.is_empty() {
             let file = &self.sasl_password_file;
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| format!("event_bus.security.sasl_password_file: cannot read {file}: {}", e.kind()))?;
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                InvalidField::new("event_bus.security.sasl_password_file", format!("cannot read {file}: {}", e.kind()))
+            })?;
             self.sasl_password = Some(SecretString::from(text.trim().to_owned()));
         }
         Ok(())
     }
 
-    pub fn problems(&self, p: &mut Vec<String>) {
+    pub fn problems(&self, p: &mut Vec<InvalidField>) {
         if self.protocol.uses_sasl() {
             let mechanisms = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
             require(
                 p,
                 mechanisms.contains(&self.sasl_mechanism.as_str()),
-                "event_bus.security.sasl_mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 with a sasl_* protocol (set KAFKA_SASL_MECHANISM)",
+                "event_bus.security.sasl_mechanism",
+                "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 with a sasl_* protocol (set KAFKA_SASL_MECHANISM)",
             );
             require(
                 p,
                 !self.sasl_username.is_empty(),
-                "event_bus.security.sasl_username: required with a sasl_* protocol (set KAFKA_SASL_USERNAME)",
+                "event_bus.security.sasl_username",
+                "required with a sasl_* protocol (set KAFKA_SASL_USERNAME)",
             );
             require(
                 p,
                 self.sasl_password.as_ref().is_some_and(|s| !s.expose_secret().is_empty()),
-                "event_bus.security.sasl_password: required with a sasl_* protocol (set KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE)",
+                "event_bus.security.sasl_password",
+                "required with a sasl_* protocol (set KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE)",
             );
         }
         for (field, file) in [
@@ -137,13 +142,14 @@ impl KafkaSecurity {
             ("ssl_key_file", &self.ssl_key_file),
         ] {
             if !file.is_empty() && !std::path::Path::new(file).is_file() {
-                p.push(format!("event_bus.security.{field}: cannot read {file}"));
+                p.push(InvalidField::new(format!("event_bus.security.{field}"), format!("cannot read {file}")));
             }
         }
         require(
             p,
             self.ssl_certificate_file.is_empty() == self.ssl_key_file.is_empty(),
-            "event_bus.security.ssl_certificate_file, ssl_key_file: set both or neither",
+            "event_bus.security.ssl_certificate_file, ssl_key_file",
+            "set both or neither",
         );
     }
 
@@ -211,9 +217,9 @@ pub fn partitions_of<C: ConsumerContext, T: Consumer<C>>(
 
 /// Adds `line` to `problems` unless `ok` (the node's contract checks its
 /// other settings with it too).
-pub fn require(problems: &mut Vec<String>, ok: bool, line: &str) {
+pub fn require(problems: &mut Vec<InvalidField>, ok: bool, field: impl Into<String>, problem: impl Into<String>) {
     if !ok {
-        problems.push(line.to_owned());
+        problems.push(InvalidField::new(field, problem));
     }
 }
 

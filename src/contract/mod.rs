@@ -20,17 +20,18 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use onex_vault_models::{MountName, Operation};
+use onex_vault_models::{InvalidField, MountName, Operation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use strum::IntoEnumIterator as _;
 
-/// Why a contract could not be used. Each line names a field path.
+/// Why a contract could not be used: every problem names its field path
+/// (none for a file that could not be read or parsed).
 #[derive(Debug, thiserror::Error)]
-#[error("invalid contract {source_name}:\n  {}", problems.join("\n  "))]
+#[error("invalid contract {source_name}:{}", problems.iter().map(|p| format!("\n  {p}")).collect::<String>())]
 pub struct ContractError {
     pub source_name: String,
-    pub problems: Vec<String>,
+    pub problems: Vec<InvalidField>,
 }
 
 /// What a topic is for: each role is one contract field under `event_bus`.
@@ -440,7 +441,7 @@ impl Contract {
     pub fn load(path: &Path) -> Result<Contract, ContractError> {
         let text = std::fs::read_to_string(path).map_err(|e| ContractError {
             source_name: path.display().to_string(),
-            problems: vec![format!("cannot read the file: {e}")],
+            problems: vec![InvalidField::new("", format!("cannot read the file: {e}"))],
         })?;
         Contract::from_yaml(&text, &path.display().to_string(), &|name| std::env::var(name).ok())
     }
@@ -451,16 +452,16 @@ impl Contract {
         source_name: &str,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Contract, ContractError> {
-        let fail = |problems: Vec<String>| ContractError { source_name: source_name.to_owned(), problems };
-        let mut tree: serde_yaml::Value =
-            serde_yaml::from_str(text).map_err(|e| fail(vec![format!("not valid YAML: {e}")]))?;
+        let fail = |problems: Vec<InvalidField>| ContractError { source_name: source_name.to_owned(), problems };
+        let mut tree: serde_yaml::Value = serde_yaml::from_str(text)
+            .map_err(|e| fail(vec![InvalidField::new("", format!("not valid YAML: {e}"))]))?;
         let unresolved = interpolate::resolve(&mut tree, lookup);
         if !unresolved.is_empty() {
-            return Err(fail(unresolved.into_iter().map(|u| format!("{}: {}", u.field, u.problem)).collect()));
+            return Err(fail(unresolved.into_iter().map(|u| InvalidField::new(u.field, u.problem)).collect()));
         }
         let mut contract: Contract = serde_path_to_error::deserialize(tree).map_err(|e| {
             let field = e.path().to_string();
-            fail(vec![format!("{field}: {}", e.into_inner())])
+            fail(vec![InvalidField::new(field, e.into_inner().to_string())])
         })?;
         contract.read_credential_files().map_err(|p| fail(vec![p]))?;
         contract.access_policy.read_files().map_err(|p| fail(vec![p]))?;
@@ -475,7 +476,7 @@ impl Contract {
     }
 
     /// Fills `role_id` and `secret_id` from their files when only a file is set.
-    fn read_credential_files(&mut self) -> Result<(), String> {
+    fn read_credential_files(&mut self) -> Result<(), InvalidField> {
         let auth = &mut self.vault.auth;
         for (field, value, file) in [
             ("role_id_file", &mut auth.role_id, &auth.role_id_file),
@@ -484,73 +485,82 @@ impl Contract {
             if value.is_some() || file.is_empty() {
                 continue;
             }
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| format!("vault.auth.{field}: cannot read {file}: {}", e.kind()))?;
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                InvalidField::new(format!("vault.auth.{field}"), format!("cannot read {file}: {}", e.kind()))
+            })?;
             *value = Some(SecretString::from(text.trim().to_owned()));
         }
         Ok(())
     }
 
     /// Every rule the types do not express, as `field.path: problem` lines.
-    fn problems(&self) -> Vec<String> {
+    fn problems(&self) -> Vec<InvalidField> {
         let mut p = Vec::new();
         require(
             &mut p,
             self.name == onex_vault_models::NODE_NAME,
-            &format!("name: must be {}", onex_vault_models::NODE_NAME),
+            "name",
+            format!("must be {}", onex_vault_models::NODE_NAME),
         );
-        require(&mut p, self.node_type == "EFFECT_GENERIC", "node_type: must be EFFECT_GENERIC");
+        require(&mut p, self.node_type == "EFFECT_GENERIC", "node_type", "must be EFFECT_GENERIC");
 
         let bus = &self.event_bus;
         require(
             &mut p,
             !bus.bootstrap_servers.trim().is_empty(),
-            "event_bus.bootstrap_servers: must not be empty (set KAFKA_BOOTSTRAP_SERVERS)",
+            "event_bus.bootstrap_servers",
+            "must not be empty (set KAFKA_BOOTSTRAP_SERVERS)",
         );
-        require(&mut p, !bus.consumer_group.trim().is_empty(), "event_bus.consumer_group: must not be empty");
-        require(&mut p, bus.session_timeout_ms >= 1000, "event_bus.session_timeout_ms: must be ≥ 1000");
-        require(&mut p, bus.max_in_flight >= 1, "event_bus.max_in_flight: must be ≥ 1");
-        require(&mut p, bus.max_record_bytes >= 1024, "event_bus.max_record_bytes: must be ≥ 1024");
-        require(&mut p, bus.dlq_value_limit_bytes >= 1, "event_bus.dlq_value_limit_bytes: must be ≥ 1");
-        require(&mut p, bus.max_key_bytes >= 64, "event_bus.max_key_bytes: must be ≥ 64");
-        require(&mut p, bus.max_header_bytes >= 1024, "event_bus.max_header_bytes: must be ≥ 1024");
-        require(&mut p, bus.shutdown_timeout_seconds >= 1, "event_bus.shutdown_timeout_seconds: must be ≥ 1");
+        require(&mut p, !bus.consumer_group.trim().is_empty(), "event_bus.consumer_group", "must not be empty");
+        require(&mut p, bus.session_timeout_ms >= 1000, "event_bus.session_timeout_ms", "must be ≥ 1000");
+        require(&mut p, bus.max_in_flight >= 1, "event_bus.max_in_flight", "must be ≥ 1");
+        require(&mut p, bus.max_record_bytes >= 1024, "event_bus.max_record_bytes", "must be ≥ 1024");
+        require(&mut p, bus.dlq_value_limit_bytes >= 1, "event_bus.dlq_value_limit_bytes", "must be ≥ 1");
+        require(&mut p, bus.max_key_bytes >= 64, "event_bus.max_key_bytes", "must be ≥ 64");
+        require(&mut p, bus.max_header_bytes >= 1024, "event_bus.max_header_bytes", "must be ≥ 1024");
+        require(&mut p, bus.shutdown_timeout_seconds >= 1, "event_bus.shutdown_timeout_seconds", "must be ≥ 1");
         require(
             &mut p,
             bus.record_deadline_seconds * 1000 > self.vault.request_timeout_ms,
-            "event_bus.record_deadline_seconds: must be longer than vault.request_timeout_ms",
+            "event_bus.record_deadline_seconds",
+            "must be longer than vault.request_timeout_ms",
         );
         require(
             &mut p,
             (1..=10_000).contains(&bus.fetch_wait_max_ms),
-            "event_bus.fetch_wait_max_ms: must be 1 to 10000",
+            "event_bus.fetch_wait_max_ms",
+            "must be 1 to 10000",
         );
         let mut seen = BTreeSet::new();
         for (role, topic) in self.topics() {
             let field = role.field();
             if !is_onex_topic(topic) {
-                p.push(format!(
-                    "{field}: {topic:?} does not match the ONEX topic pattern onex.<kind>.<domain>.<event>.v<N>"
+                p.push(InvalidField::new(
+                    field,
+                    format!("{topic:?} does not match the ONEX topic pattern onex.<kind>.<domain>.<event>.v<N>"),
                 ));
             }
             if !seen.insert(topic) {
-                p.push(format!("{field}: {topic:?} is used for two roles"));
+                p.push(InvalidField::new(field, format!("{topic:?} is used for two roles")));
             }
         }
 
         let mut names = BTreeSet::new();
         for (i, op) in self.io_operations.iter().enumerate() {
             if !names.insert(op.operation) {
-                p.push(format!("io_operations[{i}].operation: {:?} is listed twice", op.operation.as_str()));
+                p.push(InvalidField::new(
+                    format!("io_operations[{i}].operation"),
+                    format!("{:?} is listed twice", op.operation.as_str()),
+                ));
             }
         }
-        require(&mut p, !self.io_operations.is_empty(), "io_operations: must list at least one operation");
+        require(&mut p, !self.io_operations.is_empty(), "io_operations", "must list at least one operation");
 
         let vault = &self.vault;
         let address_ok = reqwest::Url::parse(&vault.address)
             .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
-        require(&mut p, address_ok, "vault.address: must be an http(s) URL with a host (set VAULT_ADDR)");
-        require(&mut p, vault.request_timeout_ms >= 1, "vault.request_timeout_ms: must be ≥ 1");
+        require(&mut p, address_ok, "vault.address", "must be an http(s) URL with a host (set VAULT_ADDR)");
+        require(&mut p, vault.request_timeout_ms >= 1, "vault.request_timeout_ms", "must be ≥ 1");
         let tls = &vault.tls;
         for (field, variable, file) in [
             ("ca_cert", "VAULT_CACERT", &tls.ca_cert),
@@ -558,84 +568,116 @@ impl Contract {
             ("client_key", "VAULT_CLIENT_KEY", &tls.client_key),
         ] {
             if !file.is_empty() && !Path::new(file).is_file() {
-                p.push(format!("vault.tls.{field}: cannot read {file} (set {variable} to a PEM file)"));
+                p.push(InvalidField::new(
+                    format!("vault.tls.{field}"),
+                    format!("cannot read {file} (set {variable} to a PEM file)"),
+                ));
             }
         }
         require(
             &mut p,
             tls.client_cert.is_empty() == tls.client_key.is_empty(),
-            "vault.tls.client_cert, vault.tls.client_key: set both (VAULT_CLIENT_CERT and VAULT_CLIENT_KEY) or neither",
+            "vault.tls.client_cert, vault.tls.client_key",
+            "set both (VAULT_CLIENT_CERT and VAULT_CLIENT_KEY) or neither",
         );
         let filled = |s: &Option<SecretString>| s.as_ref().is_some_and(|s| !s.expose_secret().is_empty());
         match vault.auth.method {
             AuthMethod::Token => require(
                 &mut p,
                 filled(&vault.auth.token),
-                "vault.auth.token: required when vault.auth.method is token (set VAULT_TOKEN)",
+                "vault.auth.token",
+                "required when vault.auth.method is token (set VAULT_TOKEN)",
             ),
             AuthMethod::Approle => {
-                require(&mut p, filled(&vault.auth.role_id), "vault.auth.role_id: required when vault.auth.method is approle (set VAULT_ROLE_ID or VAULT_ROLE_ID_FILE)");
-                require(&mut p, filled(&vault.auth.secret_id), "vault.auth.secret_id: required when vault.auth.method is approle (set VAULT_SECRET_ID or VAULT_SECRET_ID_FILE)");
+                require(
+                    &mut p,
+                    filled(&vault.auth.role_id),
+                    "vault.auth.role_id",
+                    "required when vault.auth.method is approle (set VAULT_ROLE_ID or VAULT_ROLE_ID_FILE)",
+                );
+                require(
+                    &mut p,
+                    filled(&vault.auth.secret_id),
+                    "vault.auth.secret_id",
+                    "required when vault.auth.method is approle (set VAULT_SECRET_ID or VAULT_SECRET_ID_FILE)",
+                );
             }
         }
 
         let retry = &self.error_handling.retry_policy;
-        require(&mut p, retry.max_attempts >= 1, "error_handling.retry_policy.max_attempts: must be ≥ 1");
-        require(&mut p, retry.max_attempts <= 20, "error_handling.retry_policy.max_attempts: must be ≤ 20");
-        require(&mut p, retry.initial_delay_ms >= 1, "error_handling.retry_policy.initial_delay_ms: must be ≥ 1");
+        require(&mut p, retry.max_attempts >= 1, "error_handling.retry_policy.max_attempts", "must be ≥ 1");
+        require(&mut p, retry.max_attempts <= 20, "error_handling.retry_policy.max_attempts", "must be ≤ 20");
+        require(&mut p, retry.initial_delay_ms >= 1, "error_handling.retry_policy.initial_delay_ms", "must be ≥ 1");
         require(
             &mut p,
             retry.max_delay_ms >= retry.initial_delay_ms,
-            "error_handling.retry_policy.max_delay_ms: must be ≥ initial_delay_ms",
+            "error_handling.retry_policy.max_delay_ms",
+            "must be ≥ initial_delay_ms",
         );
         require(
             &mut p,
             retry.exponential_base >= 1.0 && retry.exponential_base.is_finite(),
-            "error_handling.retry_policy.exponential_base: must be ≥ 1.0",
+            "error_handling.retry_policy.exponential_base",
+            "must be ≥ 1.0",
         );
         let breaker = &self.error_handling.circuit_breaker;
         require(
             &mut p,
             breaker.failure_threshold >= 1,
-            "error_handling.circuit_breaker.failure_threshold: must be ≥ 1",
+            "error_handling.circuit_breaker.failure_threshold",
+            "must be ≥ 1",
         );
-        require(&mut p, breaker.reset_timeout_ms >= 1, "error_handling.circuit_breaker.reset_timeout_ms: must be ≥ 1");
+        require(
+            &mut p,
+            breaker.reset_timeout_ms >= 1,
+            "error_handling.circuit_breaker.reset_timeout_ms",
+            "must be ≥ 1",
+        );
         require(
             &mut p,
             breaker.half_open_max_probes >= 1,
-            "error_handling.circuit_breaker.half_open_max_probes: must be ≥ 1",
+            "error_handling.circuit_breaker.half_open_max_probes",
+            "must be ≥ 1",
         );
         require(
             &mut p,
             breaker.success_threshold >= 1,
-            "error_handling.circuit_breaker.success_threshold: must be ≥ 1",
+            "error_handling.circuit_breaker.success_threshold",
+            "must be ≥ 1",
         );
         let renewal = &self.vault.token_renewal;
         require(
             &mut p,
             renewal.renew_at_fraction > 0.0 && renewal.renew_at_fraction < 1.0,
-            "vault.token_renewal.renew_at_fraction: must be between 0 and 1 (exclusive)",
+            "vault.token_renewal.renew_at_fraction",
+            "must be between 0 and 1 (exclusive)",
         );
         require(
             &mut p,
             self.vault.lease_keep_alive.max_tracked >= 1,
-            "vault.lease_keep_alive.max_tracked: must be ≥ 1",
+            "vault.lease_keep_alive.max_tracked",
+            "must be ≥ 1",
         );
         let health = &self.health_check;
-        require(&mut p, health.endpoint.starts_with('/'), "health_check.endpoint: must start with '/'");
+        require(&mut p, health.endpoint.starts_with('/'), "health_check.endpoint", "must start with '/'");
         require(
             &mut p,
             (0.0..=1.0).contains(&health.degraded_fault_ratio),
-            "health_check.degraded_fault_ratio: must be between 0 and 1",
+            "health_check.degraded_fault_ratio",
+            "must be between 0 and 1",
         );
-        require(&mut p, health.degraded_p99_ms > 0.0, "health_check.degraded_p99_ms: must be > 0");
-        require(&mut p, self.health_check.interval_seconds >= 1, "health_check.interval_seconds: must be ≥ 1");
+        require(&mut p, health.degraded_p99_ms > 0.0, "health_check.degraded_p99_ms", "must be > 0");
+        require(&mut p, self.health_check.interval_seconds >= 1, "health_check.interval_seconds", "must be ≥ 1");
         self.security.problems(&mut p);
         if self.security.profile == SecurityProfile::Strict && !self.security.allow_insecure_transport {
             for weakness in self.insecure_transport() {
-                p.push(format!(
-                    "{weakness} in the strict profile: refused (security.allow_insecure_transport, env \
-                     ONEX_ALLOW_INSECURE_TRANSPORT, accepts it for a test stack)"
+                p.push(InvalidField::new(
+                    weakness.field,
+                    format!(
+                        "{} in the strict profile: refused (security.allow_insecure_transport, env \
+                         ONEX_ALLOW_INSECURE_TRANSPORT, accepts it for a test stack)",
+                        weakness.problem
+                    ),
                 ));
             }
         }
@@ -646,14 +688,15 @@ impl Contract {
 
     /// What leaves secrets or tokens readable or forgeable on the wire, each
     /// as `field: what`.
-    pub fn insecure_transport(&self) -> Vec<String> {
+    pub fn insecure_transport(&self) -> Vec<InvalidField> {
         let mut weaknesses = Vec::new();
         if self.vault.address.trim().to_ascii_lowercase().starts_with("http://") {
-            weaknesses.push("vault.address: Vault over http:// (the token and every secret in clear)".to_owned());
+            weaknesses
+                .push(InvalidField::new("vault.address", "Vault over http:// (the token and every secret in clear)"));
         }
         let kafka = &self.event_bus.security;
         if matches!(kafka.protocol, KafkaProtocol::Plaintext | KafkaProtocol::SaslPlaintext) {
-            weaknesses.push("event_bus.security.protocol: Kafka without TLS".to_owned());
+            weaknesses.push(InvalidField::new("event_bus.security.protocol", "Kafka without TLS"));
         }
         for (key, value) in kafka.librdkafka_properties() {
             let off = match key.as_str() {
@@ -662,7 +705,10 @@ impl Contract {
                 _ => false,
             };
             if off {
-                weaknesses.push(format!("event_bus.security.properties.{key}: switches certificate checks off"));
+                weaknesses.push(InvalidField::new(
+                    format!("event_bus.security.properties.{key}"),
+                    "switches certificate checks off",
+                ));
             }
         }
         weaknesses

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use onex_vault_models::{check_key_id, Delivery, Operation, RuntimeIdentity, RuntimeKey, SealingPublicKey};
+use onex_vault_models::{
+    check_key_id, Delivery, InvalidField, Operation, RuntimeIdentity, RuntimeKey, SealingPublicKey,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{require, scalar_string};
@@ -178,13 +180,15 @@ impl VaultKeySource {
 
 impl AccessPolicySettings {
     /// Reads `requesters_file` and every `public_key_file` into the policy.
-    pub(super) fn read_files(&mut self) -> Result<(), String> {
+    pub(super) fn read_files(&mut self) -> Result<(), InvalidField> {
         if !self.requesters_file.is_empty() {
             let file = &self.requesters_file;
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| format!("access_policy.requesters_file: cannot read {file}: {}", e.kind()))?;
-            let more: Vec<RequesterPolicy> = serde_yaml::from_str(&text)
-                .map_err(|e| format!("access_policy.requesters_file: {file} is not a list of requesters: {e}"))?;
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                InvalidField::new("access_policy.requesters_file", format!("cannot read {file}: {}", e.kind()))
+            })?;
+            let more: Vec<RequesterPolicy> = serde_yaml::from_str(&text).map_err(|e| {
+                InvalidField::new("access_policy.requesters_file", format!("{file} is not a list of requesters: {e}"))
+            })?;
             self.requesters.extend(more);
         }
         for (i, requester) in self.requesters.iter_mut().enumerate() {
@@ -203,7 +207,12 @@ impl AccessPolicySettings {
                 if key.public_key.is_empty() && !key.public_key_file.is_empty() {
                     let file = &key.public_key_file;
                     key.public_key = std::fs::read_to_string(file)
-                        .map_err(|e| format!("{field}.public_key_file: cannot read {file}: {}", e.kind()))?
+                        .map_err(|e| {
+                            InvalidField::new(
+                                format!("{field}.public_key_file"),
+                                format!("cannot read {file}: {}", e.kind()),
+                            )
+                        })?
                         .trim()
                         .to_owned();
                 }
@@ -213,20 +222,23 @@ impl AccessPolicySettings {
     }
 
     /// Rules the types do not express, as `field.path: problem` lines.
-    pub(super) fn problems(&self, p: &mut Vec<String>) {
+    pub(super) fn problems(&self, p: &mut Vec<InvalidField>) {
         let mut names = BTreeSet::new();
         for (i, requester) in self.requesters.iter().enumerate() {
             let at = format!("access_policy.requesters[{i}]");
-            require(p, !requester.runtime_id.trim().is_empty(), &format!("{at}.runtime_id: must not be empty"));
+            require(p, !requester.runtime_id.trim().is_empty(), format!("{at}.runtime_id"), "must not be empty");
             if !names.insert(requester.runtime_id.as_str()) {
-                p.push(format!("{at}.runtime_id: {:?} is listed twice", requester.runtime_id));
+                p.push(InvalidField::new(
+                    format!("{at}.runtime_id"),
+                    format!("{:?} is listed twice", requester.runtime_id),
+                ));
             }
             let mut ids = BTreeSet::new();
             for (k, key) in requester.signing_keys.iter().enumerate() {
                 let field = format!("{at}.signing_keys[{k}]");
                 key_problems(p, &field, key, |k| RuntimeKey::from_base64(k).is_ok());
                 if !ids.insert(key.id.as_str()) {
-                    p.push(format!("{field}.id: {:?} is listed twice", key.id));
+                    p.push(InvalidField::new(format!("{field}.id"), format!("{:?} is listed twice", key.id)));
                 }
             }
             if let Some(key) = &requester.sealing_key {
@@ -234,28 +246,29 @@ impl AccessPolicySettings {
             }
             for pattern in requester.namespaces.iter().flatten() {
                 if let Err(problem) = namespace_pattern_problem(pattern) {
-                    p.push(format!("{at}.namespaces: {pattern:?} {problem}"));
+                    p.push(InvalidField::new(format!("{at}.namespaces"), format!("{pattern:?} {problem}")));
                 }
             }
             for (g, grant) in requester.grants.iter().enumerate() {
                 let field = format!("{at}.grants[{g}]");
-                require(p, !grant.operations.is_empty(), &format!("{field}.operations: must list at least one"));
+                require(p, !grant.operations.is_empty(), format!("{field}.operations"), "must list at least one");
                 let needs_paths = grant.operations.iter().any(|&op| op != Operation::RenewToken);
                 require(
                     p,
                     !needs_paths || !grant.paths.is_empty(),
-                    &format!("{field}.paths: must list at least one pattern (e.g. \"app/*\")"),
+                    format!("{field}.paths"),
+                    "must list at least one pattern (e.g. \"app/*\")",
                 );
                 for pattern in &grant.paths {
                     if let Err(problem) = crate::security::PathPattern::parse(pattern) {
-                        p.push(format!("{field}.paths: {pattern:?} {problem}"));
+                        p.push(InvalidField::new(format!("{field}.paths"), format!("{pattern:?} {problem}")));
                     }
                 }
             }
         }
         if let Some(source) = &self.vault_keys {
-            require(p, !source.path.trim().is_empty(), "access_policy.vault_keys.path: must not be empty");
-            require(p, source.refresh_seconds >= 1, "access_policy.vault_keys.refresh_seconds: must be ≥ 1");
+            require(p, !source.path.trim().is_empty(), "access_policy.vault_keys.path", "must not be empty");
+            require(p, source.refresh_seconds >= 1, "access_policy.vault_keys.refresh_seconds", "must be ≥ 1");
         }
     }
 }
@@ -282,46 +295,49 @@ fn namespace_pattern_problem(pattern: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn key_problems(p: &mut Vec<String>, field: &str, key: &KeyRef, valid: impl Fn(&str) -> bool) {
-    require(p, check_key_id(&key.id).is_ok(), &format!("{field}.id: must be 1 to 64 of A-Z a-z 0-9 . _ -"));
+fn key_problems(p: &mut Vec<InvalidField>, field: &str, key: &KeyRef, valid: impl Fn(&str) -> bool) {
+    require(p, check_key_id(&key.id).is_ok(), format!("{field}.id"), "must be 1 to 64 of A-Z a-z 0-9 . _ -");
     if key.public_key.is_empty() {
-        p.push(format!("{field}: needs public_key or public_key_file"));
+        p.push(InvalidField::new(field, "needs public_key or public_key_file"));
     } else if !valid(&key.public_key) {
-        p.push(format!("{field}.public_key: not a usable 32-byte Ed25519 key in base64"));
+        p.push(InvalidField::new(format!("{field}.public_key"), "not a usable 32-byte Ed25519 key in base64"));
     }
 }
 
 impl Security {
     /// Reads `identity_file` into `identity`.
-    pub(super) fn read_files(&mut self) -> Result<(), String> {
+    pub(super) fn read_files(&mut self) -> Result<(), InvalidField> {
         if self.identity_file.is_empty() {
             return Ok(());
         }
         let file = &self.identity_file;
         let text = std::fs::read_to_string(file)
-            .map_err(|e| format!("security.identity_file: cannot read {file}: {}", e.kind()))?;
-        let identity = RuntimeIdentity::from_json(&text).map_err(|e| format!("security.identity_file: {file}: {e}"))?;
+            .map_err(|e| InvalidField::new("security.identity_file", format!("cannot read {file}: {}", e.kind())))?;
+        let identity = RuntimeIdentity::from_json(&text)
+            .map_err(|e| InvalidField::new("security.identity_file", format!("{file}: {e}")))?;
         self.identity = Some(std::sync::Arc::new(identity));
         Ok(())
     }
 
-    pub(super) fn problems(&self, p: &mut Vec<String>) {
+    pub(super) fn problems(&self, p: &mut Vec<InvalidField>) {
         if self.profile == SecurityProfile::Strict {
             require(
                 p,
                 !self.realm.trim().is_empty(),
-                "security.realm: required in the strict profile (the ONEX realm signed requests name; env ONEX_REALM)",
+                "security.realm",
+                "required in the strict profile (the ONEX realm signed requests name; env ONEX_REALM)",
             );
             require(
                 p,
                 self.identity.is_some(),
-                "security.identity_file: required in the strict profile (the node's runtime identity, \
-                 written by `onex-vault-adapter keygen`; env ONEX_NODE_IDENTITY_FILE)",
+                "security.identity_file",
+                "required in the strict profile (the node's runtime identity, written by `onex-vault-adapter \
+                 keygen`; env ONEX_NODE_IDENTITY_FILE)",
             );
         }
-        require(p, !self.bus_id.trim().is_empty(), "security.bus_id: must not be empty");
-        require(p, self.max_clock_skew_seconds >= 1, "security.max_clock_skew_seconds: must be ≥ 1");
-        require(p, self.replay_cache_max_entries >= 1, "security.replay_cache_max_entries: must be ≥ 1");
-        require(p, self.wrap_ttl_seconds >= 1, "security.wrap_ttl_seconds: must be ≥ 1");
+        require(p, !self.bus_id.trim().is_empty(), "security.bus_id", "must not be empty");
+        require(p, self.max_clock_skew_seconds >= 1, "security.max_clock_skew_seconds", "must be ≥ 1");
+        require(p, self.replay_cache_max_entries >= 1, "security.replay_cache_max_entries", "must be ≥ 1");
+        require(p, self.wrap_ttl_seconds >= 1, "security.wrap_ttl_seconds", "must be ≥ 1");
     }
 }

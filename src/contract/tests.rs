@@ -38,7 +38,7 @@ fn load(text: &str, vars: &[(&str, &str)]) -> Result<Contract, ContractError> {
 }
 
 fn problems(text: &str, vars: &[(&str, &str)]) -> Vec<String> {
-    load(text, vars).expect_err("contract should be refused").problems
+    load(text, vars).expect_err("contract should be refused").problems.iter().map(ToString::to_string).collect()
 }
 
 #[test]
@@ -121,6 +121,15 @@ fn rule_violations_name_the_field_path() {
     assert!(p.contains(&"error_handling.retry_policy.max_attempts: must be ≥ 1".to_owned()), "{p:?}");
     assert!(p.contains(&"error_handling.circuit_breaker.failure_threshold: must be ≥ 1".to_owned()), "{p:?}");
     assert!(p.iter().any(|l| l.starts_with("event_bus.publish_topics.audit:")), "{p:?}");
+}
+
+#[test]
+fn a_problem_names_its_field_apart_from_what_is_wrong() {
+    let refused = load(&SHIPPED.replace("max_in_flight: 64", "max_in_flight: 0"), BASE).expect_err("refused");
+    let problem = refused.problems.iter().find(|p| p.field == "event_bus.max_in_flight").expect("named");
+    assert_eq!(problem.problem, "must be ≥ 1");
+    let refused = load(&SHIPPED.replace("max_in_flight: 64", "max_in_flight: lots"), BASE).expect_err("refused");
+    assert_eq!(refused.problems[0].field, "event_bus.max_in_flight", "serde's path is the field");
 }
 
 #[test]

@@ -99,7 +99,7 @@ pub struct Gate {
     /// Signs every reply (strict only).
     reply_signer: Option<ReplySigner>,
     /// What the contract's transport leaves readable (warned about).
-    insecure_transport: Vec<String>,
+    insecure_transport: Vec<onex_vault_models::InvalidField>,
     /// Where the node's requester keys live in Vault (mount, path), if
     /// there: no request may touch it.
     key_source: Option<(String, String)>,

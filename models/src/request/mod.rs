@@ -216,10 +216,11 @@ fn check_transit(key: &str, context: Option<&str>) -> Result<(), InvalidField> {
     Ok(())
 }
 
-/// A request that decoded but cannot be performed as given: which field
-/// (`payload.data`, `payload.sealed_data.key_id`, or `payload` for a rule
-/// across fields) and what it must be. Shown as `field: problem`, the text
-/// the requester gets in its `ONEX_CORE_007_INVALID_INPUT` reply.
+/// A value that cannot be used as given: which field (`payload.data`,
+/// `payload.sealed_data.key_id`, `payload` for a rule across a request's
+/// fields; a contract's `event_bus.max_in_flight`) and what it must be.
+/// Shown as `field: problem`, the text a requester gets in its
+/// `ONEX_CORE_007_INVALID_INPUT` reply and an operator in a contract error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidField {
     pub field: String,
@@ -234,7 +235,10 @@ impl InvalidField {
 
 impl fmt::Display for InvalidField {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.problem)
+        match self.field.as_str() {
+            "" => f.write_str(&self.problem),
+            field => write!(f, "{field}: {}", self.problem),
+        }
     }
 }
 
