@@ -62,9 +62,6 @@ use onex_vault_models::{Envelope, LeaseEvent, LeaseEventKind, LeaseRegistration,
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, TopicPartitionList};
-use reqwest::Method;
-use serde::Deserialize;
-use serde_json::json;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -127,11 +124,6 @@ struct Entry {
     namespace: Option<String>,
     /// Its keep-alive ended here (tombstone on the way): not restarted.
     ended: bool,
-}
-
-#[derive(Deserialize)]
-struct Renewed {
-    lease_duration: u64,
 }
 
 /// How a keep-alive task ended.
@@ -540,8 +532,7 @@ impl LeaseKeeper {
                     return Ending::Cancelled;
                 }
                 expires_in = expires_in.saturating_sub(wait);
-                let body = json!({ "lease_id": lease_id, "increment": duration.as_secs() });
-                match vault.call::<Renewed>(Method::PUT, "sys/leases/renew", Some(&body)).await {
+                match vault.renew_lease(lease_id, Some(duration.as_secs())).await {
                     Ok(renewed) => break renewed,
                     Err(VaultError::Status { hint: Hint::NotRenewable | Hint::LeaseNotFound, .. }) => {
                         self.publish(lease_id, LeaseEventKind::RenewalFailed, 0, "Vault refuses to renew the lease");

@@ -315,11 +315,7 @@ impl Dispatcher {
     /// Revokes a lease nobody will receive and stops keeping it alive.
     async fn discard_lease(&self, namespace: Option<String>, lease_id: &str) {
         self.leases.forget(lease_id).await;
-        let body = serde_json::json!({ "lease_id": lease_id });
-        // Raw: vaultrs 0.8 has no sys/leases endpoints.
-        let revoked: Result<serde_json::Value, VaultError> =
-            self.vault.at(namespace).call(reqwest::Method::PUT, "sys/leases/revoke", Some(&body)).await;
-        if let Err(error) = revoked {
+        if let Err(error) = self.vault.at(namespace).revoke_lease(lease_id).await {
             tracing::warn!(%error, "credentials issued for a wrapped reply that failed could not be revoked");
         }
     }

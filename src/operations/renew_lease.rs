@@ -1,23 +1,12 @@
 //! `renew_lease`: extend the lease of a dynamic secret through
-//! `PUT sys/leases/renew` (vaultrs has no wrapper for it); with `keep_alive`,
+//! `PUT sys/leases/renew`; with `keep_alive`,
 //! register it with the lease keeper (the lease registry) to keep renewing.
 
 use std::time::Duration;
 
-use onex_vault_models::{MountName, OperationResult, RenewLease, RenewLeaseResult};
-use reqwest::Method;
-use serde::Deserialize;
-use serde_json::json;
-
 use super::{Context, Perform, Target, Work};
 use crate::vault::VaultError;
-
-#[derive(Deserialize)]
-struct Renewed {
-    lease_id: String,
-    lease_duration: u64,
-    renewable: bool,
-}
+use onex_vault_models::{MountName, OperationResult, RenewLease, RenewLeaseResult};
 
 impl Perform for RenewLease {
     const WORK: Work = Work::Leases;
@@ -27,12 +16,7 @@ impl Perform for RenewLease {
     }
 
     async fn run(&self, cx: &Context<'_>) -> Result<OperationResult, VaultError> {
-        let mut body = json!({ "lease_id": self.lease_id });
-        if let Some(increment) = self.increment_seconds {
-            body["increment"] = json!(increment);
-        }
-        // Raw: vaultrs 0.8 has no sys/leases endpoints.
-        let renewed: Renewed = cx.vault.call(Method::PUT, "sys/leases/renew", Some(&body)).await?;
+        let renewed = cx.vault.renew_lease(&self.lease_id, self.increment_seconds).await?;
         let kept_alive = self.keep_alive
             && renewed.renewable
             && cx

@@ -16,6 +16,7 @@
 //! Over 500 lines only with its unit tests.
 
 mod error;
+mod leases;
 mod renewal;
 mod startup;
 
@@ -33,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 
 pub use error::{Hint, TlsFailure, VaultError};
+pub use leases::{LeaseInfo, RenewedLease};
 pub use renewal::keep_token_alive;
 pub use startup::connect_at_start;
 
