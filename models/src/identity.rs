@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::gateway::{GatewayKeyError, RuntimeSigner};
 use crate::keys::check_key_id;
+use crate::request::InvalidField;
 use crate::sealing::SealingSecretKey;
 
 /// Who a runtime is, with the private keys that prove it.
@@ -58,35 +59,36 @@ struct PrivateKey {
     private_key: SecretString,
 }
 
+/// What a runtime id or key id may be.
+const KEY_ID_RULE: &str = "must be 1 to 64 of A-Z a-z 0-9 . _ -";
+
 impl RuntimeIdentity {
     /// New keys for `runtime_id`, with ids `<runtime_id>-sign-<suffix>` and
     /// `<runtime_id>-seal-<suffix>`.
-    pub fn generate(runtime_id: &str, suffix: &str) -> Result<RuntimeIdentity, String> {
-        check_key_id(runtime_id).map_err(|_| "runtime ids are 1 to 64 of A-Z a-z 0-9 . _ -".to_owned())?;
+    pub fn generate(runtime_id: &str, suffix: &str) -> Result<RuntimeIdentity, InvalidField> {
+        check_key_id(runtime_id).map_err(|_| InvalidField::new("runtime_id", KEY_ID_RULE))?;
         let signing_key_id = format!("{runtime_id}-sign-{suffix}");
-        check_key_id(&signing_key_id).map_err(|e| format!("signing key id: {e}"))?;
+        check_key_id(&signing_key_id).map_err(|e| InvalidField::new("signing_key.id", e.to_string()))?;
         let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|e| format!("no randomness for a key: {e}"))?;
+        getrandom::fill(&mut seed).map_err(|e| InvalidField::new("signing_key", format!("no randomness: {e}")))?;
         let signing_seed = SecretString::from(BASE64.encode(seed));
         seed.fill(0);
-        Ok(RuntimeIdentity {
-            runtime_id: runtime_id.to_owned(),
-            signing_key_id,
-            signing_seed,
-            sealer: SealingSecretKey::generate(&format!("{runtime_id}-seal-{suffix}")).map_err(|e| e.to_string())?,
-        })
+        let sealer = SealingSecretKey::generate(&format!("{runtime_id}-seal-{suffix}"))
+            .map_err(|e| InvalidField::new("sealing_key", e.to_string()))?;
+        Ok(RuntimeIdentity { runtime_id: runtime_id.to_owned(), signing_key_id, signing_seed, sealer })
     }
 
-    /// Reads an identity file's text.
-    pub fn from_json(text: &str) -> Result<RuntimeIdentity, String> {
-        let file: File = serde_json::from_str(text).map_err(|e| format!("not an identity file: {e}"))?;
-        check_key_id(&file.runtime_id).map_err(|_| "runtime_id: must be 1 to 64 of A-Z a-z 0-9 . _ -".to_owned())?;
-        check_key_id(&file.signing_key.id).map_err(|_| "signing_key.id: must be 1 to 64 of A-Z a-z 0-9 . _ -")?;
+    /// Reads an identity file's text; a problem names the file's field.
+    pub fn from_json(text: &str) -> Result<RuntimeIdentity, InvalidField> {
+        let file: File =
+            serde_json::from_str(text).map_err(|e| InvalidField::new("", format!("not an identity file: {e}")))?;
+        check_key_id(&file.runtime_id).map_err(|_| InvalidField::new("runtime_id", KEY_ID_RULE))?;
+        check_key_id(&file.signing_key.id).map_err(|_| InvalidField::new("signing_key.id", KEY_ID_RULE))?;
         // Checked now, so that `signer` cannot fail later on a bad key.
         RuntimeSigner::from_seed_base64("", &file.runtime_id, file.signing_key.private_key.expose_secret())
-            .map_err(|e: GatewayKeyError| format!("signing_key: {e}"))?;
+            .map_err(|e: GatewayKeyError| InvalidField::new("signing_key", e.to_string()))?;
         let sealer = SealingSecretKey::from_base64(&file.sealing_key.id, file.sealing_key.private_key.expose_secret())
-            .map_err(|e| format!("sealing_key: {e}"))?;
+            .map_err(|e| InvalidField::new("sealing_key", e.to_string()))?;
         Ok(RuntimeIdentity {
             runtime_id: file.runtime_id,
             signing_key_id: file.signing_key.id,
