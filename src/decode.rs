@@ -20,9 +20,12 @@
 //! Over 500 lines only with its unit and property tests, kept beside the
 //! refusals they test.
 
+use std::cell::Cell;
+
 use onex_vault_models::{
     Envelope, ErrorCode, Operation, ReplyError, RequestEnvelope, SignedEnvelope, VaultRequest, MAX_TEXT_FIELD_BYTES,
 };
+use serde::de::DeserializeSeed as _;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -92,9 +95,10 @@ pub fn decode(bytes: &[u8], sizes: Sizes, limits: &Limits) -> Decoded {
     if sizes.headers > limits.max_header_bytes {
         return over("record headers", sizes.headers, limits.max_header_bytes);
     }
-    let value: Value = match serde_json::from_slice::<UniqueKeys>(bytes) {
-        Ok(UniqueKeys(value)) => value,
-        Err(e) if e.to_string().starts_with(DUPLICATE_KEY) => {
+    let duplicate = Cell::new(false);
+    let value: Value = match UniqueKeys::parse(bytes, &duplicate) {
+        Ok(value) => value,
+        Err(e) if duplicate.get() => {
             // Parsers differ on which of two equal keys wins; a signed record
             // must mean one thing to every reader, so it is refused whole.
             let reason = format!("record value has {DUPLICATE_KEY} at line {} column {}", e.line(), e.column());
@@ -212,20 +216,33 @@ fn bounded(value: Option<&Value>) -> Option<String> {
 
 const DUPLICATE_KEY: &str = "a duplicate key in an object";
 
-/// A JSON value, refused if any object in it has the same key twice
-/// (`serde_json::Value` would silently keep the last). serde_json's nesting
-/// limit still applies.
-struct UniqueKeys(Value);
+/// Reads a JSON value, refusing any object that has the same key twice
+/// (`serde_json::Value` would silently keep the last); `duplicate` says
+/// afterwards whether that was why it failed. serde_json's nesting limit
+/// still applies.
+#[derive(Clone, Copy)]
+struct UniqueKeys<'a> {
+    duplicate: &'a Cell<bool>,
+}
 
-impl<'de> serde::Deserialize<'de> for UniqueKeys {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(UniqueKeysVisitor).map(UniqueKeys)
+impl UniqueKeys<'_> {
+    fn parse(bytes: &[u8], duplicate: &Cell<bool>) -> Result<Value, serde_json::Error> {
+        let mut reader = serde_json::Deserializer::from_slice(bytes);
+        let value = UniqueKeys { duplicate }.deserialize(&mut reader)?;
+        reader.end()?;
+        Ok(value)
     }
 }
 
-struct UniqueKeysVisitor;
+impl<'de> serde::de::DeserializeSeed<'de> for UniqueKeys<'_> {
+    type Value = Value;
 
-impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeys<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -262,7 +279,7 @@ impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::new();
-        while let Some(UniqueKeys(item)) = seq.next_element()? {
+        while let Some(item) = seq.next_element_seed(self)? {
             items.push(item);
         }
         Ok(Value::Array(items))
@@ -272,9 +289,10 @@ impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
         let mut object = serde_json::Map::new();
         while let Some(key) = map.next_key::<String>()? {
             if object.contains_key(&key) {
+                self.duplicate.set(true);
                 return Err(serde::de::Error::custom(DUPLICATE_KEY));
             }
-            let UniqueKeys(value) = map.next_value()?;
+            let value = map.next_value_seed(self)?;
             object.insert(key, value);
         }
         Ok(Value::Object(object))
