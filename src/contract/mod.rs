@@ -493,7 +493,7 @@ impl Contract {
         Ok(())
     }
 
-    /// Every rule the types do not express, as `field.path: problem` lines.
+    /// Every rule the types do not express, each naming its field path.
     fn problems(&self) -> Vec<InvalidField> {
         let mut p = Vec::new();
         require(
