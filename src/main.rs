@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use onex_vault_adapter::bus::Publisher;
 use onex_vault_adapter::contract::{Contract, SecurityProfile};
 use onex_vault_adapter::leases::LeaseKeeper;
 use onex_vault_adapter::operations::Dispatcher;
@@ -205,7 +204,7 @@ async fn start(contract: Contract) -> anyhow::Result<()> {
     let policy = security::load_policy(&contract, &vault)
         .await
         .map_err(|e| anyhow::anyhow!("access_policy.vault_keys: cannot read the requester keys from Vault: {e}"))?;
-    let publisher = Publisher::new(runtime::producer(&contract)?);
+    let publisher = runtime::publisher(&contract)?;
     let ledger = match contract.security.profile {
         SecurityProfile::Strict => {
             slot.waiting_on("reading the replay ledger from Kafka");

@@ -37,7 +37,7 @@ use crate::messages;
 use crate::operations::{Dispatcher, RequestBinding, Target};
 use crate::resilience::Transition;
 use crate::security::{Delivered, Denial, Gate, Position};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{Laps, Stage, Telemetry};
 use crate::trace::TraceContext;
 
 /// Everything a record's handling needs, shared by all in-flight records.
@@ -93,7 +93,9 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) -> anyhow::Result<()>
                         continue;
                     }
                 };
+                let received = Instant::now();
                 node.telemetry.record_consumed();
+                node.telemetry.record_stage(Stage::BusWait, bus_wait(&record));
                 offsets.begin(record.topic(), record.partition(), record.offset());
                 node.telemetry.set_in_flight(offsets.in_flight());
                 let mut turn = key_order.enter(record.partition(), record.key());
@@ -101,10 +103,10 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) -> anyhow::Result<()>
                 let done = done_tx.clone();
                 let abandon = abandon.clone();
                 tokio::spawn(async move {
-                    let delivered = handle_within_deadline(&node, &mut turn, &record, &abandon).await;
+                    let delivered = handle_within_deadline(&node, &mut turn, &record, received, &abandon).await;
                     let ticket = turn.finish();
                     // The slot goes back in `finish`, with the in-flight count.
-                    let _ = done.send(Finished { record, delivered, ticket, slot });
+                    let _ = done.send(Finished { record, delivered, ticket, slot, answered: Instant::now() });
                 });
             }
         }
@@ -186,6 +188,18 @@ struct Finished {
     delivered: bool,
     ticket: Option<Ticket>,
     slot: OwnedSemaphorePermit,
+    /// When its handling ended (for [`Stage::OffsetStore`]).
+    answered: Instant,
+}
+
+/// How long `record` was on its way: from its timestamp (its producer's
+/// clock, milliseconds) to now. Zero when it has none or is from the future.
+fn bus_wait(record: &OwnedMessage) -> Duration {
+    let Some(stamped) = record.timestamp().to_millis().and_then(|ms| u64::try_from(ms).ok()) else {
+        return Duration::ZERO;
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    now.saturating_sub(Duration::from_millis(stamped))
 }
 
 /// A record is done: release its key and store the offset it allows, if its
@@ -215,6 +229,7 @@ fn finish(
             tracing::debug!(%error, partition = record.partition(), offset, "offset not stored");
         }
     }
+    node.telemetry.record_stage(Stage::OffsetStore, finished.answered.elapsed());
     node.telemetry.set_in_flight(offsets.in_flight());
     drop(finished.slot);
 }
@@ -230,13 +245,16 @@ async fn handle_within_deadline(
     node: &Node,
     turn: &mut bus::Turn,
     record: &OwnedMessage,
+    received: Instant,
     stop: &CancellationToken,
 ) -> bool {
     let started = Instant::now();
     let deadline = Duration::from_secs(node.contract.event_bus.record_deadline_seconds);
     let handled = tokio::time::timeout(deadline, async {
+        let mut laps = node.telemetry.laps(received);
         turn.wait().await;
-        handle_record(node, record, stop).await
+        laps.lap(Stage::KeyWait);
+        handle_record(node, record, &mut laps, stop).await
     })
     .await;
     let delivered = match handled {
@@ -295,7 +313,7 @@ impl Answers {
 }
 
 /// Handles one record end to end; returns whether all it caused was delivered.
-async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationToken) -> bool {
+async fn handle_record(node: &Node, record: &OwnedMessage, laps: &mut Laps<'_>, stop: &CancellationToken) -> bool {
     let started = Instant::now();
     let bus = &node.contract.event_bus;
     let value = record.payload().unwrap_or_default();
@@ -306,7 +324,9 @@ async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationTo
             .map_or(0, |headers| headers.iter().map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len)).sum()),
     };
     let answers = match decode(value, sizes, &bus.limits()) {
-        Decoded::Request(request, provenance) => answer(node, record, value, &request, provenance, started).await,
+        Decoded::Request(request, provenance) => {
+            answer(node, record, value, &request, provenance, laps, started).await
+        }
         Decoded::Refused(mut refusal) => {
             // The body wins; omnibase-infra's `correlation_id` and
             // `message_id` headers name the requester when the body cannot.
@@ -314,12 +334,15 @@ async fn handle_record(node: &Node, record: &OwnedMessage, stop: &CancellationTo
             refusal.correlation_id = refusal.correlation_id.or_else(|| header_id("correlation_id"));
             refusal.envelope_id = refusal.envelope_id.or_else(|| header_id("message_id"));
             let sender = node.gate.authenticate(value, refusal.signed.as_deref());
+            laps.lap(Stage::DecodeAndGate);
             refuse(node, record, refusal, sender, started)
         }
     };
     let audit = &answers.audit;
     node.telemetry.record_request(&operation_label(audit.operation.as_deref()), audit.error_code, started.elapsed());
-    publish_answers(node, record, answers.messages(bus), stop).await
+    let messages = answers.messages(bus);
+    laps.lap(Stage::Answer);
+    publish_answers(node, record, messages, stop).await
 }
 
 /// A decoded request through the gate, performed if admitted: its reply
@@ -330,6 +353,7 @@ async fn answer(
     value: &[u8],
     request: &Envelope<VaultRequest>,
     provenance: Provenance,
+    laps: &mut Laps<'_>,
     started: Instant,
 ) -> Answers {
     let bus = &node.contract.event_bus;
@@ -350,10 +374,13 @@ async fn answer(
         Position { topic: record.topic().to_owned(), partition: record.partition(), offset: record.offset() };
     let admitted = node.gate.admit(&position, value, &provenance, request, &target).instrument(span.clone()).await;
     let denial = admitted.as_ref().err().copied();
+    laps.lap(Stage::DecodeAndGate);
     let mut reply = match admitted {
         Ok(delivered) => {
             let signer = provenance.signed.as_ref().map(|signed| signed.runtime_id.as_str());
-            perform(node, request, signer, &delivered, started).instrument(span).await
+            let reply = perform(node, request, signer, &delivered, started).instrument(span).await;
+            laps.lap(Stage::Vault);
+            reply
         }
         Err(denial) => span.in_scope(|| deny(request, denial, started)),
     };
@@ -388,6 +415,7 @@ async fn publish_answers(
 /// answered as far as the bus allows and its offset moves on). False only
 /// when `stop` fired first.
 async fn publish_answer(node: &Node, record: &OwnedMessage, message: &Outgoing, stop: &CancellationToken) -> bool {
+    let sent = Instant::now();
     let delivered = match publish(node, message, stop).await {
         Published::Delivered => true,
         Published::Stopped => return false,
@@ -401,10 +429,18 @@ async fn publish_answer(node: &Node, record: &OwnedMessage, message: &Outgoing, 
         },
     };
     if delivered {
+        let took = sent.elapsed();
         match message.kind {
-            Kind::Reply => node.telemetry.record_replied(),
-            Kind::DeadLetter => node.telemetry.record_dead_letter(),
-            Kind::Audit | Kind::Event => {}
+            Kind::Reply => {
+                node.telemetry.record_replied();
+                node.telemetry.record_stage(Stage::PublishReply, took);
+            }
+            Kind::DeadLetter => {
+                node.telemetry.record_dead_letter();
+                node.telemetry.record_stage(Stage::PublishDeadLetter, took);
+            }
+            Kind::Audit => node.telemetry.record_stage(Stage::PublishAudit, took),
+            Kind::Event => {}
         }
     }
     true
@@ -613,7 +649,17 @@ pub async fn publish_lease_events(
     }
 }
 
-/// Builds the producer the node publishes with.
-pub fn producer(contract: &Contract) -> anyhow::Result<FutureProducer> {
-    bus::producer_config(contract).create().map_err(|e| bus::client_error(e, "producer"))
+/// Builds the publisher of everything the node sends (its two producers).
+pub fn publisher(contract: &Contract) -> anyhow::Result<Publisher> {
+    let producer: FutureProducer =
+        bus::producer_config(contract).create().map_err(|e| bus::client_error(e, "producer"))?;
+    let bus = &contract.event_bus;
+    // With the same linger the audit records gain nothing from a second
+    // producer (and its threads): they share the first.
+    let audit = if bus.audit_linger_ms == bus.linger_ms {
+        producer.clone()
+    } else {
+        bus::audit_producer_config(contract).create().map_err(|e| bus::client_error(e, "audit producer"))?
+    };
+    Ok(Publisher::new(producer, audit))
 }

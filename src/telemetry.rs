@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use onex_vault_models::{BreakerState, ErrorCode, LeaseStats, Operation, OperationStats, VaultActivity};
 
@@ -46,6 +46,81 @@ struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabel {
+    stage: &'static str,
+}
+
+/// A step of a record's way through the node, timed for
+/// `request_stage_seconds` (where the time of a request goes; the bench
+/// reads it, and an operator can too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// From the request record's timestamp (set by its producer) to the node
+    /// taking it off the consumer: the requester's produce, the broker, the
+    /// fetch wait and the consumer's queue.
+    BusWait,
+    /// Waiting behind an earlier record of the same key.
+    KeyWait,
+    /// Decoding the envelope and the security gate's checks.
+    DecodeAndGate,
+    /// The Vault call (with its retries), or the read cache.
+    Vault,
+    /// Building the reply, the audit record and any dead letter.
+    Answer,
+    /// From producing the reply to the broker's acknowledgement.
+    PublishReply,
+    /// From producing the audit record to the broker's acknowledgement.
+    PublishAudit,
+    /// From producing a dead letter to the broker's acknowledgement.
+    PublishDeadLetter,
+    /// From the last acknowledgement to the offset stored by the main loop.
+    OffsetStore,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 9] = [
+        Stage::BusWait,
+        Stage::KeyWait,
+        Stage::DecodeAndGate,
+        Stage::Vault,
+        Stage::Answer,
+        Stage::PublishReply,
+        Stage::PublishAudit,
+        Stage::PublishDeadLetter,
+        Stage::OffsetStore,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::BusWait => "bus_wait",
+            Stage::KeyWait => "key_wait",
+            Stage::DecodeAndGate => "decode_and_gate",
+            Stage::Vault => "vault",
+            Stage::Answer => "answer",
+            Stage::PublishReply => "publish_reply",
+            Stage::PublishAudit => "publish_audit",
+            Stage::PublishDeadLetter => "publish_dead_letter",
+            Stage::OffsetStore => "offset_store",
+        }
+    }
+}
+
+/// Times consecutive stages of one record: each [`Laps::lap`] records the
+/// time since the previous one (or the start) as that stage.
+pub struct Laps<'t> {
+    telemetry: &'t Telemetry,
+    last: Instant,
+}
+
+impl Laps<'_> {
+    pub fn lap(&mut self, stage: Stage) {
+        let now = Instant::now();
+        self.telemetry.record_stage(stage, now.saturating_duration_since(self.last));
+        self.last = now;
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PartitionLabels {
     topic: String,
     partition: String,
@@ -55,6 +130,7 @@ pub struct Telemetry {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     durations: Family<OperationLabel, Histogram>,
+    stages: Family<StageLabel, Histogram>,
     consumed: Counter,
     replied: Counter,
     dead_letters: Counter,
@@ -147,10 +223,14 @@ impl Telemetry {
         let durations = Family::<OperationLabel, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
+        let stages = Family::<StageLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+        });
         let t = Telemetry {
             registry: Registry::default(),
             requests,
             durations,
+            stages,
             consumed: Counter::default(),
             replied: Counter::default(),
             dead_letters: Counter::default(),
@@ -186,6 +266,15 @@ impl Telemetry {
         };
         registry.register("requests", "Requests handled, by operation and outcome", t.requests.clone());
         registry.register("request_duration_seconds", "Time to handle a request, by operation", t.durations.clone());
+        registry.register(
+            "request_stage_seconds",
+            "Time a record spends in each stage of its handling (bus_wait, key_wait, decode_and_gate, vault, \
+             answer, publish_reply, publish_audit, publish_dead_letter, offset_store)",
+            t.stages.clone(),
+        );
+        for stage in Stage::ALL {
+            let _ = t.stages.get_or_create(&StageLabel { stage: stage.as_str() });
+        }
         registry.register("records_consumed", "Records taken from the request topic", t.consumed.clone());
         registry.register("replies", "Replies delivered", t.replied.clone());
         registry.register("dead_letters", "Records sent to the dead-letter topic", t.dead_letters.clone());
@@ -312,6 +401,16 @@ impl Telemetry {
             let slot = (window.window.requests as usize) % MAX_SAMPLES;
             window.samples[slot] = ms;
         }
+    }
+
+    /// Time spent in one stage of a record's handling.
+    pub fn record_stage(&self, stage: Stage, duration: Duration) {
+        self.stages.get_or_create(&StageLabel { stage: stage.as_str() }).observe(duration.as_secs_f64());
+    }
+
+    /// Starts timing a record's stages from `start`.
+    pub fn laps(&self, start: Instant) -> Laps<'_> {
+        Laps { telemetry: self, last: start }
     }
 
     /// When a request last failed for a reason of Vault's or the node's.

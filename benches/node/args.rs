@@ -20,16 +20,29 @@ pub(crate) struct Args {
     /// alone: cached reads do not touch Vault); use with --mix get=100
     #[arg(long)]
     pub(crate) read_cache: bool,
-    /// fetch.wait.max.ms of every consumer (the node's and the bench's), via
-    /// KAFKA_FETCH_WAIT_MAX_MS [default: the contract's, 100]
+    /// A contract setting by its environment variable, NAME=VALUE, for the
+    /// node and the bench's own Kafka clients alike (repeatable), e.g.
+    /// KAFKA_FETCH_WAIT_MAX_MS=5 or KAFKA_AUDIT_LINGER_MS=20 [default: the
+    /// shipped contract's values]
+    #[arg(long = "contract-env", value_name = "NAME=VALUE")]
+    pub(crate) contract_env: Vec<String>,
+    /// The Python platform's pattern to run as a fourth load (needs hvac and
+    /// confluent-kafka in ONEX_PYTHON) [default: ../shared/bench/python_peer.py
+    /// beside the repository, when it is there]
     #[arg(long)]
-    pub(crate) fetch_wait_ms: Option<u32>,
+    pub(crate) python_peer: Option<PathBuf>,
+    /// Do not run the Python peer
+    #[arg(long, conflicts_with = "python_peer")]
+    pub(crate) no_python_peer: bool,
     /// Secrets written before the runs [default: 1000; 100 with --smoke]
     #[arg(long)]
     pub(crate) secrets: Option<usize>,
     /// Also write the report as JSON to this file
     #[arg(long)]
     pub(crate) json: Option<PathBuf>,
+    /// Also write the report as Markdown (tables, breakdown, targets) to this file
+    #[arg(long)]
+    pub(crate) markdown: Option<PathBuf>,
     /// A tiny run for CI: levels 1,8 and 2 s each unless given
     #[arg(long)]
     pub(crate) smoke: bool,
@@ -46,8 +59,12 @@ pub(crate) struct Settings {
     pub(crate) mix: Mix,
     pub(crate) secrets: usize,
     pub(crate) json: Option<PathBuf>,
+    pub(crate) markdown: Option<PathBuf>,
     pub(crate) read_cache: bool,
-    pub(crate) fetch_wait_ms: Option<u32>,
+    /// Contract settings given by environment variable (`--contract-env`).
+    pub(crate) contract_env: Vec<(String, String)>,
+    /// The Python peer's script, if it is to run.
+    pub(crate) python_peer: Option<PathBuf>,
 }
 
 impl Settings {
@@ -67,6 +84,14 @@ impl Settings {
             return Err("--secrets: must be at least 1".into());
         }
         let mix = Mix::parse(&args.mix)?;
+        let contract_env = args
+            .contract_env
+            .iter()
+            .map(|pair| match pair.split_once('=') {
+                Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+                _ => Err(format!("--contract-env {pair:?}: give NAME=VALUE")),
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         Ok(Settings {
             levels,
             duration,
@@ -74,8 +99,14 @@ impl Settings {
             mix,
             secrets,
             json: args.json,
+            markdown: args.markdown,
             read_cache: args.read_cache,
-            fetch_wait_ms: args.fetch_wait_ms,
+            contract_env,
+            python_peer: if args.no_python_peer {
+                None
+            } else {
+                Some(args.python_peer.unwrap_or_else(|| PathBuf::from(peer::DEFAULT_SCRIPT)))
+            },
         })
     }
 }

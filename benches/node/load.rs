@@ -7,6 +7,8 @@ use super::*;
 pub(crate) struct Tally {
     pub(crate) latencies: Vec<(Kind, Duration)>,
     pub(crate) node_ms: Vec<f64>,
+    /// Reply record's timestamp → received here, per answer.
+    pub(crate) reply_hop_ms: Vec<f64>,
     pub(crate) errors: BTreeMap<String, u64>,
     /// Requests given up on (anywhere in the run, not only the window).
     pub(crate) lost: u64,
@@ -16,6 +18,7 @@ impl Tally {
     pub(crate) fn merge(&mut self, other: Tally) {
         self.latencies.extend(other.latencies);
         self.node_ms.extend(other.node_ms);
+        self.reply_hop_ms.extend(other.reply_hop_ms);
         for (error, count) in other.errors {
             *self.errors.entry(error).or_default() += count;
         }
@@ -24,14 +27,16 @@ impl Tally {
 }
 
 /// Runs `concurrency` workers against `target` for the warm-up and the
-/// measured window; returns the window's tally and the CPU each process
-/// (`node_pid` is the node) used during the window.
+/// measured window; returns the window's figures, with the CPU each process
+/// used during the window and, when `node` is the target's far end, where
+/// its requests' time went.
 pub(crate) async fn closed_loop(
     target: &Target,
     settings: &Settings,
     concurrency: usize,
-    node_pid: Option<u32>,
-) -> (Tally, BTreeMap<String, f64>) {
+    node: Option<&Node>,
+) -> Figures {
+    let node_pid = node.and_then(Node::pid);
     let start = Instant::now() + settings.warmup;
     let end = start + settings.duration;
     let mix = Arc::new(settings.mix.clone());
@@ -52,6 +57,7 @@ pub(crate) async fn closed_loop(
                         Ok(answer) if in_window => {
                             tally.latencies.push((kind, done - sent));
                             tally.node_ms.extend(answer.node_ms);
+                            tally.reply_hop_ms.extend(answer.reply_hop_ms);
                         }
                         Ok(_) => {}
                         Err(Failure::Lost) => tally.lost += 1,
@@ -67,14 +73,22 @@ pub(crate) async fn closed_loop(
         .collect();
 
     tokio::time::sleep_until(start.into()).await;
+    let stages_before = match node {
+        Some(node) => Some(StageScrape::take(node).await),
+        None => None,
+    };
     let before = CpuSnapshot::take(node_pid);
     tokio::time::sleep_until(end.into()).await;
     let cpu = CpuSnapshot::take(node_pid).percent_since(&before);
+    let stages = match (node, stages_before) {
+        (Some(node), Some(before)) => Some(StageScrape::take(node).await.means_since(&before)),
+        _ => None,
+    };
     let mut tally = Tally::default();
     for worker in workers {
         tally.merge(worker.await.expect("a load worker panicked"));
     }
-    (tally, cpu)
+    Figures::new(tally, settings.duration, cpu, stages)
 }
 
 /// One load's figures (latencies in milliseconds).
@@ -98,6 +112,12 @@ pub(crate) struct Figures {
     pub(crate) node_internal_p50_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) node_peak_rss_mb: Option<f64>,
+    /// Kafka loads: reply record's timestamp → received, mean.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reply_hop_mean_ms: Option<f64>,
+    /// Node runs only: where the time of a request went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) breakdown: Option<Breakdown>,
 }
 
 #[derive(Serialize)]
@@ -108,7 +128,12 @@ pub(crate) struct KindFigures {
 }
 
 impl Figures {
-    pub(crate) fn new(tally: Tally, window: Duration, cpu_percent: BTreeMap<String, f64>) -> Figures {
+    pub(crate) fn new(
+        tally: Tally,
+        window: Duration,
+        cpu_percent: BTreeMap<String, f64>,
+        stages: Option<BTreeMap<&'static str, f64>>,
+    ) -> Figures {
         let mut all: Vec<f64> = tally.latencies.iter().map(|(_, d)| ms(*d)).collect();
         all.sort_by(f64::total_cmp);
         let by_kind = Kind::ALL
@@ -127,6 +152,11 @@ impl Figures {
             .collect();
         let mut node_ms = tally.node_ms;
         node_ms.sort_by(f64::total_cmp);
+        let hops = &tally.reply_hop_ms;
+        let reply_hop_mean_ms = (!hops.is_empty()).then(|| hops.iter().sum::<f64>() / hops.len() as f64);
+        let mean_ms = all.iter().sum::<f64>() / all.len() as f64;
+        let breakdown =
+            stages.map(|stages| Breakdown::new(&stages, reply_hop_mean_ms.unwrap_or(f64::NAN), mean_ms));
         Figures {
             requests: all.len(),
             throughput_rps: all.len() as f64 / window.as_secs_f64(),
@@ -134,13 +164,15 @@ impl Figures {
             p95_ms: percentile(&all, 95.0),
             p99_ms: percentile(&all, 99.0),
             max_ms: all.last().copied().unwrap_or(f64::NAN),
-            mean_ms: all.iter().sum::<f64>() / all.len() as f64,
+            mean_ms,
             errors: tally.errors,
             lost: tally.lost,
             by_kind,
             cpu_percent,
             node_internal_p50_ms: (!node_ms.is_empty()).then(|| percentile(&node_ms, 50.0)),
             node_peak_rss_mb: None,
+            reply_hop_mean_ms,
+            breakdown,
         }
     }
 

@@ -35,7 +35,7 @@ mod support;
 use std::{
     collections::{BTreeMap, HashMap},
     fmt::Write as _,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
@@ -74,7 +74,10 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The targets, judged at this many requests in flight.
 const TARGET_LEVEL: usize = 64;
 const TARGET_THROUGHPUT_PCT: f64 = 90.0;
-const TARGET_ADDED_P50_MS: f64 = 1.0;
+const TARGET_ADDED_P50_MS: f64 = 5.0;
+/// Added p50 at one request in flight.
+const TARGET_ADDED_P50_ALONE_MS: f64 = 1.0;
+const TARGET_TIMES_PYTHON_PEER: f64 = 3.0;
 const TARGET_RSS_MB: f64 = 50.0;
 /// A lone Kafka echo round trip slower than this is set by the consumers'
 /// fetch cadence, not by the broker's speed (see [`fetch_wait_note`]).
@@ -84,15 +87,19 @@ const FETCH_BOUND_ECHO_MS: f64 = 50.0;
 // workload, the three targets, the closed loop, /proc figures, the report.
 mod args;
 mod load;
+mod peer;
 mod procs;
 mod report;
+mod stages;
 mod targets;
 mod workload;
 
 use args::*;
 use load::*;
+use peer::PythonPeer;
 use procs::*;
 use report::*;
+use stages::*;
 use targets::*;
 use workload::*;
 
@@ -112,10 +119,17 @@ fn main() {
         println!("\nnote: {note}");
     }
     print!("{}", targets_table(&report.targets));
+    if let Some(at) = report.levels.iter().find(|l| l.concurrency == TARGET_LEVEL) {
+        print!("{}", limits_explained(at));
+    }
     if let Some(path) = &settings.json {
         let text = serde_json::to_string_pretty(&report).expect("the report serializes");
         std::fs::write(path, text + "\n").unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
         println!("JSON report: {}", path.display());
+    }
+    if let Some(path) = &settings.markdown {
+        std::fs::write(path, markdown(&report)).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        println!("Markdown report: {}", path.display());
     }
     // Figures are for people; a lost or failed request through the node is a
     // bug, and fails the run (the CI smoke relies on it).
@@ -156,22 +170,35 @@ async fn run(settings: &Settings, stack: &'static support::Servers) -> Report {
         .await;
     assert_eq!(failed, 0, "{failed} of {} preload writes failed", settings.secrets);
     println!("preloaded {} secrets in {:.1} s", settings.secrets, started.elapsed().as_secs_f64());
+    let changed: Vec<String> = settings.contract_env.iter().map(|(name, value)| format!("{name}={value}")).collect();
 
-    let max_in_flight = settings.levels.iter().copied().max().unwrap_or(1).max(512);
+    let contract = bench_contract(&format!("onex-bench-echo-{}", Uuid::new_v4().simple()), &settings.contract_env);
+    // The shipped bound, unless a level needs more.
+    let shipped_max_in_flight = contract.event_bus.max_in_flight;
+    let max_in_flight = settings.levels.iter().copied().max().unwrap_or(1).max(shipped_max_in_flight);
     let mut options = NodeOptions::default()
         .env("VAULT_TOKEN", stack.root_token())
         .env("RUST_LOG", "warn")
         .env("ONEX_HEALTH_INTERVAL_SECONDS", "10")
-        .env("ONEX_READ_CACHE", if settings.read_cache { "true" } else { "false" })
-        .edit(move |contract| {
+        .env("ONEX_READ_CACHE", if settings.read_cache { "true" } else { "false" });
+    if max_in_flight > shipped_max_in_flight {
+        options = options.edit(move |contract| {
             contract["event_bus"]["max_in_flight"] = serde_yaml::Value::Number((max_in_flight as u64).into());
         });
-    if let Some(ms) = settings.fetch_wait_ms {
-        options = options.env("KAFKA_FETCH_WAIT_MAX_MS", &ms.to_string());
+    }
+    for (name, value) in &settings.contract_env {
+        options = options.env(name, value);
     }
     let node = Node::start_with(options).await;
+    let bus_settings = &contract.event_bus;
+    println!(
+        "contract: fetch_wait_max_ms {}, linger_ms {}, audit_linger_ms {}, max_in_flight {max_in_flight} ({})",
+        bus_settings.fetch_wait_max_ms,
+        bus_settings.linger_ms,
+        bus_settings.audit_linger_ms,
+        if changed.is_empty() { "as shipped".to_owned() } else { format!("changed: {}", changed.join(" ")) }
+    );
     let node_pid = node.pid().expect("the node runs");
-    let contract = bench_contract(&format!("onex-bench-echo-{}", Uuid::new_v4().simple()), settings.fetch_wait_ms);
     let topics = &node.topics;
     let node_bus = Arc::new(BusLoop::start(
         &contract,
@@ -194,8 +221,25 @@ async fn run(settings: &Settings, stack: &'static support::Servers) -> Report {
     node_bus.wait_until_answering(&probe, "the node", Duration::from_secs(90)).await;
     echo_bus.wait_until_answering(&probe, "the Kafka echo", Duration::from_secs(90)).await;
     let echo_alone_ms = echo_bus.median_round_trip_ms(&probe, 5).await;
-    let fetch_note = fetch_wait_note(echo_alone_ms, &contract);
-    if let Some(note) = &fetch_note {
+    let mut notes: Vec<String> = fetch_wait_note(echo_alone_ms, &contract).into_iter().collect();
+    let fetch_bound = !notes.is_empty();
+    let python_peer = match &settings.python_peer {
+        None => None,
+        Some(script) => match PythonPeer::start(script, &contract).await {
+            Ok(peer) => match peer.bus.answering(&probe, "the Python peer", Duration::from_secs(90)).await {
+                Ok(()) => Some(peer),
+                Err(problem) => {
+                    notes.push(format!("Python peer not measured: {problem}"));
+                    None
+                }
+            },
+            Err(problem) => {
+                notes.push(format!("Python peer not measured: {problem}"));
+                None
+            }
+        },
+    };
+    for note in &notes {
         println!("note: {note}");
     }
     println!("node (pid {node_pid}) and Kafka echo answering; {} levels to run\n", settings.levels.len());
@@ -208,29 +252,39 @@ async fn run(settings: &Settings, stack: &'static support::Servers) -> Report {
     };
     kafka_echo_fetching(false);
     node_bus.set_fetching(false);
+    if let Some(peer) = &python_peer {
+        peer.set_running(false);
+    }
+    let idle = idle_cost(&node, settings.duration).await;
+    println!("{}", idle.line());
     let rss_per_level = reset_peak_rss(node_pid);
     let mut levels = Vec::new();
     for &concurrency in &settings.levels {
-        let measure = |target: Target, pid: Option<u32>| async move {
-            let (tally, cpu) = closed_loop(&target, settings, concurrency, pid).await;
-            Figures::new(tally, settings.duration, cpu)
-        };
         kafka_echo_fetching(true);
         // A resumed consumer may take a while to fetch again: not in the figures.
         echo_bus.wait_until_answering(&probe, "the Kafka echo", Duration::from_secs(30)).await;
-        let kafka_echo = measure(Target::Kafka(echo_bus.clone()), None).await;
+        let kafka_echo = closed_loop(&Target::Kafka(echo_bus.clone()), settings, concurrency, None).await;
         kafka_echo_fetching(false);
 
-        let direct_vault = measure(Target::Vault(vault.clone()), None).await;
+        let direct_vault = closed_loop(&Target::Vault(vault.clone()), settings, concurrency, None).await;
 
         node_bus.set_fetching(true);
         node_bus.wait_until_answering(&probe, "the node", Duration::from_secs(30)).await;
         reset_peak_rss(node_pid);
-        let mut through_node = measure(Target::Kafka(node_bus.clone()), Some(node_pid)).await;
+        let mut through_node = closed_loop(&Target::Kafka(node_bus.clone()), settings, concurrency, Some(&node)).await;
         through_node.node_peak_rss_mb = status_mb(node_pid, "VmHWM");
         node_bus.set_fetching(false);
 
-        let level = Level::new(concurrency, through_node, direct_vault, kafka_echo);
+        let mut python = None;
+        if let Some(peer) = &python_peer {
+            peer.set_running(true);
+            if peer.bus.answering(&probe, "the Python peer", Duration::from_secs(60)).await.is_ok() {
+                python = Some(closed_loop(&Target::Kafka(peer.bus.clone()), settings, concurrency, None).await);
+            }
+            peer.set_running(false);
+        }
+
+        let level = Level::new(concurrency, through_node, direct_vault, kafka_echo, python);
         print!("{}", level_table(&level, settings));
         levels.push(level);
     }
@@ -241,8 +295,9 @@ async fn run(settings: &Settings, stack: &'static support::Servers) -> Report {
         date: chrono::Utc::now().to_rfc3339(),
         git_commit: git_commit(),
         kafka_echo_alone_ms: echo_alone_ms,
-        targets: judge(&levels, fetch_note.is_some(), settings.read_cache),
-        notes: fetch_note.into_iter().collect(),
+        targets: judge(&levels, fetch_bound, settings.read_cache),
+        notes,
+        idle,
         machine,
         stack: stack.stack_name(),
         node_binary,
@@ -258,7 +313,10 @@ async fn run(settings: &Settings, stack: &'static support::Servers) -> Report {
             node_max_in_flight: max_in_flight,
             node_health_interval_seconds: 10,
             node_read_cache: settings.read_cache,
-            fetch_wait_max_ms: bus::consumer_config(&contract).get("fetch.wait.max.ms").map(str::to_owned),
+            fetch_wait_max_ms: contract.event_bus.fetch_wait_max_ms,
+            linger_ms: contract.event_bus.linger_ms,
+            audit_linger_ms: contract.event_bus.audit_linger_ms,
+            contract_env: settings.contract_env.iter().map(|(name, value)| format!("{name}={value}")).collect(),
             node_auth: "root token",
             node_peak_rss_per_level: rss_per_level,
         },

@@ -49,6 +49,7 @@ pub(crate) fn server_label(comm: &str) -> String {
     match comm {
         c if c.starts_with("tansu") => "tansu".into(),
         c if c.starts_with("bao") => "bao".into(),
+        c if c.starts_with("python") => "python".into(),
         other => other.into(),
     }
 }
@@ -83,4 +84,36 @@ pub(crate) fn status_mb(pid: u32, field: &str) -> Option<f64> {
 /// Resets the peak RSS (`VmHWM`) of `pid` to its current RSS (`clear_refs` 5).
 pub(crate) fn reset_peak_rss(pid: u32) -> bool {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+/// CPU of each process while the node waits for requests and every other
+/// client of the bench is paused: what the node's settings (its fetch
+/// wait above all) cost an idle bus.
+#[derive(Serialize)]
+pub(crate) struct IdleCost {
+    pub(crate) seconds: f64,
+    pub(crate) cpu_percent: BTreeMap<String, f64>,
+}
+
+impl IdleCost {
+    pub(crate) fn line(&self) -> String {
+        let cpu = |label: &str| self.cpu_percent.get(label).copied().unwrap_or(0.0);
+        format!(
+            "idle ({:.0} s, no requests): broker {:.1}%, node {:.1}%, Vault {:.1}% of a core",
+            self.seconds,
+            cpu("tansu"),
+            cpu("node"),
+            cpu("bao")
+        )
+    }
+}
+
+pub(crate) async fn idle_cost(node: &Node, window: Duration) -> IdleCost {
+    let node_pid = node.pid();
+    // Paused clients settle (a fetch in progress ends) before the window.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = CpuSnapshot::take(node_pid);
+    tokio::time::sleep(window).await;
+    let after = CpuSnapshot::take(node_pid);
+    IdleCost { seconds: window.as_secs_f64(), cpu_percent: after.percent_since(&before) }
 }

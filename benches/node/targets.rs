@@ -17,6 +17,8 @@ pub(crate) struct Done {
     pub(crate) at: Instant,
     /// The node's own `duration_ms` in its reply (decode → Vault → reply built).
     pub(crate) node_ms: Option<f64>,
+    /// Kafka targets: the reply record's timestamp → received.
+    pub(crate) reply_hop_ms: Option<f64>,
 }
 
 /// Where a load's requests go.
@@ -30,7 +32,9 @@ impl Target {
     pub(crate) async fn perform(&self, op: &Op) -> Result<Done, Failure> {
         match self {
             Target::Kafka(bus) => bus.call(op, REPLY_TIMEOUT).await,
-            Target::Vault(vault) => vault.perform(op).await.map(|()| Done { at: Instant::now(), node_ms: None }),
+            Target::Vault(vault) => {
+                vault.perform(op).await.map(|()| Done { at: Instant::now(), node_ms: None, reply_hop_ms: None })
+            }
         }
     }
 }
@@ -105,6 +109,7 @@ pub(crate) struct Reply {
     /// The error code of a reply on the failed topic.
     pub(crate) failed: Option<String>,
     pub(crate) node_ms: Option<f64>,
+    pub(crate) hop_ms: Option<f64>,
 }
 
 impl BusLoop {
@@ -173,7 +178,9 @@ impl BusLoop {
         }
         match tokio::time::timeout(wait, answered).await {
             Ok(Ok(Reply { failed: Some(code), .. })) => Err(Failure::Error(code)),
-            Ok(Ok(Reply { received, node_ms, .. })) => Ok(Done { at: received, node_ms }),
+            Ok(Ok(Reply { received, node_ms, hop_ms, .. })) => {
+                Ok(Done { at: received, node_ms, reply_hop_ms: hop_ms })
+            }
             Ok(Err(_)) | Err(_) => {
                 self.waiting.lock().expect("waiting map").remove(&id.as_u128());
                 Err(Failure::Lost)
@@ -198,13 +205,20 @@ impl BusLoop {
     /// Sends `op` until a reply comes (the node or echo has joined its group and
     /// the reply consumer is positioned); panics after `limit`.
     pub(crate) async fn wait_until_answering(&self, op: &Op, what: &str, limit: Duration) {
+        if let Err(problem) = self.answering(op, what, limit).await {
+            panic!("{problem}");
+        }
+    }
+
+    /// [`BusLoop::wait_until_answering`] that says why instead of panicking.
+    pub(crate) async fn answering(&self, op: &Op, what: &str, limit: Duration) -> Result<(), String> {
         let deadline = Instant::now() + limit;
         loop {
             match self.call(op, Duration::from_secs(3)).await {
-                Ok(_) => return,
-                Err(Failure::Error(code)) => panic!("{what} answered the probe with {code}"),
+                Ok(_) => return Ok(()),
+                Err(Failure::Error(code)) => return Err(format!("{what} answered the probe with {code}")),
                 Err(_) if Instant::now() < deadline => continue,
-                Err(_) => panic!("{what} did not answer within {limit:?}"),
+                Err(_) => return Err(format!("{what} did not answer within {limit:?}")),
             }
         }
     }
@@ -228,6 +242,7 @@ pub(crate) fn receive_replies(
     while !stop.load(Ordering::Relaxed) {
         let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else { continue };
         let received = Instant::now();
+        let hop_ms = since_timestamp_ms(message.timestamp());
         let id = message
             .headers()
             .and_then(|headers| headers.iter().find(|h| h.key == "correlation_id"))
@@ -240,7 +255,7 @@ pub(crate) fn receive_replies(
         };
         let payload = message.payload().unwrap_or_default();
         let failed = (Some(message.topic()) == failed_topic).then(|| error_code(payload));
-        let _ = answer.send(Reply { received, failed, node_ms: duration_ms(payload) });
+        let _ = answer.send(Reply { received, failed, node_ms: duration_ms(payload), hop_ms });
     }
 }
 
@@ -338,7 +353,7 @@ pub(crate) async fn echo(
 /// The shipped contract with the stack's addresses and a consumer group of
 /// its own: the source of the node's Kafka client settings for the bench's
 /// clients.
-pub(crate) fn bench_contract(group: &str, fetch_wait_ms: Option<u32>) -> Contract {
+pub(crate) fn bench_contract(group: &str, contract_env: &[(String, String)]) -> Contract {
     let stack = support::servers();
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/contract.yaml");
     let text = std::fs::read_to_string(path).expect("reading contract.yaml");
@@ -352,8 +367,8 @@ pub(crate) fn bench_contract(group: &str, fetch_wait_ms: Option<u32>) -> Contrac
         // As the harness starts the node: the bench measures the data path.
         ("ONEX_SECURITY_PROFILE", "dev".to_owned()),
     ]);
-    if let Some(ms) = fetch_wait_ms {
-        values.insert("KAFKA_FETCH_WAIT_MAX_MS", ms.to_string());
+    for (name, value) in contract_env {
+        values.insert(name, value.clone());
     }
     Contract::from_yaml(&text, path, &|name| values.get(name).cloned()).expect("the bench contract is valid")
 }

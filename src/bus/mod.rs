@@ -146,27 +146,36 @@ pub fn consumer_config(contract: &Contract) -> ClientConfig {
 
 /// The replay ledger's reader (see `security::ReplayLedger`): it reads
 /// every partition by assignment, never joins a group or commits, and
-/// waits briefly for new records (a claim is read back before its request is
-/// admitted, so a broker that answers fetches only at the deadline adds it
-/// to every signed request).
+/// fetches at the request consumer's pace (a claim is read back before its
+/// request is admitted, so a broker that answers fetches only at the
+/// deadline adds the wait to every signed request).
 pub fn ledger_consumer_config(contract: &Contract) -> ClientConfig {
-    let mut config = client_config(contract);
-    config
-        .set("group.id", format!("{}.replay-ledger", contract.event_bus.consumer_group))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
-        .set("allow.auto.create.topics", "true")
-        .set("fetch.wait.max.ms", "10");
+    let mut config = topic_reader_config(contract, "replay-ledger");
+    config.set("fetch.wait.max.ms", contract.event_bus.fetch_wait_max_ms.to_string());
     config
 }
 
 /// The lease registry's reader (see `leases`): like the replay ledger's,
-/// it reads every partition by assignment and never joins a group.
+/// it reads every partition by assignment and never joins a group. Nobody
+/// waits on it (a lease is renewed minutes after it is registered), so it
+/// polls an idle registry twice a second, not at the request consumer's pace.
 pub fn registry_reader_config(contract: &Contract) -> ClientConfig {
-    let mut config = ledger_consumer_config(contract);
-    config.set("group.id", format!("{}.lease-registry-reader", contract.event_bus.consumer_group));
+    let mut config = topic_reader_config(contract, "lease-registry-reader");
+    config.set("fetch.wait.max.ms", "500");
+    config
+}
+
+/// A reader of a whole topic by assignment (group `<consumer_group>.<role>`,
+/// which it never joins): no commits, from the start.
+fn topic_reader_config(contract: &Contract, role: &str) -> ClientConfig {
+    let mut config = client_config(contract);
+    config
+        .set("group.id", format!("{}.{role}", contract.event_bus.consumer_group))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("allow.auto.create.topics", "true");
     config
 }
 
@@ -198,8 +207,19 @@ pub fn producer_config(contract: &Contract) -> ClientConfig {
     config
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "1")
+        .set("linger.ms", contract.event_bus.linger_ms.to_string())
         .set("message.timeout.ms", "30000");
+    config
+}
+
+/// The producer of audit records: the same guarantees, but it waits up to
+/// `event_bus.audit_linger_ms` to fill a batch (nobody waits on an audit
+/// record; the broker then handles one request for many).
+pub fn audit_producer_config(contract: &Contract) -> ClientConfig {
+    let mut config = producer_config(contract);
+    config
+        .set("client.id", format!("{}.audit", onex_vault_models::NODE_NAME))
+        .set("linger.ms", contract.event_bus.audit_linger_ms.to_string());
     config
 }
 

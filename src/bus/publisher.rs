@@ -150,14 +150,27 @@ pub fn is_permanent(error: &rdkafka::error::KafkaError) -> bool {
     )
 }
 
+/// The node's two producers: one for what someone waits on (replies, dead
+/// letters, events, the ledger's and registry's records), one for audit
+/// records. Audit records are one per request and nobody waits on them, so
+/// they gather into larger batches (`linger.ms`) on a connection of their
+/// own, and do not queue in front of replies.
 #[derive(Clone)]
 pub struct Publisher {
     producer: FutureProducer,
+    audit: FutureProducer,
 }
 
 impl Publisher {
-    pub fn new(producer: FutureProducer) -> Publisher {
-        Publisher { producer }
+    pub fn new(producer: FutureProducer, audit: FutureProducer) -> Publisher {
+        Publisher { producer, audit }
+    }
+
+    fn producer_for(&self, kind: Kind) -> &FutureProducer {
+        match kind {
+            Kind::Audit => &self.audit,
+            Kind::Reply | Kind::DeadLetter | Kind::Event => &self.producer,
+        }
     }
 
     /// Publishes `message`, retrying until the broker acknowledges it, or
@@ -203,7 +216,7 @@ impl Publisher {
         if let Some(key) = &message.key {
             record = record.key(key.as_slice());
         }
-        self.producer
+        self.producer_for(message.kind)
             .send(record, Timeout::After(Duration::from_secs(30)))
             .await
             .map(|delivery| (delivery.partition, delivery.offset))
@@ -223,8 +236,12 @@ impl Publisher {
 
     /// Waits for queued messages to reach the broker (before exit).
     pub fn flush(&self, limit: Duration) {
-        if let Err(error) = self.producer.flush(Timeout::After(limit)) {
-            tracing::warn!(%error, "producer flush did not complete");
+        let deadline = std::time::Instant::now() + limit;
+        for producer in [&self.producer, &self.audit] {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if let Err(error) = producer.flush(Timeout::After(left)) {
+                tracing::warn!(%error, "producer flush did not complete");
+            }
         }
     }
 }

@@ -146,6 +146,15 @@ pub struct EventBus {
     /// the deadline (Tansu) add it to every hop.
     #[serde(default = "default_fetch_wait_max_ms")]
     pub fetch_wait_max_ms: u32,
+    /// librdkafka `linger.ms` of the producer of replies, dead letters and
+    /// events: how long a message may wait for others to share its batch.
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u32,
+    /// `linger.ms` of audit records. Other than `linger_ms`, they get a
+    /// producer of their own (nobody waits on them: fewer, larger batches);
+    /// equal, they share the one producer.
+    #[serde(default = "default_audit_linger_ms")]
+    pub audit_linger_ms: u32,
     /// TLS and SASL to the brokers, and further librdkafka properties.
     #[serde(default)]
     pub security: KafkaSecurity,
@@ -175,7 +184,15 @@ impl EventBus {
 }
 
 fn default_fetch_wait_max_ms() -> u32 {
-    100
+    10
+}
+
+fn default_linger_ms() -> u32 {
+    1
+}
+
+fn default_audit_linger_ms() -> u32 {
+    default_linger_ms()
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -531,6 +548,8 @@ impl Contract {
             "event_bus.fetch_wait_max_ms",
             "must be 1 to 10000",
         );
+        require(&mut p, bus.linger_ms <= 1000, "event_bus.linger_ms", "must be 0 to 1000");
+        require(&mut p, bus.audit_linger_ms <= 1000, "event_bus.audit_linger_ms", "must be 0 to 1000");
         let mut seen = BTreeSet::new();
         for (role, topic) in self.topics() {
             let field = role.field();

@@ -74,6 +74,26 @@ fn environment_overrides_numbers_and_names() {
     assert_eq!(contract.event_bus.consumer_group, "12345");
 }
 
+/// The Kafka pacing the README's performance section justifies, and the
+/// librdkafka settings it becomes.
+#[test]
+fn kafka_pacing_defaults_reach_the_clients() {
+    let contract = load(SHIPPED, BASE).expect("shipped contract is valid");
+    let bus = &contract.event_bus;
+    assert_eq!((bus.fetch_wait_max_ms, bus.linger_ms, bus.audit_linger_ms, bus.max_in_flight), (10, 1, 1, 64));
+    let setting = |config: rdkafka::ClientConfig, key: &str| config.get(key).map(str::to_owned);
+    assert_eq!(setting(crate::bus::consumer_config(&contract), "fetch.wait.max.ms").as_deref(), Some("10"));
+    assert_eq!(setting(crate::bus::ledger_consumer_config(&contract), "fetch.wait.max.ms").as_deref(), Some("10"));
+    assert_eq!(setting(crate::bus::registry_reader_config(&contract), "fetch.wait.max.ms").as_deref(), Some("500"));
+    assert_eq!(setting(crate::bus::producer_config(&contract), "linger.ms").as_deref(), Some("1"));
+    assert_eq!(setting(crate::bus::audit_producer_config(&contract), "linger.ms").as_deref(), Some("1"));
+
+    let mut vars = BASE.to_vec();
+    vars.extend([("KAFKA_LINGER_MS", "0"), ("KAFKA_AUDIT_LINGER_MS", "2000")]);
+    let problems = problems(SHIPPED, &vars);
+    assert_eq!(problems, vec!["event_bus.audit_linger_ms: must be 0 to 1000".to_owned()]);
+}
+
 #[test]
 fn missing_variables_are_named() {
     let problems = problems(SHIPPED, &[("VAULT_TOKEN", "t")]);

@@ -401,20 +401,26 @@ impl Node {
     /// `GET /metrics`, every sample summed per metric name over its labels
     /// (e.g. `onex_vault_adapter_in_flight`). Empty when the node does not answer.
     pub async fn metrics(&self) -> HashMap<String, f64> {
+        let mut metrics = HashMap::new();
+        for (series, value) in self.metric_series().await {
+            let name = series.split('{').next().unwrap_or(&series);
+            *metrics.entry(name.to_owned()).or_insert(0.0) += value;
+        }
+        metrics
+    }
+
+    /// `GET /metrics`, one entry per series with its labels as written
+    /// (e.g. `onex_vault_adapter_request_stage_seconds_sum{stage="vault"}`).
+    /// Empty when the node does not answer.
+    pub async fn metric_series(&self) -> HashMap<String, f64> {
         let Some((_, text)) = self.http_text("/metrics").await else {
             return HashMap::new();
         };
-        let mut metrics = HashMap::new();
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let Some((series, value)) = line.rsplit_once(' ') else {
-                continue;
-            };
-            let name = series.split('{').next().unwrap_or(series);
-            if let Ok(value) = value.parse::<f64>() {
-                *metrics.entry(name.to_owned()).or_insert(0.0) += value;
-            }
-        }
-        metrics
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|line| line.rsplit_once(' '))
+            .filter_map(|(series, value)| Some((series.to_owned(), value.parse::<f64>().ok()?)))
+            .collect()
     }
 
     /// One metric from [`Node::metrics`] (0 when absent).
