@@ -324,9 +324,7 @@ async fn handle_record(node: &Node, record: &OwnedMessage, laps: &mut Laps<'_>, 
             .map_or(0, |headers| headers.iter().map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len)).sum()),
     };
     let answers = match decode(value, sizes, &bus.limits()) {
-        Decoded::Request(request, provenance) => {
-            answer(node, record, value, &request, provenance, laps, started).await
-        }
+        Decoded::Request(request, provenance) => answer(node, record, value, &request, provenance, laps, started).await,
         Decoded::Refused(mut refusal) => {
             // The body wins; omnibase-infra's `correlation_id` and
             // `message_id` headers name the requester when the body cannot.

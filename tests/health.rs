@@ -241,6 +241,37 @@ async fn health_metrics_and_audit_match_a_known_workload() {
     }
     assert!(!text.contains(CANARY) && !text.contains(&token));
 
+    // Where the time of a request goes: every stage is there, each record
+    // was timed on its way in, and the performed requests at Vault.
+    let stage = |stage: &str, series: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == format!("onex_vault_adapter_request_stage_seconds_{series}")
+                    && s.labels.get("stage") == Some(stage)
+            })
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                ref other => panic!("stage {stage} {series} is {other:?}"),
+            })
+    };
+    let consumed = scrape.samples.iter().find(|s| s.metric == "onex_vault_adapter_records_consumed_total").map(|s| {
+        match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        }
+    });
+    for name in
+        ["bus_wait", "key_wait", "decode_and_gate", "vault", "answer", "publish_reply", "publish_audit", "offset_store"]
+    {
+        assert!(stage(name, "count").is_some(), "stage {name} missing:\n{text}");
+    }
+    assert_eq!(stage("bus_wait", "count"), consumed, "every record timed on its way in");
+    let performed = stage("vault", "count").unwrap_or_default();
+    assert!(performed >= 8.0 && Some(performed) < consumed, "the performed requests, not the refused: {performed}");
+    assert!(stage("vault", "sum").is_some_and(|seconds| seconds > 0.0));
+
     // The audit trail: one record per request, denied and invalid included.
     let audit_topic = topics.audit.clone();
     for id in &sent {

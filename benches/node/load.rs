@@ -28,15 +28,18 @@ impl Tally {
 
 /// Runs `concurrency` workers against `target` for the warm-up and the
 /// measured window; returns the window's figures, with the CPU each process
-/// used during the window and, when `node` is the target's far end, where
-/// its requests' time went.
+/// used during the window (the node's labelled `node`, busy or idle) and,
+/// when the node is the target (`through_node`), where its requests' time
+/// went.
 pub(crate) async fn closed_loop(
     target: &Target,
     settings: &Settings,
     concurrency: usize,
-    node: Option<&Node>,
+    node: &Node,
+    through_node: bool,
 ) -> Figures {
-    let node_pid = node.and_then(Node::pid);
+    let node_pid = node.pid();
+    let node = through_node.then_some(node);
     let start = Instant::now() + settings.warmup;
     let end = start + settings.duration;
     let mix = Arc::new(settings.mix.clone());
@@ -155,8 +158,7 @@ impl Figures {
         let hops = &tally.reply_hop_ms;
         let reply_hop_mean_ms = (!hops.is_empty()).then(|| hops.iter().sum::<f64>() / hops.len() as f64);
         let mean_ms = all.iter().sum::<f64>() / all.len() as f64;
-        let breakdown =
-            stages.map(|stages| Breakdown::new(&stages, reply_hop_mean_ms.unwrap_or(f64::NAN), mean_ms));
+        let breakdown = stages.map(|stages| Breakdown::new(&stages, reply_hop_mean_ms.unwrap_or(f64::NAN), mean_ms));
         Figures {
             requests: all.len(),
             throughput_rps: all.len() as f64 / window.as_secs_f64(),

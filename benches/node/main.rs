@@ -263,15 +263,15 @@ async fn run(settings: &Settings, stack: &'static support::Servers) -> Report {
         kafka_echo_fetching(true);
         // A resumed consumer may take a while to fetch again: not in the figures.
         echo_bus.wait_until_answering(&probe, "the Kafka echo", Duration::from_secs(30)).await;
-        let kafka_echo = closed_loop(&Target::Kafka(echo_bus.clone()), settings, concurrency, None).await;
+        let kafka_echo = closed_loop(&Target::Kafka(echo_bus.clone()), settings, concurrency, &node, false).await;
         kafka_echo_fetching(false);
 
-        let direct_vault = closed_loop(&Target::Vault(vault.clone()), settings, concurrency, None).await;
+        let direct_vault = closed_loop(&Target::Vault(vault.clone()), settings, concurrency, &node, false).await;
 
         node_bus.set_fetching(true);
         node_bus.wait_until_answering(&probe, "the node", Duration::from_secs(30)).await;
         reset_peak_rss(node_pid);
-        let mut through_node = closed_loop(&Target::Kafka(node_bus.clone()), settings, concurrency, Some(&node)).await;
+        let mut through_node = closed_loop(&Target::Kafka(node_bus.clone()), settings, concurrency, &node, true).await;
         through_node.node_peak_rss_mb = status_mb(node_pid, "VmHWM");
         node_bus.set_fetching(false);
 
@@ -279,7 +279,7 @@ async fn run(settings: &Settings, stack: &'static support::Servers) -> Report {
         if let Some(peer) = &python_peer {
             peer.set_running(true);
             if peer.bus.answering(&probe, "the Python peer", Duration::from_secs(60)).await.is_ok() {
-                python = Some(closed_loop(&Target::Kafka(peer.bus.clone()), settings, concurrency, None).await);
+                python = Some(closed_loop(&Target::Kafka(peer.bus.clone()), settings, concurrency, &node, false).await);
             }
             peer.set_running(false);
         }

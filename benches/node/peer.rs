@@ -30,8 +30,7 @@ impl PythonPeer {
         if !script.is_file() {
             return Err(format!("{} not found (give --python-peer PATH)", script.display()));
         }
-        let python = support::tool_path("ONEX_PYTHON")
-            .ok_or("no ONEX_PYTHON (run scripts/install-test-servers.sh)")?;
+        let python = support::tool_path("ONEX_PYTHON").ok_or("no ONEX_PYTHON (run scripts/install-test-servers.sh)")?;
         let stack = support::servers();
         let bootstrap = stack.bootstrap_servers();
         support::bus::create_topics(&bootstrap, &[REQUESTS, COMPLETED, FAILED, DEAD_LETTERS], PARTITIONS).await;

@@ -98,10 +98,11 @@ impl Level {
         };
         let shared_core_limit_rps = 1.0 / (1.0 / direct_vault.throughput_rps + 1.0 / kafka_echo.throughput_rps);
         let broker_cpu = |f: &Figures| f.cpu_percent.get("tansu").map(|pct| pct * 10.0 / f.throughput_rps);
-        let broker_cpu_ms_per_request = [("node", Some(&node)), ("kafka_echo", Some(&kafka_echo)), ("python_peer", python_peer.as_ref())]
-            .into_iter()
-            .filter_map(|(name, f)| Some((name, broker_cpu(f?)?)))
-            .collect();
+        let broker_cpu_ms_per_request =
+            [("node", Some(&node)), ("kafka_echo", Some(&kafka_echo)), ("python_peer", python_peer.as_ref())]
+                .into_iter()
+                .filter_map(|(name, f)| Some((name, broker_cpu(f?)?)))
+                .collect();
         Level {
             concurrency,
             throughput_pct_of_limit: node.throughput_rps / limit * 100.0,
@@ -404,7 +405,9 @@ pub(crate) fn limits_explained(level: &Level) -> String {
         let limits = per_request(vault, process) + per_request(echo, process);
         node_total += through_node;
         limit_total += limits;
-        let _ = writeln!(out, "{process:<10} {through_node:>9.3} {limits:>9.3} {:>+11.3}", through_node - limits);
+        if through_node.max(limits) >= 0.0005 {
+            let _ = writeln!(out, "{process:<10} {through_node:>9.3} {limits:>9.3} {:>+11.3}", through_node - limits);
+        }
     }
     let _ = writeln!(out, "{:<10} {node_total:>9.3} {limit_total:>9.3} {:>+11.3}", "total", node_total - limit_total);
     let busy: f64 = node.cpu_percent.values().sum();
@@ -479,7 +482,11 @@ pub(crate) fn markdown(report: &Report) -> String {
     }
     if let Some(level) = report.levels.iter().find(|l| l.concurrency == TARGET_LEVEL).or(report.levels.last()) {
         if let Some(breakdown) = &level.node.breakdown {
-            let _ = writeln!(out, "\nWhere a request's time goes at {} in flight (mean ms per request):\n", level.concurrency);
+            let _ = writeln!(
+                out,
+                "\nWhere a request's time goes at {} in flight (mean ms per request):\n",
+                level.concurrency
+            );
             let _ = writeln!(out, "| stage | ms | what |\n|---|---|---|");
             for stage in &breakdown.path {
                 let _ = writeln!(out, "| {} | {:.2} | {} |", stage.stage, stage.mean_ms, stage.what);

@@ -178,9 +178,7 @@ impl BusLoop {
         }
         match tokio::time::timeout(wait, answered).await {
             Ok(Ok(Reply { failed: Some(code), .. })) => Err(Failure::Error(code)),
-            Ok(Ok(Reply { received, node_ms, hop_ms, .. })) => {
-                Ok(Done { at: received, node_ms, reply_hop_ms: hop_ms })
-            }
+            Ok(Ok(Reply { received, node_ms, hop_ms, .. })) => Ok(Done { at: received, node_ms, reply_hop_ms: hop_ms }),
             Ok(Err(_)) | Err(_) => {
                 self.waiting.lock().expect("waiting map").remove(&id.as_u128());
                 Err(Failure::Lost)

@@ -112,7 +112,9 @@ fn client_config(contract: &Contract) -> ClientConfig {
         .set("bootstrap.servers", &contract.event_bus.bootstrap_servers)
         .set("client.id", onex_vault_models::NODE_NAME)
         // Reconnect within a second of a broker coming back (default: up to 10 s).
-        .set("reconnect.backoff.max.ms", "1000");
+        .set("reconnect.backoff.max.ms", "1000")
+        // Small requests go out at once, not held for the previous one's ACK.
+        .set("socket.nagle.disable", "true");
     for (key, value) in contract.event_bus.security.librdkafka_properties() {
         config.set(key, value);
     }
