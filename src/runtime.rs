@@ -11,6 +11,10 @@
 //! records, lets in-flight ones finish within the deadline, commits, flushes
 //! and leaves the group.
 //!
+//! Each record's way is timed stage by stage (`telemetry::Stage`: bus wait,
+//! key wait, decode and gate, Vault, answer, each publish, offset store) for
+//! `/metrics` and the benchmark's breakdown.
+//!
 //! Over 500 lines on purpose: the whole record → reply → offset path stays in
 //! one file, read top-down, as in rust-rdkafka's `at_least_once` example.
 
