@@ -136,12 +136,17 @@ async fn two_instances_share_partitions_and_the_survivor_takes_over() {
     }
     eprintln!("partitions: pair-a {on_a}, pair-b {on_b}");
 
+    // pair-a is killed while the burst is still being sent, so records of
+    // its partitions come after it is gone (however fast it answers) and
+    // only pair-b can answer them.
     let load = Load::new(a.requester());
-    send_burst(&load, prefix, REQUESTS).await;
-    load.wait_answered(REQUESTS / 4, WAIT).await;
-    let killed = Instant::now();
-    a.kill();
-    let at_kill = load.tally();
+    let kill_a = async {
+        load.wait_answered(REQUESTS / 4, WAIT).await;
+        let killed = Instant::now();
+        a.kill();
+        (killed, load.tally())
+    };
+    let ((), (killed, at_kill)) = tokio::join!(send_burst(&load, prefix, REQUESTS), kill_a);
     eprintln!("SIGKILL pair-a with {} of {REQUESTS} unanswered", REQUESTS - at_kill.answered);
 
     // The survivor takes every partition and answers what was left.
