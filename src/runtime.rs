@@ -99,7 +99,7 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) -> anyhow::Result<()>
                 };
                 let received = Instant::now();
                 node.telemetry.record_consumed();
-                node.telemetry.record_stage(Stage::BusWait, bus_wait(&record));
+                node.telemetry.record_stage(Stage::BusWait, bus::age(record.timestamp()));
                 offsets.begin(record.topic(), record.partition(), record.offset());
                 node.telemetry.set_in_flight(offsets.in_flight());
                 let mut turn = key_order.enter(record.partition(), record.key());
@@ -194,16 +194,6 @@ struct Finished {
     slot: OwnedSemaphorePermit,
     /// When its handling ended (for [`Stage::OffsetStore`]).
     answered: Instant,
-}
-
-/// How long `record` was on its way: from its timestamp (its producer's
-/// clock, milliseconds) to now. Zero when it has none or is from the future.
-fn bus_wait(record: &OwnedMessage) -> Duration {
-    let Some(stamped) = record.timestamp().to_millis().and_then(|ms| u64::try_from(ms).ok()) else {
-        return Duration::ZERO;
-    };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    now.saturating_sub(Duration::from_millis(stamped))
 }
 
 /// A record is done: release its key and store the offset it allows, if its

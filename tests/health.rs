@@ -243,25 +243,15 @@ async fn health_metrics_and_audit_match_a_known_workload() {
 
     // Where the time of a request goes: every stage is there, each record
     // was timed on its way in, and the performed requests at Vault.
-    let stage = |stage: &str, series: &str| {
-        scrape
-            .samples
-            .iter()
-            .find(|s| {
-                s.metric == format!("onex_vault_adapter_request_stage_seconds_{series}")
-                    && s.labels.get("stage") == Some(stage)
-            })
-            .map(|s| match s.value {
-                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
-                ref other => panic!("stage {stage} {series} is {other:?}"),
-            })
+    let number = |sample: &prometheus_parse::Sample| match sample.value {
+        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+        ref other => panic!("{} is {other:?}", sample.metric),
     };
-    let consumed = scrape.samples.iter().find(|s| s.metric == "onex_vault_adapter_records_consumed_total").map(|s| {
-        match s.value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
-            _ => f64::NAN,
-        }
-    });
+    let stage = |stage: &str, series: &str| {
+        let metric = format!("onex_vault_adapter_request_stage_seconds_{series}");
+        scrape.samples.iter().find(|s| s.metric == metric && s.labels.get("stage") == Some(stage)).map(number)
+    };
+    let consumed = scrape.samples.iter().find(|s| s.metric == "onex_vault_adapter_records_consumed_total").map(number);
     for name in
         ["bus_wait", "key_wait", "decode_and_gate", "vault", "answer", "publish_reply", "publish_audit", "offset_store"]
     {

@@ -108,12 +108,3 @@ impl Breakdown {
         out
     }
 }
-
-/// Milliseconds from a record's timestamp (its producer's clock, same
-/// machine) to now. Record timestamps are whole milliseconds, so a single
-/// figure is ±1 ms; means over thousands of requests are what the report uses.
-pub(crate) fn since_timestamp_ms(timestamp: rdkafka::Timestamp) -> Option<f64> {
-    let stamped = timestamp.to_millis()? as f64;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?;
-    Some(now.as_secs_f64() * 1000.0 - stamped)
-}

@@ -240,7 +240,7 @@ pub(crate) fn receive_replies(
     while !stop.load(Ordering::Relaxed) {
         let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else { continue };
         let received = Instant::now();
-        let hop_ms = since_timestamp_ms(message.timestamp());
+        let hop_ms = message.timestamp().to_millis().map(|_| ms(bus::age(message.timestamp())));
         let id = message
             .headers()
             .and_then(|headers| headers.iter().find(|h| h.key == "correlation_id"))

@@ -105,6 +105,16 @@ fn measure<C: ConsumerContext, T: Consumer<C>>(
     Ok(Some(extent))
 }
 
+/// How long ago a record was stamped: from its timestamp (its producer's
+/// clock, milliseconds) to now. Zero when it has none or is from the future.
+pub fn age(timestamp: rdkafka::Timestamp) -> Duration {
+    let Some(stamped) = timestamp.to_millis().and_then(|ms| u64::try_from(ms).ok()) else {
+        return Duration::ZERO;
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    now.saturating_sub(Duration::from_millis(stamped))
+}
+
 /// librdkafka settings shared by the consumer and the producer.
 fn client_config(contract: &Contract) -> ClientConfig {
     let mut config = ClientConfig::new();
